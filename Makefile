@@ -1,0 +1,43 @@
+# prognos: the two commands of the README are `make run` and `make test`.
+# Both set up what is missing first (Python venv with the ONNX Runtime library,
+# the release build); setup is quick when nothing changed.
+
+CARGO ?= cargo
+VENV  := ml/.venv
+PY    := $(VENV)/bin/python
+BIN   := target/release/prognos
+CONFIG ?= config/prognos.example.toml
+
+.PHONY: run test setup build lint test-rust test-python bench clean
+
+## run: set up, build, and start the embedded default (simulator -> pipeline -> API on 127.0.0.1:8080)
+run: setup build
+	$(BIN) run --config $(CONFIG)
+
+## test: set up, lint, run every Rust and Python test, compile (not run) the benches
+test: setup lint test-rust test-python
+	$(CARGO) bench --workspace --no-run
+
+setup:
+	@scripts/setup.sh
+
+build:
+	$(CARGO) build --release --bin prognos
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) test --release --workspace
+
+test-python: build
+	PROGNOS_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q ml/tests
+
+## bench: run the criterion benches (minutes; not part of make test)
+bench: setup
+	$(CARGO) bench --workspace
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) data

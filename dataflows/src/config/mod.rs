@@ -1,0 +1,1081 @@
+//! The prognos configuration: one TOML document, one `[orgs.<id>]` table per
+//! organization. Types here are wire types (serde, `deny_unknown_fields`, units in
+//! field names); [`Config::validate`] checks what serde cannot and names the failing
+//! key. Loading from a file and `PROGNOS_*` environment overrides live in the
+//! `prognos` crate, which owns the process environment.
+
+pub mod cron;
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use cron::Cron;
+
+/// The whole configuration document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Event-time and batching settings shared by every organization.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Alert dedup and lifecycle settings.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// The embedded simulator that `prognos run` feeds the pipeline with.
+    #[serde(default)]
+    pub simulator: SimulatorConfig,
+    /// One entry per organization, keyed by organization id.
+    pub orgs: BTreeMap<String, OrgConfig>,
+}
+
+const fn default_allowed_lateness_ms() -> u64 {
+    5_000
+}
+const fn default_idle_timeout_ms() -> u64 {
+    30_000
+}
+const fn default_lag_tolerance_ms() -> u64 {
+    60_000
+}
+const fn default_max_batch_rows() -> usize {
+    1_024
+}
+
+/// Event-time and batching settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// A row is late when its ts is below its partition's max ts minus this.
+    #[serde(default = "default_allowed_lateness_ms")]
+    pub allowed_lateness_ms: u64,
+    /// A partition silent this long (wall clock) stops holding the frontier back.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// A lag `L` takes the latest sample in `[t - L - tolerance, t - L]`.
+    #[serde(default = "default_lag_tolerance_ms")]
+    pub lag_tolerance_ms: u64,
+    /// Largest number of rows scored in one ONNX Runtime call.
+    #[serde(default = "default_max_batch_rows")]
+    pub max_batch_rows: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            allowed_lateness_ms: default_allowed_lateness_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            lag_tolerance_ms: default_lag_tolerance_ms(),
+            max_batch_rows: default_max_batch_rows(),
+        }
+    }
+}
+
+const fn default_dedup_window_s() -> u64 {
+    300
+}
+const fn default_max_per_window() -> u32 {
+    3
+}
+const fn default_resolve_after_s() -> u64 {
+    600
+}
+
+/// Alert dedup and lifecycle settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Length of the epoch-aligned event-time dedup windows.
+    #[serde(default = "default_dedup_window_s")]
+    pub dedup_window_s: u64,
+    /// Notifications per key and window; later detections are counted only.
+    #[serde(default = "default_max_per_window")]
+    pub max_per_window: u32,
+    /// A key with no detection for this long (event time) is resolved.
+    #[serde(default = "default_resolve_after_s")]
+    pub resolve_after_s: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            dedup_window_s: default_dedup_window_s(),
+            max_per_window: default_max_per_window(),
+            resolve_after_s: default_resolve_after_s(),
+        }
+    }
+}
+
+const fn default_machines_per_org() -> u32 {
+    4
+}
+const fn default_interval_ms() -> u64 {
+    30_000
+}
+const fn default_speed() -> f64 {
+    60.0
+}
+const fn default_seed() -> u64 {
+    7
+}
+const fn default_failure_rate() -> f64 {
+    1.0
+}
+
+/// The embedded simulator (`prognos run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// Furnaces simulated per configured organization.
+    #[serde(default = "default_machines_per_org")]
+    pub machines_per_org: u32,
+    /// Sampling interval of every furnace.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Event time runs this many times faster than the wall clock.
+    #[serde(default = "default_speed")]
+    pub speed: f64,
+    /// Seed of the deterministic simulation.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Failures per machine per simulated day.
+    #[serde(default = "default_failure_rate")]
+    pub failure_rate_per_machine_day: f64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            machines_per_org: default_machines_per_org(),
+            interval_ms: default_interval_ms(),
+            speed: default_speed(),
+            seed: default_seed(),
+            failure_rate_per_machine_day: default_failure_rate(),
+        }
+    }
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// One organization: its raw schema, features, rules, prediction and training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgConfig {
+    /// Human-readable name.
+    pub name: String,
+    /// Whether rows of this org are processed at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Raw column holding the machine id.
+    pub machine_column: String,
+    /// Raw column holding the event time (RFC 3339 string or epoch milliseconds).
+    pub time_column: String,
+    /// Canonical signals and the raw columns they come from, in feature order.
+    pub signals: Vec<SignalConfig>,
+    /// Which lag and rolling-window features are computed.
+    #[serde(default)]
+    pub features: FeaturesConfig,
+    /// Level rules that raise CRITICAL and WARNING alerts.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Thresholds and component mapping of the predictive alerts.
+    pub prediction: PredictionConfig,
+    /// Fault flags whose rising edge starts a failure of a component (labels).
+    #[serde(default)]
+    pub failure_signals: Vec<FailureSignalConfig>,
+    /// Retraining schedule and hyperparameters.
+    #[serde(default)]
+    pub training: TrainingConfig,
+}
+
+/// The kind of a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// A real-valued measurement.
+    Continuous,
+    /// An on/off state (true/false, 0/1, "on"/"off"); features see 0/1.
+    Boolean,
+}
+
+/// One canonical signal of an organization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    /// Canonical name (`[a-z][a-z0-9_]*`), used in feature names.
+    pub name: String,
+    /// Raw column it is read from.
+    pub column: String,
+    /// Continuous or boolean.
+    pub kind: SignalKind,
+    /// Engineering unit of a continuous signal (e.g. `degC`, `pct`).
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// A rolling-window statistic of a continuous signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stat {
+    /// Mean of the samples in the window.
+    Mean,
+    /// Sample standard deviation (ddof = 1).
+    Std,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+}
+
+impl Stat {
+    /// The suffix used in feature names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stat::Mean => "mean",
+            Stat::Std => "std",
+            Stat::Min => "min",
+            Stat::Max => "max",
+        }
+    }
+}
+
+fn default_lags_s() -> Vec<u64> {
+    vec![60, 120, 300]
+}
+fn default_windows_s() -> Vec<u64> {
+    vec![180, 300, 600]
+}
+fn default_stats() -> Vec<Stat> {
+    vec![Stat::Mean, Stat::Std, Stat::Min, Stat::Max]
+}
+
+/// Lag and rolling-window features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// Signals that get lag and window features; all signals when absent.
+    #[serde(default)]
+    pub signals: Option<Vec<String>>,
+    /// Lags in seconds, ascending.
+    #[serde(default = "default_lags_s")]
+    pub lags_s: Vec<u64>,
+    /// Rolling windows in seconds, ascending; each covers `(t - W, t]`.
+    #[serde(default = "default_windows_s")]
+    pub windows_s: Vec<u64>,
+    /// Statistics of continuous signals per window (booleans get their rate).
+    #[serde(default = "default_stats")]
+    pub stats: Vec<Stat>,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            signals: None,
+            lags_s: default_lags_s(),
+            windows_s: default_windows_s(),
+            stats: default_stats(),
+        }
+    }
+}
+
+/// Severity of a rule alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    /// Immediate issue.
+    Critical,
+    /// Threshold violation.
+    Warning,
+}
+
+/// A level rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name within the org, shown on the alert.
+    pub name: String,
+    /// CRITICAL or WARNING.
+    pub severity: Severity,
+    /// Component the alert is raised against (a value of the component mapping).
+    pub component: String,
+    /// How long (event time) the condition must hold before it fires.
+    #[serde(default)]
+    pub for_s: u64,
+    /// The condition.
+    pub condition: Condition,
+}
+
+/// A rule condition over the org's canonical signals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Condition {
+    /// `signal > above` or `signal < below` (at least one bound).
+    Threshold {
+        /// Continuous signal.
+        signal: String,
+        /// Fires above this value.
+        #[serde(default)]
+        above: Option<f64>,
+        /// Fires below this value.
+        #[serde(default)]
+        below: Option<f64>,
+    },
+    /// `|signal - setpoint| > band`.
+    Deviation {
+        /// Continuous signal.
+        signal: String,
+        /// Continuous setpoint signal.
+        setpoint: String,
+        /// Allowed band, in the signal's unit.
+        band: f64,
+    },
+    /// A boolean fault flag is on.
+    FaultFlag {
+        /// Boolean signal.
+        signal: String,
+    },
+    /// `|Δsignal| / Δt` over the last `window_s` exceeds `max_per_min`.
+    RateOfChange {
+        /// Continuous signal.
+        signal: String,
+        /// Largest allowed change per minute, in the signal's unit.
+        max_per_min: f64,
+        /// Span the rate is measured over.
+        window_s: u64,
+    },
+}
+
+impl Condition {
+    /// The signals this condition reads.
+    pub fn signals(&self) -> Vec<&str> {
+        match self {
+            Condition::Threshold { signal, .. }
+            | Condition::FaultFlag { signal }
+            | Condition::RateOfChange { signal, .. } => vec![signal],
+            Condition::Deviation {
+                signal, setpoint, ..
+            } => vec![signal, setpoint],
+        }
+    }
+}
+
+const fn default_failure_threshold() -> f64 {
+    0.85
+}
+const fn default_confidence_threshold() -> f64 {
+    0.7
+}
+const fn default_horizon_minutes() -> u32 {
+    10
+}
+const fn default_ttf_minutes() -> u32 {
+    8
+}
+
+/// Predictive-alert settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionConfig {
+    /// Whether the org's model scores rows (rules run either way).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PREDICTIVE alert when the failure probability reaches this.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: f64,
+    /// The predicted component is used when its probability reaches this.
+    #[serde(default = "default_confidence_threshold")]
+    pub confidence_threshold: f64,
+    /// Component and time-to-failure models run at or above this probability;
+    /// half the failure threshold when absent.
+    #[serde(default)]
+    pub stage2_gate: Option<f64>,
+    /// A row is positive when a failure starts within this many minutes after it.
+    #[serde(default = "default_horizon_minutes")]
+    pub horizon_minutes: u32,
+    /// Time to failure reported when the regressor did not run.
+    #[serde(default = "default_ttf_minutes")]
+    pub time_to_failure_minutes: u32,
+    /// Component classes: `"0"` is the general component, `"1"`.. the rest.
+    pub component_mapping: BTreeMap<String, String>,
+}
+
+impl PredictionConfig {
+    /// The stage-2 gate in force.
+    pub fn stage2_gate(&self) -> f64 {
+        self.stage2_gate.unwrap_or(self.failure_threshold / 2.0)
+    }
+
+    /// The general component (class `"0"`).
+    pub fn general_component(&self) -> &str {
+        self.component_mapping
+            .get("0")
+            .map(String::as_str)
+            .unwrap_or("General Equipment")
+    }
+
+    /// Components in class order (class 0 first).
+    pub fn components(&self) -> Vec<&str> {
+        let mut v: Vec<(u32, &str)> = self
+            .component_mapping
+            .iter()
+            .filter_map(|(k, v)| k.parse().ok().map(|k| (k, v.as_str())))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+/// A fault flag whose rising edge starts a failure of a component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureSignalConfig {
+    /// Boolean signal.
+    pub signal: String,
+    /// Component that failed (not the general component).
+    pub component: String,
+}
+
+fn default_schedule() -> Cron {
+    "0 2 * * 0".parse().expect("valid default cron")
+}
+fn default_timezone() -> String {
+    "UTC".to_string()
+}
+const fn default_data_days() -> u32 {
+    365
+}
+const fn default_validation_split() -> f64 {
+    0.2
+}
+
+/// Retraining schedule and hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Whether the scheduler retrains this org.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Five-field cron schedule.
+    #[serde(default = "default_schedule")]
+    pub schedule: Cron,
+    /// Time zone of the schedule; only `UTC` is supported.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Days of history a run trains on.
+    #[serde(default = "default_data_days")]
+    pub data_days: u32,
+    /// Fraction of the (time-ordered) history held out for validation.
+    #[serde(default = "default_validation_split")]
+    pub validation_split: f64,
+    /// LightGBM hyperparameters of the failure model.
+    #[serde(default)]
+    pub hyperparameters: Hyperparameters,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            enabled: true,
+            schedule: default_schedule(),
+            timezone: default_timezone(),
+            data_days: default_data_days(),
+            validation_split: default_validation_split(),
+            hyperparameters: Hyperparameters::default(),
+        }
+    }
+}
+
+/// LightGBM hyperparameters (the seed's names in snake_case).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hyperparameters {
+    /// Maximum leaves per tree.
+    pub num_leaves: u32,
+    /// Shrinkage rate.
+    pub learning_rate: f64,
+    /// Fraction of features sampled per tree.
+    pub feature_fraction: f64,
+    /// Fraction of rows sampled per bagging round.
+    pub bagging_fraction: f64,
+    /// Bagging every this many iterations (0 = off).
+    pub bagging_freq: u32,
+    /// Minimum rows per leaf.
+    pub min_data_in_leaf: u32,
+    /// Maximum tree depth (-1 = unlimited).
+    pub max_depth: i32,
+    /// Number of boosting rounds (trees).
+    pub num_iterations: u32,
+    /// Training objective; only `binary` for the failure model.
+    pub objective: String,
+    /// Validation metric: `auc` or `binary_logloss`.
+    pub metric: String,
+}
+
+impl Default for Hyperparameters {
+    fn default() -> Self {
+        Hyperparameters {
+            num_leaves: 31,
+            learning_rate: 0.1,
+            feature_fraction: 0.8,
+            bagging_fraction: 0.8,
+            bagging_freq: 5,
+            min_data_in_leaf: 20,
+            max_depth: 6,
+            num_iterations: 100,
+            objective: "binary".to_string(),
+            metric: "auc".to_string(),
+        }
+    }
+}
+
+/// A configuration that parsed but does not make sense, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}`: {reason}")]
+pub struct ConfigError {
+    /// Dotted path of the offending key, e.g. `orgs.acme.prediction.failure_threshold`.
+    pub key: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl Config {
+    /// Parse a TOML document (no environment overrides) and validate it.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+            key: e
+                .span()
+                .map(|s| describe_span(text, s))
+                .unwrap_or_else(|| "<document>".to_string()),
+            reason: e.message().to_string(),
+        })?;
+        Config::from_table(table)
+    }
+
+    /// Build from a parsed TOML table (after any overrides) and validate it.
+    pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let path = e.path().to_string();
+                ConfigError {
+                    key: if path == "." {
+                        "<document>".to_string()
+                    } else {
+                        path
+                    },
+                    reason: e.into_inner().message().to_string(),
+                }
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check everything serde could not; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rt = &self.runtime;
+        check(
+            rt.idle_timeout_ms > 0,
+            "runtime.idle_timeout_ms",
+            "must be > 0",
+        )?;
+        check(
+            rt.lag_tolerance_ms > 0,
+            "runtime.lag_tolerance_ms",
+            "must be > 0",
+        )?;
+        check(
+            (1..=65_536).contains(&rt.max_batch_rows),
+            "runtime.max_batch_rows",
+            format!("must be in 1..=65536, got {}", rt.max_batch_rows),
+        )?;
+        let al = &self.alerts;
+        check(
+            al.dedup_window_s > 0,
+            "alerts.dedup_window_s",
+            "must be > 0",
+        )?;
+        check(
+            al.max_per_window > 0,
+            "alerts.max_per_window",
+            "must be >= 1",
+        )?;
+        check(
+            al.resolve_after_s > 0,
+            "alerts.resolve_after_s",
+            "must be > 0",
+        )?;
+        let sim = &self.simulator;
+        check(
+            sim.machines_per_org >= 1,
+            "simulator.machines_per_org",
+            "must be >= 1",
+        )?;
+        check(
+            sim.interval_ms >= 1_000,
+            "simulator.interval_ms",
+            format!("must be >= 1000, got {}", sim.interval_ms),
+        )?;
+        check(
+            sim.speed.is_finite() && sim.speed > 0.0,
+            "simulator.speed",
+            format!("must be a positive factor, got {}", sim.speed),
+        )?;
+        check(
+            sim.failure_rate_per_machine_day.is_finite() && sim.failure_rate_per_machine_day >= 0.0,
+            "simulator.failure_rate_per_machine_day",
+            "must be a finite number >= 0",
+        )?;
+        check(
+            !self.orgs.is_empty(),
+            "orgs",
+            "at least one organization is required",
+        )?;
+        for (id, org) in &self.orgs {
+            check(
+                valid_org_id(id),
+                &format!("orgs.{id}"),
+                "an org id is 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
+            )?;
+            org.validate(&format!("orgs.{id}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn describe_span(text: &str, span: std::ops::Range<usize>) -> String {
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let snippet: String = text[start..span.end.min(text.len())]
+        .chars()
+        .take(60)
+        .collect();
+    format!("line {line}: {}", snippet.trim())
+}
+
+fn check(ok: bool, key: &str, reason: impl Into<String>) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            key: key.to_string(),
+            reason: reason.into(),
+        })
+    }
+}
+
+fn valid_org_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+fn valid_signal_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn strictly_ascending(v: &[u64]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+fn unit_interval(x: f64, lo_open: bool) -> bool {
+    x.is_finite() && x <= 1.0 && if lo_open { x > 0.0 } else { x >= 0.0 }
+}
+
+impl OrgConfig {
+    /// The signal called `name`, if any.
+    pub fn signal(&self, name: &str) -> Option<&SignalConfig> {
+        self.signals.iter().find(|s| s.name == name)
+    }
+
+    /// Signals that get lag and window features, in feature order.
+    pub fn feature_signals(&self) -> Vec<&SignalConfig> {
+        match &self.features.signals {
+            None => self.signals.iter().collect(),
+            Some(names) => names.iter().filter_map(|n| self.signal(n)).collect(),
+        }
+    }
+
+    /// Feature names in the order the dataflow emits them and models consume them:
+    /// every signal's current value, then lags per feature signal, then windows.
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.signals.iter().map(|s| s.name.clone()).collect();
+        let fs = self.feature_signals();
+        for s in &fs {
+            for l in &self.features.lags_s {
+                names.push(format!("{}_lag_{l}s", s.name));
+            }
+        }
+        for s in &fs {
+            for w in &self.features.windows_s {
+                match s.kind {
+                    SignalKind::Continuous => {
+                        for st in &self.features.stats {
+                            names.push(format!("{}_rolling_{w}s_{}", s.name, st.name()));
+                        }
+                    }
+                    SignalKind::Boolean => names.push(format!("{}_rolling_{w}s_rate", s.name)),
+                }
+            }
+        }
+        names
+    }
+
+    /// Longest lag plus tolerance, or longest window, whichever is larger (ms):
+    /// how much history one machine's feature state must keep.
+    pub fn history_ms(&self, lag_tolerance_ms: u64) -> u64 {
+        let lag = self
+            .features
+            .lags_s
+            .iter()
+            .max()
+            .map(|l| l * 1000 + lag_tolerance_ms)
+            .unwrap_or(0);
+        let win = self.features.windows_s.iter().max().copied().unwrap_or(0) * 1000;
+        lag.max(win)
+    }
+
+    fn validate(&self, p: &str) -> Result<(), ConfigError> {
+        check(
+            !self.name.trim().is_empty(),
+            &format!("{p}.name"),
+            "must not be empty",
+        )?;
+        check(
+            !self.machine_column.is_empty(),
+            &format!("{p}.machine_column"),
+            "must not be empty",
+        )?;
+        check(
+            !self.time_column.is_empty(),
+            &format!("{p}.time_column"),
+            "must not be empty",
+        )?;
+        check(
+            self.machine_column != self.time_column,
+            &format!("{p}.time_column"),
+            "must differ from machine_column",
+        )?;
+        check(
+            !self.signals.is_empty(),
+            &format!("{p}.signals"),
+            "at least one signal is required",
+        )?;
+        let mut names = BTreeSet::new();
+        let mut columns = BTreeSet::new();
+        for (i, s) in self.signals.iter().enumerate() {
+            let k = format!("{p}.signals[{i}]");
+            check(
+                valid_signal_name(&s.name),
+                &format!("{k}.name"),
+                format!(
+                    "`{}` is not a canonical name (a-z, 0-9, '_', starting with a letter)",
+                    s.name
+                ),
+            )?;
+            check(
+                names.insert(s.name.as_str()),
+                &format!("{k}.name"),
+                format!("signal `{}` is declared twice", s.name),
+            )?;
+            check(
+                !s.column.is_empty(),
+                &format!("{k}.column"),
+                "must not be empty",
+            )?;
+            check(
+                s.column != self.machine_column && s.column != self.time_column,
+                &format!("{k}.column"),
+                format!("`{}` is the machine or time column", s.column),
+            )?;
+            check(
+                columns.insert(s.column.as_str()),
+                &format!("{k}.column"),
+                format!("column `{}` is mapped twice", s.column),
+            )?;
+            if s.kind == SignalKind::Continuous {
+                check(
+                    s.unit.as_deref().is_some_and(|u| !u.trim().is_empty()),
+                    &format!("{k}.unit"),
+                    format!("continuous signal `{}` needs a unit", s.name),
+                )?;
+            }
+        }
+        self.validate_features(p)?;
+        self.prediction.validate(&format!("{p}.prediction"))?;
+        let components: BTreeSet<&str> = self
+            .prediction
+            .component_mapping
+            .values()
+            .map(String::as_str)
+            .collect();
+        let mut rule_names = BTreeSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let k = format!("{p}.rules[{i}]");
+            check(
+                !r.name.trim().is_empty(),
+                &format!("{k}.name"),
+                "must not be empty",
+            )?;
+            check(
+                rule_names.insert(r.name.as_str()),
+                &format!("{k}.name"),
+                format!("rule `{}` is declared twice", r.name),
+            )?;
+            check(
+                components.contains(r.component.as_str()),
+                &format!("{k}.component"),
+                format!("`{}` is not in prediction.component_mapping", r.component),
+            )?;
+            self.validate_condition(&r.condition, &format!("{k}.condition"))?;
+        }
+        let mut flags = BTreeSet::new();
+        for (i, f) in self.failure_signals.iter().enumerate() {
+            let k = format!("{p}.failure_signals[{i}]");
+            self.expect_kind(&f.signal, SignalKind::Boolean, &format!("{k}.signal"))?;
+            check(
+                flags.insert(f.signal.as_str()),
+                &format!("{k}.signal"),
+                format!("`{}` is listed twice", f.signal),
+            )?;
+            check(
+                components.contains(f.component.as_str())
+                    && f.component != self.prediction.general_component(),
+                &format!("{k}.component"),
+                format!(
+                    "`{}` must be a non-general component of prediction.component_mapping",
+                    f.component
+                ),
+            )?;
+        }
+        self.training.validate(&format!("{p}.training"))
+    }
+
+    fn validate_features(&self, p: &str) -> Result<(), ConfigError> {
+        let f = &self.features;
+        if let Some(list) = &f.signals {
+            let mut seen = BTreeSet::new();
+            for (i, n) in list.iter().enumerate() {
+                check(
+                    self.signal(n).is_some(),
+                    &format!("{p}.features.signals[{i}]"),
+                    format!("`{n}` is not a declared signal"),
+                )?;
+                check(
+                    seen.insert(n),
+                    &format!("{p}.features.signals[{i}]"),
+                    format!("`{n}` is listed twice"),
+                )?;
+            }
+        }
+        check(
+            f.lags_s.iter().all(|&l| l > 0) && strictly_ascending(&f.lags_s),
+            &format!("{p}.features.lags_s"),
+            "lags must be > 0 and strictly ascending",
+        )?;
+        check(
+            f.windows_s.iter().all(|&w| w > 0) && strictly_ascending(&f.windows_s),
+            &format!("{p}.features.windows_s"),
+            "windows must be > 0 and strictly ascending",
+        )?;
+        let stats: BTreeSet<_> = f.stats.iter().collect();
+        check(
+            stats.len() == f.stats.len(),
+            &format!("{p}.features.stats"),
+            "a statistic is listed twice",
+        )?;
+        Ok(())
+    }
+
+    fn expect_kind(&self, name: &str, kind: SignalKind, key: &str) -> Result<(), ConfigError> {
+        match self.signal(name) {
+            None => check(false, key, format!("`{name}` is not a declared signal")),
+            Some(s) => check(
+                s.kind == kind,
+                key,
+                format!("`{name}` must be a {kind:?} signal, it is {:?}", s.kind).to_lowercase(),
+            ),
+        }
+    }
+
+    fn validate_condition(&self, c: &Condition, k: &str) -> Result<(), ConfigError> {
+        match c {
+            Condition::Threshold {
+                signal,
+                above,
+                below,
+            } => {
+                self.expect_kind(signal, SignalKind::Continuous, &format!("{k}.signal"))?;
+                check(
+                    above.is_some() || below.is_some(),
+                    k,
+                    "a threshold needs `above`, `below` or both",
+                )?;
+                check(
+                    above.is_none_or(f64::is_finite) && below.is_none_or(f64::is_finite),
+                    k,
+                    "thresholds must be finite",
+                )
+            }
+            Condition::Deviation {
+                signal,
+                setpoint,
+                band,
+            } => {
+                self.expect_kind(signal, SignalKind::Continuous, &format!("{k}.signal"))?;
+                self.expect_kind(setpoint, SignalKind::Continuous, &format!("{k}.setpoint"))?;
+                check(
+                    band.is_finite() && *band > 0.0,
+                    &format!("{k}.band"),
+                    "must be a finite number > 0",
+                )
+            }
+            Condition::FaultFlag { signal } => {
+                self.expect_kind(signal, SignalKind::Boolean, &format!("{k}.signal"))
+            }
+            Condition::RateOfChange {
+                signal,
+                max_per_min,
+                window_s,
+            } => {
+                self.expect_kind(signal, SignalKind::Continuous, &format!("{k}.signal"))?;
+                check(
+                    max_per_min.is_finite() && *max_per_min > 0.0,
+                    &format!("{k}.max_per_min"),
+                    "must be a finite number > 0",
+                )?;
+                check(*window_s > 0, &format!("{k}.window_s"), "must be > 0")
+            }
+        }
+    }
+}
+
+impl PredictionConfig {
+    fn validate(&self, p: &str) -> Result<(), ConfigError> {
+        check(
+            unit_interval(self.failure_threshold, true),
+            &format!("{p}.failure_threshold"),
+            format!("must be in (0, 1], got {}", self.failure_threshold),
+        )?;
+        check(
+            unit_interval(self.confidence_threshold, false),
+            &format!("{p}.confidence_threshold"),
+            format!("must be in [0, 1], got {}", self.confidence_threshold),
+        )?;
+        if let Some(g) = self.stage2_gate {
+            check(
+                g.is_finite() && (0.0..=self.failure_threshold).contains(&g),
+                &format!("{p}.stage2_gate"),
+                format!(
+                    "must be in [0, failure_threshold = {}], got {g}",
+                    self.failure_threshold
+                ),
+            )?;
+        }
+        check(
+            (1..=240).contains(&self.horizon_minutes),
+            &format!("{p}.horizon_minutes"),
+            format!("must be in 1..=240, got {}", self.horizon_minutes),
+        )?;
+        check(
+            self.time_to_failure_minutes > 0,
+            &format!("{p}.time_to_failure_minutes"),
+            "must be > 0",
+        )?;
+        let k = format!("{p}.component_mapping");
+        let n = self.component_mapping.len();
+        check(
+            n >= 2,
+            &k,
+            "needs the general component \"0\" and at least one component \"1\"",
+        )?;
+        for i in 0..n {
+            check(
+                self.component_mapping.contains_key(&i.to_string()),
+                &k,
+                format!(
+                    "classes must be \"0\"..\"{}\" without gaps; \"{i}\" is missing",
+                    n - 1
+                ),
+            )?;
+        }
+        let values: BTreeSet<&String> = self.component_mapping.values().collect();
+        check(values.len() == n, &k, "a component is named twice")?;
+        check(
+            values.iter().all(|v| !v.trim().is_empty()),
+            &k,
+            "component names must not be empty",
+        )
+    }
+}
+
+impl TrainingConfig {
+    fn validate(&self, p: &str) -> Result<(), ConfigError> {
+        check(
+            self.timezone == "UTC",
+            &format!("{p}.timezone"),
+            format!("only `UTC` is supported, got `{}`", self.timezone),
+        )?;
+        check(
+            self.data_days >= 1,
+            &format!("{p}.data_days"),
+            "must be >= 1",
+        )?;
+        check(
+            self.validation_split.is_finite()
+                && self.validation_split > 0.0
+                && self.validation_split <= 0.5,
+            &format!("{p}.validation_split"),
+            format!("must be in (0, 0.5], got {}", self.validation_split),
+        )?;
+        let h = &self.hyperparameters;
+        let k = |f: &str| format!("{p}.hyperparameters.{f}");
+        check(h.num_leaves >= 2, &k("num_leaves"), "must be >= 2")?;
+        check(
+            unit_interval(h.learning_rate, true),
+            &k("learning_rate"),
+            "must be in (0, 1]",
+        )?;
+        check(
+            unit_interval(h.feature_fraction, true),
+            &k("feature_fraction"),
+            "must be in (0, 1]",
+        )?;
+        check(
+            unit_interval(h.bagging_fraction, true),
+            &k("bagging_fraction"),
+            "must be in (0, 1]",
+        )?;
+        check(
+            h.min_data_in_leaf >= 1,
+            &k("min_data_in_leaf"),
+            "must be >= 1",
+        )?;
+        check(
+            h.max_depth == -1 || h.max_depth >= 1,
+            &k("max_depth"),
+            "must be -1 (unlimited) or >= 1",
+        )?;
+        check(h.num_iterations >= 1, &k("num_iterations"), "must be >= 1")?;
+        check(
+            h.objective == "binary",
+            &k("objective"),
+            format!("the failure model is binary; got `{}`", h.objective),
+        )?;
+        check(
+            h.metric == "auc" || h.metric == "binary_logloss",
+            &k("metric"),
+            format!("must be `auc` or `binary_logloss`, got `{}`", h.metric),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,9 @@
+//! prognos: multi-tenant streaming predictive maintenance. The binary's CLI,
+//! configuration loading, runtime wiring, HTTP API and metrics.
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod metrics;
+pub mod onnx_runtime;
+pub mod settings;

@@ -41,6 +41,9 @@ pub enum Command {
     Simulate(commands::simulate::SimulateArgs),
     /// Validate a configuration and the ONNX Runtime installation, and summarise both.
     Check(commands::check::CheckArgs),
+    /// Compute the feature table of history files (JSONL/CSV) with the live
+    /// dataflow and write one Parquet file per organization (training data).
+    Features(commands::features::FeaturesArgs),
 }
 
 /// `--config FILE` (env `PROGNOS_CONFIG`).
@@ -101,6 +104,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => commands::run::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Check(a) => commands::check::run(a),
+        Command::Features(a) => commands::features::run(a),
     }
 }
 

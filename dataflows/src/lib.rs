@@ -3,5 +3,12 @@
 //! a pipeline is a function from input streams to output streams.
 
 pub mod config;
+pub mod event_time;
+pub mod features;
+pub mod operators;
+pub mod pipeline;
 pub mod records;
+pub mod source;
+pub mod stats;
 pub mod time;
+pub mod util;

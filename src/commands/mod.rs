@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod features;
 pub mod run;
 pub mod simulate;

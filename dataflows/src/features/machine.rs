@@ -1,0 +1,272 @@
+//! [`MachineFeatures`]: the incremental feature state of one machine.
+
+use std::collections::VecDeque;
+use std::mem::size_of;
+use std::sync::Arc;
+
+use super::spec::FeatureSpec;
+use super::window::{RollingMoments, RollingRate, Samples, shrink_after_burst};
+use crate::config::SignalKind;
+
+/// Marks "no row within tolerance" in the per-lag scratch.
+const NO_ROW: usize = usize::MAX;
+
+/// Window state of one feature signal.
+#[derive(Debug, Clone)]
+enum SignalWindows {
+    Continuous {
+        signal: usize,
+        samples: Samples<f64>,
+        windows: Vec<RollingMoments>,
+    },
+    Boolean {
+        signal: usize,
+        samples: Samples<bool>,
+        windows: Vec<RollingRate>,
+    },
+}
+
+/// Incremental feature state of one machine: rows within the lag horizon and, per
+/// feature signal, its non-NaN samples within the longest window.
+#[derive(Debug, Clone)]
+pub struct MachineFeatures {
+    spec: Arc<FeatureSpec>,
+    last_ts: Option<i64>,
+    /// Absolute index of `row_ts[0]`.
+    row_base: u64,
+    row_ts: VecDeque<i64>,
+    /// Feature-signal values of the retained rows, `feature_signals.len()` per row.
+    row_vals: VecDeque<f64>,
+    /// Per lag: number of rows (absolute) with `ts <= t - L`. Monotone because `t` is.
+    lag_cursor: Vec<u64>,
+    /// Per lag: the chosen row (offset into the retained rows) or [`NO_ROW`].
+    lag_pick: Vec<usize>,
+    windows: Vec<SignalWindows>,
+}
+
+impl MachineFeatures {
+    /// Empty state for a machine of the org `spec` was compiled from.
+    pub fn new(spec: Arc<FeatureSpec>) -> MachineFeatures {
+        let windows = if spec.windows_ms.is_empty() {
+            Vec::new()
+        } else {
+            spec.feature_signals
+                .iter()
+                .map(|fs| match fs.kind {
+                    SignalKind::Continuous => SignalWindows::Continuous {
+                        signal: fs.signal,
+                        samples: Samples::new(),
+                        // No stats: keep no samples rather than compute unused moments.
+                        windows: if spec.stats.is_empty() {
+                            Vec::new()
+                        } else {
+                            spec.windows_ms
+                                .iter()
+                                .map(|&w| RollingMoments::new(w))
+                                .collect()
+                        },
+                    },
+                    SignalKind::Boolean => SignalWindows::Boolean {
+                        signal: fs.signal,
+                        samples: Samples::new(),
+                        windows: spec
+                            .windows_ms
+                            .iter()
+                            .map(|&w| RollingRate::new(w))
+                            .collect(),
+                    },
+                })
+                .collect()
+        };
+        MachineFeatures {
+            last_ts: None,
+            row_base: 0,
+            row_ts: VecDeque::new(),
+            row_vals: VecDeque::new(),
+            lag_cursor: vec![0; spec.lags_ms.len()],
+            lag_pick: vec![NO_ROW; spec.lags_ms.len()],
+            windows,
+            spec,
+        }
+    }
+
+    /// The spec this state computes.
+    pub fn spec(&self) -> &Arc<FeatureSpec> {
+        &self.spec
+    }
+
+    /// Process the machine's next row and append exactly `spec.len()` features to
+    /// `out`.
+    ///
+    /// `ts` must be strictly greater than the previous call's (the caller sorts and
+    /// removes duplicates; checked in debug builds only, release builds never panic
+    /// on it). `values` holds the canonical signal values in config signal order
+    /// (booleans 0.0/1.0, missing NaN).
+    pub fn push(&mut self, ts: i64, values: &[f64], out: &mut Vec<f64>) {
+        debug_assert!(
+            self.last_ts.is_none_or(|p| ts > p),
+            "timestamps must strictly increase: {ts} after {:?}",
+            self.last_ts
+        );
+        debug_assert_eq!(values.len(), self.spec.n_signals, "one value per signal");
+        self.last_ts = Some(ts);
+        let start = out.len();
+        out.reserve(self.spec.len());
+        out.extend_from_slice(&values[..self.spec.n_signals]);
+        if !self.spec.lags_ms.is_empty() {
+            self.push_lags(ts, values, out);
+        }
+        let spec = &*self.spec;
+        for sw in &mut self.windows {
+            match sw {
+                SignalWindows::Continuous {
+                    signal,
+                    samples,
+                    windows,
+                } => {
+                    if windows.is_empty() {
+                        continue;
+                    }
+                    let x = values[*signal];
+                    if !x.is_nan() {
+                        samples.push(ts, x);
+                        for w in windows.iter_mut() {
+                            w.push(x);
+                        }
+                    }
+                    let mut keep_from = u64::MAX;
+                    for w in windows.iter_mut() {
+                        w.advance(samples, ts);
+                        keep_from = keep_from.min(w.lo());
+                        let all = w.moments().stats(w.anchor());
+                        for &k in &spec.stat_slots {
+                            out.push(all[k]);
+                        }
+                    }
+                    samples.trim_below(keep_from);
+                }
+                SignalWindows::Boolean {
+                    signal,
+                    samples,
+                    windows,
+                } => {
+                    let x = values[*signal];
+                    if !x.is_nan() {
+                        let on = x != 0.0;
+                        samples.push(ts, on);
+                        for w in windows.iter_mut() {
+                            w.push(on);
+                        }
+                    }
+                    let mut keep_from = u64::MAX;
+                    for w in windows.iter_mut() {
+                        w.advance(samples, ts);
+                        keep_from = keep_from.min(w.lo());
+                        out.push(w.rate());
+                    }
+                    samples.trim_below(keep_from);
+                }
+            }
+        }
+        // Windows wrote variances into the std slots; see `Moments::stats`.
+        let row = &mut out[start..];
+        debug_assert_eq!(row.len(), spec.len(), "features appended in whole rows");
+        for &i in &spec.std_offsets {
+            row[i] = row[i].sqrt();
+        }
+    }
+
+    /// Lag features: `merge_asof(direction="backward", tolerance)` over this
+    /// machine's rows, one monotone cursor per lag.
+    fn push_lags(&mut self, ts: i64, values: &[f64], out: &mut Vec<f64>) {
+        let spec = &*self.spec;
+        self.row_ts.push_back(ts);
+        for fs in &spec.feature_signals {
+            self.row_vals.push_back(values[fs.signal]);
+        }
+        let end = self.row_base + self.row_ts.len() as u64;
+        for (l, &lag) in spec.lags_ms.iter().enumerate() {
+            let target = ts.saturating_sub(lag);
+            // Rows below `row_base` were dropped because they are older than any
+            // lag's tolerance allows, so starting past them loses no answer.
+            let mut c = self.lag_cursor[l].max(self.row_base);
+            while c < end && self.row_ts[(c - self.row_base) as usize] <= target {
+                c += 1;
+            }
+            self.lag_cursor[l] = c;
+            self.lag_pick[l] = if c > self.row_base {
+                let i = (c - 1 - self.row_base) as usize;
+                if self.row_ts[i] >= target.saturating_sub(spec.lag_tolerance_ms) {
+                    i
+                } else {
+                    NO_ROW
+                }
+            } else {
+                NO_ROW
+            };
+        }
+        let nfs = spec.feature_signals.len();
+        for f in 0..nfs {
+            for &i in &self.lag_pick {
+                out.push(if i == NO_ROW {
+                    f64::NAN
+                } else {
+                    self.row_vals[i * nfs + f]
+                });
+            }
+        }
+        // A row older than t - max(L) - tolerance can never be a lag answer again
+        // (t only grows); the row at exactly that bound still can.
+        let horizon = spec.lag_horizon_ms().unwrap_or(0);
+        let oldest = ts.saturating_sub(horizon);
+        while self.row_ts.front().is_some_and(|&r| r < oldest) {
+            self.row_ts.pop_front();
+            self.row_vals.drain(..nfs);
+            self.row_base += 1;
+        }
+        shrink_after_burst(&mut self.row_ts);
+        shrink_after_burst(&mut self.row_vals);
+    }
+
+    /// Rows currently retained: the larger of the lag history and the longest
+    /// per-signal window sample queue.
+    pub fn retained_rows(&self) -> usize {
+        let samples = self
+            .windows
+            .iter()
+            .map(|sw| match sw {
+                SignalWindows::Continuous { samples, .. } => samples.len(),
+                SignalWindows::Boolean { samples, .. } => samples.len(),
+            })
+            .max()
+            .unwrap_or(0);
+        self.row_ts.len().max(samples)
+    }
+
+    /// Approximate heap bytes of the state (allocated capacity, not the shared spec).
+    pub fn heap_bytes(&self) -> usize {
+        let mut b = self.row_ts.capacity() * size_of::<i64>()
+            + self.row_vals.capacity() * size_of::<f64>()
+            + self.lag_cursor.capacity() * size_of::<u64>()
+            + self.lag_pick.capacity() * size_of::<usize>()
+            + self.windows.capacity() * size_of::<SignalWindows>();
+        for sw in &self.windows {
+            b += match sw {
+                SignalWindows::Continuous {
+                    samples, windows, ..
+                } => {
+                    samples.heap_bytes()
+                        + windows.capacity() * size_of::<RollingMoments>()
+                        + windows
+                            .iter()
+                            .map(RollingMoments::heap_bytes)
+                            .sum::<usize>()
+                }
+                SignalWindows::Boolean {
+                    samples, windows, ..
+                } => samples.heap_bytes() + windows.capacity() * size_of::<RollingRate>(),
+            };
+        }
+        b
+    }
+}

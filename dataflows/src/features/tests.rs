@@ -1,0 +1,545 @@
+//! Feature state against a from-scratch reference: for every row it scans the
+//! machine's earlier rows (lag by linear search, window statistics by a corrected
+//! two-pass over the window with error-free summation), sharing no code with the
+//! incremental implementation.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::{FeatureSpec, MachineFeatures};
+use crate::config::{Config, FeaturesConfig, OrgConfig, SignalConfig, SignalKind, Stat};
+
+const EXAMPLE: &str = include_str!("../../../config/prognos.example.toml");
+const TOL: f64 = 1e-12;
+
+fn example() -> Config {
+    Config::from_toml_str(EXAMPLE).expect("example config is valid")
+}
+
+/// An org with the given signals and features, the rest borrowed from the example.
+fn org_with(kinds: &[SignalKind], features: FeaturesConfig) -> OrgConfig {
+    let mut org = example().orgs["cobalt-thermal"].clone();
+    org.signals = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, &kind)| SignalConfig {
+            name: format!("s{i}"),
+            column: format!("c{i}"),
+            kind,
+            unit: None,
+        })
+        .collect();
+    org.features = features;
+    org
+}
+
+/// Error-free summation (Shewchuk / Python's `math.fsum` partials).
+fn fsum(xs: impl IntoIterator<Item = f64>) -> f64 {
+    let mut partials: Vec<f64> = Vec::new();
+    for mut x in xs {
+        let mut i = 0;
+        for j in 0..partials.len() {
+            let mut y = partials[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                partials[i] = lo;
+                i += 1;
+            }
+            x = hi;
+        }
+        partials.truncate(i);
+        partials.push(x);
+    }
+    partials.iter().rev().sum()
+}
+
+/// What a reference feature must be compared with.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Copied or exactly computed values (current, lag, min, max, rate).
+    Exact(f64),
+    /// Mean or std: within `TOL` relative, or `TOL * scale` absolute (`scale` =
+    /// largest |x| in the window) where cancellation makes relative error meaningless.
+    Close { v: f64, scale: f64 },
+}
+
+/// Reference features of row `i`, straight from the definitions.
+fn reference(org: &OrgConfig, tol_ms: i64, rows: &[(i64, Vec<f64>)], i: usize) -> Vec<Expect> {
+    let (t, values) = &rows[i];
+    let t = *t;
+    let idx = |name: &str| org.signals.iter().position(|s| s.name == name).unwrap();
+    let fs = org.feature_signals();
+    let mut out: Vec<Expect> = values.iter().map(|&v| Expect::Exact(v)).collect();
+    for s in &fs {
+        let k = idx(&s.name);
+        for &l in &org.features.lags_s {
+            let target = t - l as i64 * 1000;
+            let row = (0..=i).rev().find(|&j| rows[j].0 <= target);
+            out.push(Expect::Exact(match row {
+                Some(j) if rows[j].0 >= target - tol_ms => rows[j].1[k],
+                _ => f64::NAN,
+            }));
+        }
+    }
+    for s in &fs {
+        let k = idx(&s.name);
+        for &w in &org.features.windows_s {
+            let lo = t - w as i64 * 1000;
+            let xs: Vec<f64> = (0..=i)
+                .rev()
+                .take_while(|&j| rows[j].0 > lo)
+                .map(|j| rows[j].1[k])
+                .filter(|x| !x.is_nan())
+                .collect();
+            let n = xs.len() as f64;
+            let scale = xs.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            match s.kind {
+                SignalKind::Boolean => {
+                    let ones = xs.iter().filter(|&&x| x != 0.0).count() as f64;
+                    out.push(Expect::Exact(if xs.is_empty() {
+                        f64::NAN
+                    } else {
+                        ones / n
+                    }));
+                }
+                SignalKind::Continuous => {
+                    let mean = fsum(xs.iter().copied()) / n;
+                    // Corrected two-pass: sum (x-m)^2 - (sum (x-m))^2 / n, squares
+                    // split exactly with fma, so the rounding of m costs nothing.
+                    let d: Vec<f64> = xs.iter().map(|x| x - mean).collect();
+                    let sq = fsum(d.iter().flat_map(|&d| {
+                        let hi = d * d;
+                        [hi, d.mul_add(d, -hi)]
+                    }));
+                    let sd = fsum(d.iter().copied());
+                    let var = (sq - sd * sd / n) / (n - 1.0);
+                    for st in &org.features.stats {
+                        out.push(match st {
+                            _ if xs.is_empty() => Expect::Exact(f64::NAN),
+                            Stat::Mean => Expect::Close { v: mean, scale },
+                            Stat::Std if xs.len() < 2 => Expect::Exact(f64::NAN),
+                            Stat::Std => Expect::Close {
+                                v: var.max(0.0).sqrt(),
+                                scale,
+                            },
+                            Stat::Min => Expect::Exact(xs.iter().copied().fold(f64::NAN, f64::min)),
+                            Stat::Max => Expect::Exact(xs.iter().copied().fold(f64::NAN, f64::max)),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Run the incremental state over `rows` and compare rows `i % every == 0` with the
+/// reference. Returns the largest relative error of a mean/std seen.
+fn check(
+    org: &OrgConfig,
+    tol_ms: u64,
+    rows: &[(i64, Vec<f64>)],
+    every: usize,
+) -> Result<f64, String> {
+    let spec = Arc::new(FeatureSpec::from_org(org, tol_ms));
+    let names = spec.names();
+    if names != org.feature_names() {
+        return Err(format!("names {names:?} != {:?}", org.feature_names()));
+    }
+    let mut m = MachineFeatures::new(spec.clone());
+    let mut out = Vec::new();
+    let mut max_rel = 0.0f64;
+    for (i, (ts, values)) in rows.iter().enumerate() {
+        out.clear();
+        m.push(*ts, values, &mut out);
+        if out.len() != spec.len() {
+            return Err(format!(
+                "row {i}: {} features, spec says {}",
+                out.len(),
+                spec.len()
+            ));
+        }
+        if i % every != 0 {
+            continue;
+        }
+        let want = reference(org, tol_ms as i64, rows, i);
+        if want.len() != out.len() {
+            return Err(format!("row {i}: reference has {} features", want.len()));
+        }
+        for (j, (&got, e)) in out.iter().zip(&want).enumerate() {
+            let ok = match *e {
+                Expect::Exact(v) => (v.is_nan() && got.is_nan()) || v == got,
+                Expect::Close { v, scale } => {
+                    if v.is_nan() || got.is_nan() {
+                        v.is_nan() && got.is_nan()
+                    } else {
+                        let err = (got - v).abs();
+                        if v != 0.0 {
+                            max_rel = max_rel.max(err / v.abs());
+                        }
+                        err <= TOL * v.abs() || err <= TOL * scale
+                    }
+                }
+            };
+            if !ok {
+                return Err(format!(
+                    "row {i} (ts {ts}) feature {} = {got:e}, reference {e:?}",
+                    names[j]
+                ));
+            }
+        }
+    }
+    Ok(max_rel)
+}
+
+#[test]
+fn names_match_config_for_example_orgs() {
+    let cfg = example();
+    assert_eq!(cfg.orgs.len(), 3);
+    for (id, org) in &cfg.orgs {
+        let spec = FeatureSpec::from_org(org, cfg.runtime.lag_tolerance_ms);
+        assert_eq!(spec.names(), org.feature_names(), "org {id}");
+        assert_eq!(spec.len(), org.feature_names().len(), "org {id}");
+        assert_eq!(
+            spec.history_ms() as u64,
+            org.history_ms(cfg.runtime.lag_tolerance_ms),
+            "org {id}"
+        );
+    }
+    let cobalt = FeatureSpec::from_org(&cfg.orgs["cobalt-thermal"], 60_000);
+    assert_eq!(cobalt.len(), 116, "the benchmark's default furnace");
+}
+
+fn one_signal(kind: SignalKind, lags_s: Vec<u64>, windows_s: Vec<u64>) -> OrgConfig {
+    org_with(
+        &[kind],
+        FeaturesConfig {
+            signals: None,
+            lags_s,
+            windows_s,
+            stats: vec![Stat::Mean, Stat::Std, Stat::Min, Stat::Max],
+        },
+    )
+}
+
+/// Features of the last row after pushing `rows` into a fresh state.
+fn last(org: &OrgConfig, tol_ms: u64, rows: &[(i64, f64)]) -> Vec<f64> {
+    let mut m = MachineFeatures::new(Arc::new(FeatureSpec::from_org(org, tol_ms)));
+    let mut out = Vec::new();
+    for &(ts, x) in rows {
+        out.clear();
+        m.push(ts, &[x], &mut out);
+    }
+    out
+}
+
+#[test]
+fn window_excludes_sample_at_t_minus_w() {
+    let org = one_signal(SignalKind::Continuous, vec![], vec![60]);
+    // [current, mean, std, min, max]
+    let f = last(&org, 0, &[(0, 1.0), (60_000, 3.0)]);
+    assert_eq!(f[1], 3.0);
+    assert!(f[2].is_nan(), "one sample: std is NaN");
+    assert_eq!((f[3], f[4]), (3.0, 3.0));
+    let f = last(&org, 0, &[(1, 1.0), (60_000, 3.0)]);
+    assert_eq!(f[1], 2.0, "sample at t - W + 1ms is inside");
+    assert_eq!(f[2], 2.0f64.sqrt());
+    assert_eq!((f[3], f[4]), (1.0, 3.0));
+    // A gap longer than the window leaves only the current row; a NaN row none.
+    let f = last(&org, 0, &[(0, 1.0), (10_000, 2.0), (500_000, f64::NAN)]);
+    assert!(f[1..].iter().all(|x| x.is_nan()), "{f:?}");
+}
+
+#[test]
+fn boolean_rate_window_boundary() {
+    let org = one_signal(SignalKind::Boolean, vec![], vec![60]);
+    let f = last(&org, 0, &[(0, 1.0), (30_000, 0.0), (60_000, 1.0)]);
+    assert_eq!(f[1], 0.5, "ts 0 is out, 30 s and 60 s are in");
+    let f = last(&org, 0, &[(1, 1.0), (30_000, f64::NAN), (60_000, 0.0)]);
+    assert_eq!(f[1], 0.5, "NaN is not a sample");
+}
+
+#[test]
+fn lag_boundaries() {
+    let org = one_signal(SignalKind::Continuous, vec![60], vec![]);
+    let tol = 10_000;
+    let lag = |rows: &[(i64, f64)]| last(&org, tol, rows)[1];
+    assert_eq!(
+        lag(&[(0, 1.0), (60_000, 2.0)]),
+        1.0,
+        "ts == t - L is included"
+    );
+    assert!(
+        lag(&[(0, 1.0), (59_999, 2.0)]).is_nan(),
+        "ts > t - L is not"
+    );
+    assert_eq!(
+        lag(&[(0, 1.0), (70_000, 2.0)]),
+        1.0,
+        "ts == t - L - tol is included"
+    );
+    assert!(
+        lag(&[(0, 1.0), (70_001, 2.0)]).is_nan(),
+        "ts < t - L - tol is not"
+    );
+    // The latest row wins even when this signal is missing in it.
+    assert!(lag(&[(0, 1.0), (30_000, f64::NAN), (90_000, 5.0)]).is_nan());
+    assert_eq!(
+        lag(&[(0, 1.0), (30_000, 7.0), (35_000, 8.0), (91_000, 5.0)]),
+        7.0
+    );
+    // Zero tolerance: exact matches only.
+    let f = last(&org, 0, &[(0, 1.0), (60_000, 2.0)]);
+    assert_eq!(f[1], 1.0);
+    let f = last(&org, 0, &[(0, 1.0), (60_001, 2.0)]);
+    assert!(f[1].is_nan());
+}
+
+#[test]
+fn constant_window_has_zero_std() {
+    let org = one_signal(SignalKind::Continuous, vec![60], vec![60, 180, 600]);
+    let mut m = MachineFeatures::new(Arc::new(FeatureSpec::from_org(&org, 60_000)));
+    let mut out = Vec::new();
+    for i in 0..1_000i64 {
+        out.clear();
+        // A constant level that changes now and then, with gaps that shrink windows.
+        let x = [900.1, 0.3, -17.7][(i / 97) as usize % 3];
+        let ts = i * 30_000 + (i / 50) * 1_000_000;
+        m.push(ts, &[x], &mut out);
+        // [current, lag, (mean, std, min, max) x 3]
+        for w in 0..3 {
+            let s = &out[2 + 4 * w..6 + 4 * w];
+            if s[2] == s[3] && !s[1].is_nan() {
+                assert_eq!(s[1], 0.0, "row {i} window {w}: {s:?}");
+            }
+        }
+    }
+}
+
+/// Deterministic SplitMix64, so the long test needs no RNG crate.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Roughly standard normal (Irwin–Hall).
+    fn normal(&mut self) -> f64 {
+        (0..12).map(|_| self.unit()).sum::<f64>() - 6.0
+    }
+}
+
+/// Furnace-like rows: 900 ± noise with jumps, a large level with a tiny spread,
+/// a quantised signal with constant runs, a boolean; NaNs, sub-second and long gaps.
+fn furnace_rows(n: usize, seed: u64) -> Vec<(i64, Vec<f64>)> {
+    let mut r = SplitMix(seed);
+    let mut ts = 1_700_000_000_000i64;
+    let mut level = 900.0;
+    let mut on = 0.0;
+    let mut rows = Vec::with_capacity(n);
+    for _ in 0..n {
+        let g = r.unit();
+        ts += if g < 0.005 {
+            1 + (r.next() % 999) as i64
+        } else if g < 0.008 {
+            700_000 + (r.next() % 1_300_000) as i64
+        } else {
+            30_000
+        };
+        if r.unit() < 0.002 {
+            level += 400.0 * r.normal();
+        }
+        if r.unit() < 0.02 {
+            on = 1.0 - on;
+        }
+        let mut v = vec![
+            level + r.normal(),
+            1.0e6 + 1.0e-3 * r.normal(),
+            ((900.0 + 0.3 * r.normal()) * 10.0).round() / 10.0,
+            on,
+        ];
+        for x in &mut v {
+            if r.unit() < 0.01 {
+                *x = f64::NAN;
+            }
+        }
+        rows.push((ts, v));
+    }
+    rows
+}
+
+fn furnace_org() -> OrgConfig {
+    use SignalKind::*;
+    org_with(
+        &[Continuous, Continuous, Continuous, Boolean],
+        FeaturesConfig::default(),
+    )
+}
+
+#[test]
+fn long_run_does_not_drift() {
+    let rows = furnace_rows(200_000, 42);
+    let max_rel = check(&furnace_org(), 60_000, &rows, 37).unwrap();
+    // Well under the 1e-12 contract; a running sum with add/remove shows ~1e-6.
+    assert!(max_rel < 1e-13, "max relative error {max_rel:e}");
+    eprintln!("long run: max relative error of mean/std {max_rel:e}");
+}
+
+#[test]
+fn memory_stays_bounded() {
+    let org = furnace_org();
+    let spec = Arc::new(FeatureSpec::from_org(&org, 60_000));
+    let mut m = MachineFeatures::new(spec.clone());
+    let mut out = Vec::new();
+    // Regular 30 s sampling: the window (t - 600 s, t] holds 20 samples and the lag
+    // history [t - 360 s, t] 13 rows.
+    let mut ts = 0;
+    let mut heap_after_warmup = 0;
+    for i in 0..300_000 {
+        ts += 30_000;
+        out.clear();
+        m.push(
+            ts,
+            &[900.0 + (i % 7) as f64, 1.0, f64::NAN, (i % 2) as f64],
+            &mut out,
+        );
+        assert!(m.retained_rows() <= 20, "row {i}: {}", m.retained_rows());
+        if i == 1_000 {
+            heap_after_warmup = m.heap_bytes();
+        }
+    }
+    assert_eq!(m.heap_bytes(), heap_after_warmup, "no growth after warm-up");
+    // A burst of 1 ms rows is bounded by time, and trimmed once time moves on.
+    for _ in 0..5_000 {
+        ts += 1;
+        out.clear();
+        m.push(ts, &[1.0, 2.0, 3.0, 1.0], &mut out);
+    }
+    assert!(m.retained_rows() <= 5_000 + 20);
+    assert!(
+        m.heap_bytes() > 4 * heap_after_warmup,
+        "the burst did need memory"
+    );
+    ts += spec.history_ms() + 1;
+    out.clear();
+    m.push(ts, &[1.0, 2.0, 3.0, 1.0], &mut out);
+    assert_eq!(m.retained_rows(), 1);
+    // Back to regular sampling, the burst's buffers are given back.
+    for i in 0..1_000 {
+        ts += 30_000;
+        out.clear();
+        m.push(ts, &[900.0 + (i % 7) as f64, 1.0, 2.0, 0.0], &mut out);
+    }
+    assert!(
+        m.heap_bytes() <= 2 * heap_after_warmup,
+        "{} bytes after the burst, {heap_after_warmup} before",
+        m.heap_bytes()
+    );
+}
+
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        1 => Just(f64::NAN),
+        3 => 890.0..910.0f64,
+        2 => Just(900.0),
+        1 => Just(900.5),
+        1 => -1.0e3..1.0e3f64,
+        1 => 0.0..1.0e-3f64,
+    ]
+}
+
+fn gap() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        2 => 1..1_000i64,
+        1 => Just(1_000i64),
+        4 => Just(30_000i64),
+        3 => (1..=700i64).prop_map(|s| s * 1_000),
+        1 => 1..2_000_000i64,
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    org: OrgConfig,
+    tol_ms: u64,
+    rows: Vec<(i64, Vec<f64>)>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (1..=4usize)
+        .prop_flat_map(|n| {
+            (
+                prop::collection::vec(any::<bool>(), n),
+                prop::option::of(
+                    prop::sample::subsequence((0..n).collect::<Vec<_>>(), 0..=n).prop_shuffle(),
+                ),
+                prop::sample::subsequence(vec![1u64, 2, 5, 30, 60, 120, 300], 0..=3),
+                prop::sample::subsequence(vec![1u64, 3, 10, 60, 180, 600], 0..=3),
+                prop::sample::subsequence(vec![Stat::Mean, Stat::Std, Stat::Min, Stat::Max], 0..=4)
+                    .prop_shuffle(),
+                prop_oneof![Just(0u64), 1..2_000u64, Just(60_000u64), 0..200_000u64],
+                prop::collection::vec((gap(), prop::collection::vec(value(), n)), 1..250),
+            )
+        })
+        .prop_map(|(bools, subset, lags_s, windows_s, stats, tol_ms, steps)| {
+            let kinds: Vec<SignalKind> = bools
+                .iter()
+                .map(|&b| {
+                    if b {
+                        SignalKind::Boolean
+                    } else {
+                        SignalKind::Continuous
+                    }
+                })
+                .collect();
+            let org = org_with(
+                &kinds,
+                FeaturesConfig {
+                    signals: subset.map(|s| s.iter().map(|i| format!("s{i}")).collect()),
+                    lags_s,
+                    windows_s,
+                    stats,
+                },
+            );
+            let mut ts = 0i64;
+            let rows = steps
+                .into_iter()
+                .map(|(g, mut v)| {
+                    ts += g;
+                    for (x, k) in v.iter_mut().zip(&kinds) {
+                        if *k == SignalKind::Boolean && !x.is_nan() {
+                            *x = if *x > 900.0 { 1.0 } else { 0.0 };
+                        }
+                    }
+                    (ts, v)
+                })
+                .collect();
+            Case { org, tol_ms, rows }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn matches_reference(c in case()) {
+        if let Err(e) = check(&c.org, c.tol_ms, &c.rows, 1) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Dataflow operators, one per file, each stating its semantics in its header.
+
+pub mod features;
+pub mod ingest;
+pub mod ordered_sink;
+pub mod schema_map;

@@ -1,0 +1,56 @@
+//! Dataflow fragments assembled from the operators: plain functions from a source
+//! to output streams, so the same code serves live scoring, `prognos features`
+//! and tests.
+
+use crate::config::Config;
+use crate::features::FeatureSpec;
+use crate::operators::features::features;
+use crate::operators::ingest::{ingest, split_ingested};
+use crate::operators::schema_map::SchemaMapper;
+use crate::records::{DeadLetter, FeatureRow};
+use crate::source::Source;
+use crate::stats::Stats;
+use std::collections::HashMap;
+use std::sync::Arc;
+use timely::dataflow::{Scope, Stream};
+
+/// Compiled feature specs of every enabled org.
+pub fn feature_specs(config: &Config) -> Arc<HashMap<String, Arc<FeatureSpec>>> {
+    Arc::new(
+        config
+            .orgs
+            .iter()
+            .filter(|(_, o)| o.enabled)
+            .map(|(id, o)| {
+                (
+                    id.clone(),
+                    Arc::new(FeatureSpec::from_org(o, config.runtime.lag_tolerance_ms)),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Source → schema map + event time → features. Returns the feature rows (at
+/// timely time = event time) and the dead letters.
+pub fn feature_pipeline<'s>(
+    scope: Scope<'s, u64>,
+    config: &Config,
+    source: Box<dyn Source>,
+    stats: Arc<Stats>,
+) -> (
+    Stream<'s, u64, Vec<FeatureRow>>,
+    Stream<'s, u64, Vec<DeadLetter>>,
+) {
+    let ingested = ingest(
+        scope,
+        "Ingest",
+        source,
+        SchemaMapper::new(config),
+        &config.runtime,
+        stats.clone(),
+    );
+    let (rows, dead) = split_ingested(ingested);
+    let feats = features(rows, "Features", feature_specs(config), stats);
+    (feats, dead)
+}

@@ -1,0 +1,74 @@
+//! The source interface the dataflow reads from. Connectors (files, the simulator,
+//! Kafka) implement [`Source`]; the dataflow's ingest operator drives it, so the
+//! dataflow crate itself does no I/O and tests feed it from memory.
+//!
+//! A *partition* is the unit whose order is preserved (a Kafka partition, a file,
+//! a simulated org stream); partition ids are global across workers, and every row
+//! carries its `(partition, offset)`.
+
+use crate::records::RawRow;
+use std::time::Duration;
+
+/// What a source delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceEvent {
+    /// A partition this source instance now owns (before or with its first row).
+    Partition(u32),
+    /// A row.
+    Row(RawRow),
+    /// The partition will deliver nothing more (end of file).
+    PartitionEnd(u32),
+}
+
+/// What a source says after a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// More is available right away: poll again soon.
+    Ready,
+    /// Nothing right now; poll again after at most this long.
+    Wait(Duration),
+    /// Every partition has ended.
+    Finished,
+}
+
+/// A source of raw rows for one worker.
+pub trait Source: 'static {
+    /// Append at most `max_rows` rows (plus partition events) to `out`.
+    fn poll(&mut self, out: &mut Vec<SourceEvent>, max_rows: usize) -> SourceStatus;
+}
+
+/// An in-memory source: the given events, then finished. For tests and replays
+/// of already-loaded data.
+#[derive(Debug, Default)]
+pub struct VecSource {
+    events: std::collections::VecDeque<SourceEvent>,
+}
+
+impl VecSource {
+    /// A source that delivers `events` in order.
+    pub fn new(events: Vec<SourceEvent>) -> VecSource {
+        VecSource {
+            events: events.into(),
+        }
+    }
+}
+
+impl Source for VecSource {
+    fn poll(&mut self, out: &mut Vec<SourceEvent>, max_rows: usize) -> SourceStatus {
+        let mut rows = 0;
+        while rows < max_rows {
+            match self.events.pop_front() {
+                Some(e) => {
+                    rows += matches!(e, SourceEvent::Row(_)) as usize;
+                    out.push(e);
+                }
+                None => return SourceStatus::Finished,
+            }
+        }
+        if self.events.is_empty() {
+            SourceStatus::Finished
+        } else {
+            SourceStatus::Ready
+        }
+    }
+}

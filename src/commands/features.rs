@@ -66,7 +66,12 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let summary = compute(&args)?;
     let secs = t0.elapsed().as_secs_f64();
-    let total: u64 = summary.rows.values().sum();
+    let total: u64 = summary
+        .stats
+        .iter()
+        .filter(|((_, o), _)| o == outcome::FEATURED)
+        .map(|(_, n)| n)
+        .sum();
     for (org, n) in &summary.rows {
         tracing::info!(org = %org, rows = n, file = %args.out.join(format!("{org}.parquet")).display(), "feature table written");
     }

@@ -1,7 +1,8 @@
 //! `prognos run`: the embedded default. The furnace simulator streams each
 //! configured org's rows (in the org's own schema) at `[simulator].speed` times
-//! real time into the pipeline, the API serves health and metrics, and Ctrl-C
-//! stops everything cleanly.
+//! real time into the feature dataflow (schema mapping, event time, features),
+//! the API serves health and metrics, and Ctrl-C or SIGTERM stops everything
+//! cleanly (sources end their partitions, the dataflow drains, sinks flush).
 
 use crate::api::{self, ApiState};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
@@ -10,10 +11,16 @@ use crate::metrics::Metrics;
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
-use prognos_connectors::simulator::{OrgStream, OutputFormat, SimConfig};
+use prognos_connectors::file::JsonlSink;
+use prognos_connectors::simulator::{SimConfig, SimulatorSource};
 use prognos_dataflows::config::Config;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use prognos_dataflows::operators::ordered_sink::ordered_sink;
+use prognos_dataflows::pipeline::feature_pipeline;
+use prognos_dataflows::records::DeadLetter;
+use prognos_dataflows::stats::{Stats, outcome};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Arguments of `prognos run`.
@@ -105,14 +112,172 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(h) => anyhow::bail!("--hours must be > 0, got {h}"),
         None => MAX_RUN_MS,
     };
-    let source = LiveSimulator::new(&config, speed, duration_ms)?;
-    ready.store(true, Ordering::Release);
-    let result = source.stream(&metrics, &stop);
+    let result = run_pipeline(&config, &args, speed, duration_ms, &metrics, &stop, &ready);
 
     let _ = stop_api.send(());
     let _ = rt.block_on(api_task);
     tracing::info!("stopped");
     result
+}
+
+/// The embedded pipeline: simulator partitions (one per org) spread over the
+/// timely workers, feature dataflow, dead letters to `<data-dir>/dead_letters.jsonl`.
+/// Blocks until the simulated range ends or `stop` is set, updating metrics.
+fn run_pipeline(
+    config: &Config,
+    args: &RunArgs,
+    speed: f64,
+    duration_ms: i64,
+    metrics: &Metrics,
+    stop: &Arc<AtomicBool>,
+    ready: &AtomicBool,
+) -> anyhow::Result<()> {
+    let schemas = schemas_from_config(config)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let interval = config.simulator.interval_ms as i64;
+    let sim = SimConfig {
+        machines_per_org: config.simulator.machines_per_org,
+        start_ms: now - now.rem_euclid(interval),
+        duration_ms,
+        interval_ms: interval,
+        seed: config.simulator.seed,
+        failure_rate_per_machine_day: config.simulator.failure_rate_per_machine_day,
+        ..SimConfig::default()
+    };
+    sim.validate()?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 2);
+    tracing::info!(
+        orgs = schemas.len(),
+        machines_per_org = sim.machines_per_org,
+        interval_ms = sim.interval_ms,
+        workers,
+        "simulator started: {} furnaces, one simulated hour every {:.0} s",
+        schemas.len() as u64 * sim.machines_per_org as u64,
+        3600.0 / speed
+    );
+    let stats = Arc::new(Stats::default());
+    let clock = Arc::new(AtomicI64::new(sim.start_ms));
+    let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
+    let dead_sink = Arc::new(Mutex::new(JsonlSink::create(&dead_path)?));
+    let failures = metrics.simulated_failures.clone();
+    let (cfg2, stats2, stop2, clock2, sink2) = (
+        config.clone(),
+        stats.clone(),
+        stop.clone(),
+        clock.clone(),
+        dead_sink.clone(),
+    );
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let mine: Vec<u32> = (0..schemas.len() as u32)
+            .filter(|p| *p as usize % peers == index)
+            .collect();
+        let failures = failures.clone();
+        let source = SimulatorSource::new(
+            &sim,
+            &schemas,
+            &mine,
+            speed,
+            stop2.clone(),
+            clock2.clone(),
+            Box::new(move |e| {
+                tracing::info!(org = %e.organization_id, machine = %e.machine_id, component = %e.component,
+                    "simulated failure begins (ground truth)");
+                failures.with_label_values(&[&e.organization_id, &e.component]).inc();
+            }),
+        );
+        let source = match source {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the simulator");
+                return;
+            }
+        };
+        let (cfg, stats, sink) = (cfg2.clone(), stats2.clone(), sink2.clone());
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (_features, dead) = feature_pipeline(scope, &cfg, Box::new(source), stats);
+            ordered_sink(
+                dead,
+                "DeadLetters",
+                |_: &DeadLetter| 0,
+                |a: &DeadLetter, b: &DeadLetter| (a.partition, a.offset).cmp(&(b.partition, b.offset)),
+                move |batch, _| {
+                    let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    for d in batch {
+                        if let Err(e) = s.write(d) {
+                            tracing::error!(error = %e, "cannot write a dead letter");
+                        }
+                    }
+                },
+            );
+        });
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
+    ready.store(true, Ordering::Release);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(guards.join());
+    });
+    let mut seen: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut last_status = Instant::now();
+    let results = loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(r) => break r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(e) => anyhow::bail!("timely workers vanished: {e}"),
+        }
+        publish(&stats, &mut seen, metrics);
+        let t = clock.load(Ordering::Relaxed);
+        for org in config.orgs.keys() {
+            metrics.source_event_time.with_label_values(&[org]).set(t);
+        }
+        if last_status.elapsed() >= Duration::from_secs(10) {
+            let featured: u64 = seen
+                .iter()
+                .filter(|((_, o), _)| o == outcome::FEATURED)
+                .map(|(_, v)| v)
+                .sum();
+            tracing::info!(
+                event_time = %prognos_dataflows::time::format_rfc3339_ms(t),
+                rows_featured = featured,
+                "pipeline running"
+            );
+            last_status = Instant::now();
+        }
+    };
+    publish(&stats, &mut seen, metrics);
+    for r in results {
+        if let Err(e) = r {
+            anyhow::bail!("a timely worker failed: {e}");
+        }
+    }
+    let dead = std::mem::replace(
+        &mut *dead_sink.lock().unwrap_or_else(|e| e.into_inner()),
+        JsonlSink::create(&dead_path)?,
+    );
+    let n = dead.finish()?;
+    if !stop.load(Ordering::Acquire) {
+        tracing::info!("simulated range complete");
+    }
+    tracing::info!(dead_letters = n, file = %dead_path.display(), "pipeline drained");
+    Ok(())
+}
+
+/// Move new counts from the dataflow's stats into the Prometheus counters.
+fn publish(stats: &Stats, seen: &mut BTreeMap<(String, String), u64>, metrics: &Metrics) {
+    for (k, v) in stats.snapshot() {
+        let before = seen.get(&k).copied().unwrap_or(0);
+        if v > before {
+            metrics
+                .rows
+                .with_label_values(&[&k.0, &k.1])
+                .inc_by(v - before);
+            seen.insert(k, v);
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM (how Kubernetes stops a pod).
@@ -129,124 +294,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
-    }
-}
-
-/// The simulator as a live source: every org's stream, merged in event-time order
-/// and paced against the wall clock.
-struct LiveSimulator {
-    streams: Vec<OrgStream>,
-    cfg: SimConfig,
-    speed: f64,
-}
-
-impl LiveSimulator {
-    fn new(config: &Config, speed: f64, duration_ms: i64) -> anyhow::Result<Self> {
-        let schemas = schemas_from_config(config)?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let interval = config.simulator.interval_ms as i64;
-        let cfg = SimConfig {
-            machines_per_org: config.simulator.machines_per_org,
-            start_ms: now - now.rem_euclid(interval),
-            duration_ms,
-            interval_ms: interval,
-            seed: config.simulator.seed,
-            failure_rate_per_machine_day: config.simulator.failure_rate_per_machine_day,
-            ..SimConfig::default()
-        };
-        cfg.validate()?;
-        let streams = schemas
-            .iter()
-            .enumerate()
-            .map(|(i, s)| OrgStream::new(&cfg, i, s))
-            .collect::<Result<Vec<_>, _>>()?;
-        tracing::info!(
-            orgs = streams.len(),
-            machines_per_org = cfg.machines_per_org,
-            interval_ms = cfg.interval_ms,
-            speed,
-            "simulator started: {} furnaces, one simulated hour every {:.0} s",
-            streams.len() as u64 * cfg.machines_per_org as u64,
-            3600.0 / speed
-        );
-        Ok(LiveSimulator {
-            streams,
-            cfg,
-            speed,
-        })
-    }
-
-    /// Emit rows until the range ends or `stop` is set. Each wall-clock tick takes
-    /// every row that is due, so metrics are updated per batch, not per row.
-    fn stream(mut self, metrics: &Metrics, stop: &AtomicBool) -> anyhow::Result<()> {
-        let wall0 = Instant::now();
-        let mut line = Vec::with_capacity(512);
-        let mut announced = vec![0usize; self.streams.len()];
-        let events: Vec<Vec<_>> = self
-            .streams
-            .iter()
-            .map(|s| {
-                let mut e = s.failure_events().to_vec();
-                e.sort_by_key(|e| e.start_ms);
-                e
-            })
-            .collect();
-        let mut last_status = Instant::now();
-        let mut counts = vec![0u64; self.streams.len()];
-        loop {
-            if stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            let due =
-                self.cfg.start_ms + (wall0.elapsed().as_secs_f64() * 1000.0 * self.speed) as i64;
-            let mut any_left = false;
-            for (i, s) in self.streams.iter_mut().enumerate() {
-                let before = s.rows();
-                while s.peek_ts().is_some_and(|t| t <= due) {
-                    line.clear();
-                    s.next_into(&mut line, OutputFormat::Jsonl);
-                }
-                any_left |= s.peek_ts().is_some();
-                let org = s.schema().org_id.clone();
-                let n = s.rows() - before;
-                counts[i] += n;
-                metrics
-                    .rows
-                    .with_label_values(&[&org, "received"])
-                    .inc_by(n);
-                metrics
-                    .source_event_time
-                    .with_label_values(&[&org])
-                    .set(due);
-                let events = &events[i];
-                while announced[i] < events.len() && events[announced[i]].start_ms <= due {
-                    let e = &events[announced[i]];
-                    let component = s.schema().component_name(e.component);
-                    tracing::info!(
-                        org = %org, machine = %e.machine_id, component,
-                        "simulated failure begins (ground truth)"
-                    );
-                    metrics
-                        .simulated_failures
-                        .with_label_values(&[&org, component])
-                        .inc();
-                    announced[i] += 1;
-                }
-            }
-            if last_status.elapsed() >= Duration::from_secs(10) {
-                let total: u64 = counts.iter().sum();
-                tracing::info!(
-                    event_time = %prognos_dataflows::time::format_rfc3339_ms(due),
-                    rows = total,
-                    "simulator running"
-                );
-                last_status = Instant::now();
-            }
-            if !any_left {
-                tracing::info!("simulated range complete");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }

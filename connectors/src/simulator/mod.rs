@@ -4,6 +4,7 @@
 
 mod config;
 mod error;
+mod live;
 mod physics;
 mod plan;
 mod render;
@@ -20,6 +21,7 @@ pub use config::{
     MAX_MACHINES_PER_ORG, MAX_NEAR_MISS_RATIO, MIN_INTERVAL_MS, OutputFormat, SimConfig, Speed,
 };
 pub use error::SimError;
+pub use live::{FailureHook, SimulatorSource};
 pub use plan::{
     COMPONENT_WEIGHTS, LEAD_MS, MIN_GAP_MS, NEAR_MISS_RECOVER_MS, NEAR_MISS_STOP, REPAIR_MS,
 };

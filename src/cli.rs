@@ -44,6 +44,12 @@ pub enum Command {
     /// Compute the feature table of history files (JSONL/CSV) with the live
     /// dataflow and write one Parquet file per organization (training data).
     Features(commands::features::FeaturesArgs),
+    /// Train an organization's model version from raw history (features with the
+    /// live dataflow, then ml/train.py), register it, and deploy it when it beats
+    /// the active version on the same validation rows (or with --force).
+    Train(commands::train::TrainArgs),
+    /// List, show, activate and roll back model versions.
+    Models(commands::train::ModelsArgs),
 }
 
 /// `--config FILE` (env `PROGNOS_CONFIG`).
@@ -63,7 +69,8 @@ pub struct DataDirArg {
         long,
         env = "PROGNOS_DATA_DIR",
         value_name = "DIR",
-        default_value = "./data"
+        default_value = "./data",
+        global = true
     )]
     pub data_dir: PathBuf,
 }
@@ -105,6 +112,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Features(a) => commands::features::run(a),
+        Command::Train(a) => commands::train::run_train(a),
+        Command::Models(a) => commands::train::run_models(a),
     }
 }
 

@@ -7,3 +7,4 @@ pub mod commands;
 pub mod metrics;
 pub mod onnx_runtime;
 pub mod settings;
+pub mod training;

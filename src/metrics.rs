@@ -11,6 +11,18 @@ pub const SIMULATED_FAILURES_TOTAL: &str = "prognos_simulated_failures_total";
 pub const BUILD_INFO: &str = "prognos_build_info";
 /// Event time (ms since epoch) the source has reached, per org.
 pub const SOURCE_EVENT_TIME_MS: &str = "prognos_source_event_time_ms";
+/// Model cache lookups served from memory.
+pub const MODEL_CACHE_HITS_TOTAL: &str = "prognos_model_cache_hits_total";
+/// Model cache lookups that loaded a version from disk.
+pub const MODEL_CACHE_MISSES_TOTAL: &str = "prognos_model_cache_misses_total";
+/// Versions evicted from the model cache.
+pub const MODEL_CACHE_EVICTIONS_TOTAL: &str = "prognos_model_cache_evictions_total";
+/// Seconds spent loading and checking model versions.
+pub const MODEL_LOAD_SECONDS_TOTAL: &str = "prognos_model_load_seconds_total";
+/// ONNX bytes held by the model caches.
+pub const MODEL_CACHE_BYTES: &str = "prognos_model_cache_bytes";
+/// Versions held by the model caches.
+pub const MODEL_CACHE_MODELS: &str = "prognos_model_cache_models";
 
 /// The process's metrics.
 #[derive(Clone)]
@@ -25,6 +37,18 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// See [`SOURCE_EVENT_TIME_MS`].
     pub source_event_time: IntGaugeVec,
+    /// See [`MODEL_CACHE_HITS_TOTAL`].
+    pub cache_hits: prometheus::IntCounter,
+    /// See [`MODEL_CACHE_MISSES_TOTAL`].
+    pub cache_misses: prometheus::IntCounter,
+    /// See [`MODEL_CACHE_EVICTIONS_TOTAL`].
+    pub cache_evictions: prometheus::IntCounter,
+    /// See [`MODEL_LOAD_SECONDS_TOTAL`].
+    pub model_load_seconds: prometheus::Counter,
+    /// See [`MODEL_CACHE_BYTES`].
+    pub cache_bytes: prometheus::IntGauge,
+    /// See [`MODEL_CACHE_MODELS`].
+    pub cache_models: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -57,11 +81,41 @@ impl Metrics {
             &["org"],
         )
         .expect("valid metric");
+        let ic = |n: &str, h: &str| prometheus::IntCounter::new(n, h).expect("valid metric");
+        let cache_hits = ic(
+            MODEL_CACHE_HITS_TOTAL,
+            "Model cache lookups served from memory.",
+        );
+        let cache_misses = ic(
+            MODEL_CACHE_MISSES_TOTAL,
+            "Model cache lookups that loaded from disk.",
+        );
+        let cache_evictions = ic(
+            MODEL_CACHE_EVICTIONS_TOTAL,
+            "Model versions evicted from the cache.",
+        );
+        let model_load_seconds = prometheus::Counter::new(
+            MODEL_LOAD_SECONDS_TOTAL,
+            "Seconds spent loading and checking model versions.",
+        )
+        .expect("valid metric");
+        let cache_bytes =
+            prometheus::IntGauge::new(MODEL_CACHE_BYTES, "ONNX bytes held by the model caches.")
+                .expect("valid metric");
+        let cache_models =
+            prometheus::IntGauge::new(MODEL_CACHE_MODELS, "Model versions held by the caches.")
+                .expect("valid metric");
         for c in [
             Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(simulated_failures.clone()),
             Box::new(build_info.clone()),
             Box::new(source_event_time.clone()),
+            Box::new(cache_hits.clone()),
+            Box::new(cache_misses.clone()),
+            Box::new(cache_evictions.clone()),
+            Box::new(model_load_seconds.clone()),
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_models.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -71,7 +125,39 @@ impl Metrics {
             simulated_failures,
             build_info,
             source_event_time,
+            cache_hits,
+            cache_misses,
+            cache_evictions,
+            model_load_seconds,
+            cache_bytes,
+            cache_models,
         }
+    }
+
+    /// Set the model cache metrics from the per-worker cache counters.
+    pub fn publish_cache(
+        &self,
+        per_worker: &std::collections::BTreeMap<usize, prognos_dataflows::models::CacheStats>,
+    ) {
+        let sum = |f: fn(&prognos_dataflows::models::CacheStats) -> u64| {
+            per_worker.values().map(f).sum::<u64>()
+        };
+        let bump = |c: &prometheus::IntCounter, v: u64| {
+            if v > c.get() {
+                c.inc_by(v - c.get());
+            }
+        };
+        bump(&self.cache_hits, sum(|s| s.hits));
+        bump(&self.cache_misses, sum(|s| s.misses));
+        bump(&self.cache_evictions, sum(|s| s.evictions));
+        let secs: f64 = per_worker.values().map(|s| s.load_seconds).sum();
+        if secs > self.model_load_seconds.get() {
+            self.model_load_seconds
+                .inc_by(secs - self.model_load_seconds.get());
+        }
+        self.cache_bytes.set(sum(|s| s.bytes) as i64);
+        self.cache_models
+            .set(per_worker.values().map(|s| s.models as i64).sum());
     }
 
     /// The Prometheus text exposition of every metric.

@@ -27,6 +27,9 @@ pub enum OrtError {
         /// Directories searched, comma-separated.
         searched: String,
     },
+    /// The first attempt in this process failed; this is its message.
+    #[error("{0}")]
+    Earlier(String),
     /// The library was found but could not be loaded or is too old.
     #[error("cannot load ONNX Runtime from {}: {reason}", path.display())]
     Load {
@@ -143,23 +146,41 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// Locate (with the process environment) and load ONNX Runtime once per process.
+/// Locate (with the process environment) and load ONNX Runtime. ONNX Runtime
+/// allows one environment per process, so the first call creates it and later
+/// calls return a handle to the same one (or the same error).
 pub fn init() -> Result<Runtime, OrtError> {
-    let env_path = std::env::var("ORT_DYLIB_PATH").ok();
-    let located = locate(env_path.as_deref(), &default_roots())?;
-    let load = |reason: String| OrtError::Load {
-        path: located.path.clone(),
-        reason,
-    };
-    let environment = ort::init_from(&located.path)
-        .map_err(|e| load(e.to_string()))?
-        .with_name("prognos")
-        .build()
-        .map_err(|e| load(e.to_string()))?;
-    Ok(Runtime {
-        environment,
-        located,
-    })
+    static RUNTIME: std::sync::OnceLock<Result<Runtime, (PathBuf, String)>> =
+        std::sync::OnceLock::new();
+    let r = RUNTIME.get_or_init(|| {
+        let env_path = std::env::var("ORT_DYLIB_PATH").ok();
+        let located = locate(env_path.as_deref(), &default_roots())
+            .map_err(|e| (PathBuf::new(), e.to_string()))?;
+        let load = |reason: String| (located.path.clone(), reason);
+        let environment = ort::init_from(&located.path)
+            .map_err(|e| load(e.to_string()))?
+            .with_name("prognos")
+            .build()
+            .map_err(|e| load(e.to_string()))?;
+        Ok(Runtime {
+            environment,
+            located,
+        })
+    });
+    match r {
+        Ok(rt) => Ok(Runtime {
+            environment: rt.environment.clone(),
+            located: rt.located.clone(),
+        }),
+        // Not found: repeat the first call's message (with its hint).
+        Err((path, reason)) if path.as_os_str().is_empty() => {
+            Err(OrtError::Earlier(reason.clone()))
+        }
+        Err((path, reason)) => Err(OrtError::Load {
+            path: path.clone(),
+            reason: reason.clone(),
+        }),
+    }
 }
 
 /// The loaded library's build description (version, commit).

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod event_time;
 pub mod features;
+pub mod models;
 pub mod operators;
 pub mod pipeline;
 pub mod records;

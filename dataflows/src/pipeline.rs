@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::features::FeatureSpec;
 use crate::operators::features::features;
+use crate::operators::inference::{InferenceContext, ScoredRow, inference};
 use crate::operators::ingest::{ingest, split_ingested};
 use crate::operators::schema_map::SchemaMapper;
 use crate::records::{DeadLetter, FeatureRow};
@@ -53,4 +54,19 @@ pub fn feature_pipeline<'s>(
     let (rows, dead) = split_ingested(ingested);
     let feats = features(rows, "Features", feature_specs(config), stats);
     (feats, dead)
+}
+
+/// Source → features → inference. Returns the scored rows and the dead letters.
+pub fn scoring_pipeline<'s>(
+    scope: Scope<'s, u64>,
+    config: &Config,
+    source: Box<dyn Source>,
+    stats: Arc<Stats>,
+    ctx: InferenceContext,
+) -> (
+    Stream<'s, u64, Vec<ScoredRow>>,
+    Stream<'s, u64, Vec<DeadLetter>>,
+) {
+    let (feats, dead) = feature_pipeline(scope, config, source, stats);
+    (inference(feats, "Inference", ctx), dead)
 }

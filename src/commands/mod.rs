@@ -4,3 +4,4 @@ pub mod check;
 pub mod features;
 pub mod run;
 pub mod simulate;
+pub mod train;

@@ -8,14 +8,18 @@ use crate::api::{self, ApiState};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
+use crate::training::registry::Registry;
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
 use prognos_connectors::file::JsonlSink;
 use prognos_connectors::simulator::{SimConfig, SimulatorSource};
 use prognos_dataflows::config::Config;
+use prognos_dataflows::models::activations::Activations;
+use prognos_dataflows::models::cache::CacheLimits;
+use prognos_dataflows::operators::inference::InferenceContext;
 use prognos_dataflows::operators::ordered_sink::ordered_sink;
-use prognos_dataflows::pipeline::feature_pipeline;
+use prognos_dataflows::pipeline::scoring_pipeline;
 use prognos_dataflows::records::DeadLetter;
 use prognos_dataflows::stats::{Stats, outcome};
 use std::collections::BTreeMap;
@@ -159,15 +163,39 @@ fn run_pipeline(
     );
     let stats = Arc::new(Stats::default());
     let clock = Arc::new(AtomicI64::new(sim.start_ms));
+    // Models: the registry's activation log decides which version scores each row.
+    let registry = Registry::open(&args.data_dir.data_dir.join("store"))?;
+    let activations = Arc::new(Activations::from_log(registry.activation_log()?));
+    for org in config.orgs.keys() {
+        match registry.active(org)? {
+            Some(v) => tracing::info!(org = %org, version = %v, "scoring with the active model"),
+            None => {
+                tracing::info!(org = %org, "no model yet: rules only (train one with `prognos train`)")
+            }
+        }
+    }
+    let ort = onnx_runtime::init()?;
+    let ctx = InferenceContext {
+        env: Some(ort.environment),
+        root: Arc::new(args.data_dir.data_dir.join("models")),
+        limits: CacheLimits::default(),
+        activations,
+        orgs: InferenceContext::orgs_from(config),
+        max_batch_rows: config.runtime.max_batch_rows,
+        stats: stats.clone(),
+        cache_stats: Arc::default(),
+    };
+    let cache_stats = ctx.cache_stats.clone();
     let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
     let dead_sink = Arc::new(Mutex::new(JsonlSink::create(&dead_path)?));
     let failures = metrics.simulated_failures.clone();
-    let (cfg2, stats2, stop2, clock2, sink2) = (
+    let (cfg2, stats2, stop2, clock2, sink2, ctx2) = (
         config.clone(),
         stats.clone(),
         stop.clone(),
         clock.clone(),
         dead_sink.clone(),
+        ctx,
     );
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -195,9 +223,9 @@ fn run_pipeline(
                 return;
             }
         };
-        let (cfg, stats, sink) = (cfg2.clone(), stats2.clone(), sink2.clone());
+        let (cfg, stats, sink, ctx) = (cfg2.clone(), stats2.clone(), sink2.clone(), ctx2.clone());
         worker.dataflow::<u64, _, _>(move |scope| {
-            let (_features, dead) = feature_pipeline(scope, &cfg, Box::new(source), stats);
+            let (_scored, dead) = scoring_pipeline(scope, &cfg, Box::new(source), stats, ctx);
             ordered_sink(
                 dead,
                 "DeadLetters",
@@ -230,6 +258,7 @@ fn run_pipeline(
             Err(e) => anyhow::bail!("timely workers vanished: {e}"),
         }
         publish(&stats, &mut seen, metrics);
+        metrics.publish_cache(&cache_stats.lock().unwrap_or_else(|e| e.into_inner()));
         let t = clock.load(Ordering::Relaxed);
         for org in config.orgs.keys() {
             metrics.source_event_time.with_label_values(&[org]).set(t);

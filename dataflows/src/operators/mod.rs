@@ -1,6 +1,7 @@
 //! Dataflow operators, one per file, each stating its semantics in its header.
 
 pub mod features;
+pub mod inference;
 pub mod ingest;
 pub mod ordered_sink;
 pub mod schema_map;

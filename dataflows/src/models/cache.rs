@@ -1,0 +1,137 @@
+//! The model cache: loaded versions, least recently used evicted first, bounded
+//! by count and by bytes of ONNX files. A version that failed to load or check is
+//! remembered as unhealthy and not retried on every batch.
+
+use super::runner::{LoadedModel, ModelError};
+use ort::environment::Environment;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Cache limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Most versions held at once.
+    pub max_models: usize,
+    /// Most ONNX bytes held at once (one oversized model is still held alone).
+    pub max_bytes: u64,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits {
+            max_models: 64,
+            max_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Cache counters, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CacheStats {
+    /// Lookups served from memory.
+    pub hits: u64,
+    /// Lookups that loaded from disk.
+    pub misses: u64,
+    /// Versions evicted.
+    pub evictions: u64,
+    /// Seconds spent loading and checking.
+    pub load_seconds: f64,
+    /// Bytes held now.
+    pub bytes: u64,
+    /// Versions held now.
+    pub models: usize,
+}
+
+/// Where version directories live: `<root>/<org>/<version>/`.
+pub type ModelRoot = Arc<PathBuf>;
+
+/// Loaded versions keyed by (org, version).
+pub struct ModelCache {
+    env: Environment,
+    root: ModelRoot,
+    limits: CacheLimits,
+    entries: Vec<((String, String), LoadedModel)>,
+    failed: HashMap<(String, String), ModelError>,
+    stats: CacheStats,
+}
+
+impl ModelCache {
+    /// An empty cache loading from `root`.
+    pub fn new(env: Environment, root: ModelRoot, limits: CacheLimits) -> ModelCache {
+        ModelCache {
+            env,
+            root,
+            limits,
+            entries: Vec::new(),
+            failed: HashMap::new(),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The version, loading (and checking) it on a miss; the most recently used is
+    /// kept at the front.
+    pub fn get(
+        &mut self,
+        org: &str,
+        version: &str,
+        features: &[String],
+    ) -> Result<&mut LoadedModel, ModelError> {
+        if let Some(i) = self
+            .entries
+            .iter()
+            .position(|((o, v), _)| o == org && v == version)
+        {
+            self.stats.hits += 1;
+            let e = self.entries.remove(i);
+            self.entries.insert(0, e);
+            return Ok(&mut self.entries[0].1);
+        }
+        let key = (org.to_string(), version.to_string());
+        if let Some(e) = self.failed.get(&key) {
+            return Err(e.clone());
+        }
+        self.stats.misses += 1;
+        let dir = self.root.join(org).join(version);
+        let t0 = std::time::Instant::now();
+        let loaded = LoadedModel::load(&self.env, &dir, features);
+        self.stats.load_seconds += t0.elapsed().as_secs_f64();
+        match loaded {
+            Ok(m) => {
+                self.entries.insert(0, (key, m));
+                self.evict();
+                Ok(&mut self.entries[0].1)
+            }
+            Err(e) => {
+                self.failed.insert(key, e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn evict(&mut self) {
+        loop {
+            let bytes: u64 = self.entries.iter().map(|(_, m)| m.bytes).sum();
+            let over = self.entries.len() > self.limits.max_models || bytes > self.limits.max_bytes;
+            if !over || self.entries.len() <= 1 {
+                break;
+            }
+            self.entries.pop();
+            self.stats.evictions += 1;
+        }
+    }
+
+    /// Forget that a version failed (after it was replaced on disk).
+    pub fn forget_failure(&mut self, org: &str, version: &str) {
+        self.failed.remove(&(org.to_string(), version.to_string()));
+    }
+
+    /// Counters and current size.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            bytes: self.entries.iter().map(|(_, m)| m.bytes).sum(),
+            models: self.entries.len(),
+            ..self.stats
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Model versions at run time: metadata, ONNX sessions checked at load, batched
+//! scoring, and the LRU cache. Loading uses the process's ONNX Runtime
+//! [`Environment`](ort::environment::Environment), which the binary creates from the
+//! library in `ml/.venv` (or `ORT_DYLIB_PATH`).
+
+pub mod activations;
+pub mod cache;
+pub mod metadata;
+pub mod runner;
+
+pub use cache::{CacheLimits, CacheStats, ModelCache};
+pub use metadata::ModelMetadata;
+pub use runner::{LoadedModel, ModelError, Score};

@@ -1,0 +1,375 @@
+//! A loaded model version: the three ONNX sessions, checked at load, scoring
+//! batches of feature rows.
+
+use super::metadata::ModelMetadata;
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Largest difference between the recorded test vector outputs and ours.
+pub const TEST_VECTOR_TOLERANCE: f64 = 1e-5;
+
+/// Why a model version cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModelError {
+    /// A file is missing or unreadable.
+    #[error("reading {}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// ONNX Runtime refused a model file.
+    #[error("loading {}: {reason}", path.display())]
+    Session {
+        /// The file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        reason: String,
+    },
+    /// The model was trained on other features than the pipeline computes.
+    #[error("model {org}/{version}: feature names differ from the pipeline's: {detail}")]
+    FeatureMismatch {
+        /// Org.
+        org: String,
+        /// Version.
+        version: String,
+        /// The first difference.
+        detail: String,
+    },
+    /// The recorded test vector is not reproduced.
+    #[error(
+        "model {org}/{version}: {model} model does not reproduce its test vector (max |delta| {delta:.3e})"
+    )]
+    TestVector {
+        /// Org.
+        org: String,
+        /// Version.
+        version: String,
+        /// `failure`, `component` or `ttf`.
+        model: &'static str,
+        /// Largest difference.
+        delta: f64,
+    },
+    /// Scoring failed.
+    #[error("model {org}/{version}: inference failed: {reason}")]
+    Inference {
+        /// Org.
+        org: String,
+        /// Version.
+        version: String,
+        /// ONNX Runtime's message.
+        reason: String,
+    },
+}
+
+/// What the models say about one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// Probability that a failure starts within the horizon.
+    pub probability: f64,
+    /// Most likely component class and its probability (stage 2 only).
+    pub component: Option<(usize, f64)>,
+    /// Minutes to failure (stage 2 only).
+    pub ttf_minutes: Option<f64>,
+}
+
+/// One model version, ready to score.
+pub struct LoadedModel {
+    /// Its metadata.
+    pub meta: ModelMetadata,
+    failure: Session,
+    component: Session,
+    ttf: Session,
+    /// Bytes of its ONNX files (what the cache budgets).
+    pub bytes: u64,
+    /// Milliseconds the load and check took.
+    pub load_ms: f64,
+    input: Vec<f32>,
+    gated: Vec<usize>,
+    fresh: bool,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("org", &self.meta.organization_id)
+            .field("version", &self.meta.version)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+fn session(env: &Environment, path: &Path) -> Result<Session, ModelError> {
+    let err = |e: ort::Error| ModelError::Session {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    // One intra-op thread: timely workers are the parallelism; batches keep ORT efficient.
+    Session::builder(env)
+        .map_err(err)?
+        .with_intra_threads(1)
+        .map_err(|e| err(e.into()))?
+        .commit_from_file(path)
+        .map_err(err)
+}
+
+impl LoadedModel {
+    /// Load the version in `dir` and check it: its feature names must equal
+    /// `expected_features` and its models must reproduce the recorded test vector.
+    pub fn load(
+        env: &Environment,
+        dir: &Path,
+        expected_features: &[String],
+    ) -> Result<LoadedModel, ModelError> {
+        let t0 = Instant::now();
+        let meta_path = dir.join("metadata.json");
+        let read = |path: &Path, reason: String| ModelError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(&meta_path).map_err(|e| read(&meta_path, e.to_string()))?;
+        let meta: ModelMetadata =
+            serde_json::from_str(&text).map_err(|e| read(&meta_path, e.to_string()))?;
+        if meta.feature_names != expected_features {
+            let detail = if meta.feature_names.len() != expected_features.len() {
+                format!(
+                    "the model has {} features, the pipeline {}",
+                    meta.feature_names.len(),
+                    expected_features.len()
+                )
+            } else {
+                let i = meta
+                    .feature_names
+                    .iter()
+                    .zip(expected_features)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                format!(
+                    "feature {i} is `{}` in the model, `{}` in the pipeline",
+                    meta.feature_names[i], expected_features[i]
+                )
+            };
+            return Err(ModelError::FeatureMismatch {
+                org: meta.organization_id,
+                version: meta.version,
+                detail,
+            });
+        }
+        let file = |role: &str| -> Result<PathBuf, ModelError> {
+            let name = meta
+                .onnx
+                .files
+                .get(role)
+                .ok_or_else(|| read(&meta_path, format!("onnx.files has no `{role}`")))?;
+            Ok(dir.join(name))
+        };
+        let mut bytes = 0;
+        let mut open = |role: &str| -> Result<Session, ModelError> {
+            let p = file(role)?;
+            bytes += std::fs::metadata(&p)
+                .map_err(|e| read(&p, e.to_string()))?
+                .len();
+            session(env, &p)
+        };
+        let failure = open("failure")?;
+        let component = open("component")?;
+        let ttf = open("ttf")?;
+        let mut m = LoadedModel {
+            meta,
+            failure,
+            component,
+            ttf,
+            bytes,
+            load_ms: 0.0,
+            input: Vec::new(),
+            gated: Vec::new(),
+            fresh: true,
+        };
+        m.check_test_vector()?;
+        m.load_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        Ok(m)
+    }
+
+    fn check_test_vector(&mut self) -> Result<(), ModelError> {
+        let tv = self.meta.test_vector.clone();
+        let rows: Vec<Vec<f64>> = tv
+            .input
+            .iter()
+            .map(|r| r.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+            .collect();
+        let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+        let p = self.run_failure(&refs)?;
+        let all: Vec<usize> = (0..refs.len()).collect();
+        let comp = self.run_component(&refs, &all)?;
+        let ttf = self.run_ttf(&refs, &all)?;
+        let k = self.meta.components.len().max(1);
+        let checks: [(&'static str, f64); 3] = [
+            ("failure", max_delta(&p, &tv.failure_probability)),
+            (
+                "component",
+                max_delta(
+                    &comp,
+                    &tv.component_probabilities
+                        .iter()
+                        .flatten()
+                        .copied()
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ("ttf", max_delta(&ttf, &tv.time_to_failure_minutes)),
+        ];
+        debug_assert_eq!(comp.len(), refs.len() * k);
+        for (model, delta) in checks {
+            // NaN deltas (a NaN output) fail too.
+            if delta.is_nan() || delta > TEST_VECTOR_TOLERANCE {
+                return Err(ModelError::TestVector {
+                    org: self.meta.organization_id.clone(),
+                    version: self.meta.version.clone(),
+                    model,
+                    delta,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn infer_err(&self, e: impl std::fmt::Display) -> ModelError {
+        ModelError::Inference {
+            org: self.meta.organization_id.clone(),
+            version: self.meta.version.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn fill(&mut self, rows: &[&[f64]], pick: Option<&[usize]>) {
+        self.input.clear();
+        match pick {
+            None => rows
+                .iter()
+                .for_each(|r| self.input.extend(r.iter().map(|x| *x as f32))),
+            Some(ix) => ix
+                .iter()
+                .for_each(|&i| self.input.extend(rows[i].iter().map(|x| *x as f32))),
+        }
+    }
+
+    fn run(
+        session: &mut Session,
+        input: &[f32],
+        n: usize,
+        f: usize,
+        output: &str,
+    ) -> Result<Vec<f64>, String> {
+        let t = TensorRef::from_array_view(([n, f], input)).map_err(|e| e.to_string())?;
+        let out = session.run(ort::inputs![t]).map_err(|e| e.to_string())?;
+        let v = out
+            .get(output)
+            .ok_or_else(|| format!("the model has no output `{output}`"))?;
+        let (_, data) = v.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+        Ok(data.iter().map(|x| *x as f64).collect())
+    }
+
+    fn run_failure(&mut self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+        let f = self.meta.feature_names.len();
+        self.fill(rows, None);
+        let probs = Self::run(
+            &mut self.failure,
+            &self.input,
+            rows.len(),
+            f,
+            "probabilities",
+        )
+        .map_err(|e| self.infer_err(e))?;
+        // Column 1 of [N, 2] is the positive class.
+        Ok(probs
+            .chunks(2)
+            .map(|c| c.get(1).copied().unwrap_or(f64::NAN))
+            .collect())
+    }
+
+    fn run_component(&mut self, rows: &[&[f64]], pick: &[usize]) -> Result<Vec<f64>, ModelError> {
+        let f = self.meta.feature_names.len();
+        self.fill(rows, Some(pick));
+        Self::run(
+            &mut self.component,
+            &self.input,
+            pick.len(),
+            f,
+            "probabilities",
+        )
+        .map_err(|e| self.infer_err(e))
+    }
+
+    fn run_ttf(&mut self, rows: &[&[f64]], pick: &[usize]) -> Result<Vec<f64>, ModelError> {
+        let f = self.meta.feature_names.len();
+        self.fill(rows, Some(pick));
+        Self::run(&mut self.ttf, &self.input, pick.len(), f, "variable")
+            .map_err(|e| self.infer_err(e))
+    }
+
+    /// The load time the first time it is asked (the batch that waited for the
+    /// load reports it), 0 afterwards.
+    pub fn take_fresh_load_ms(&mut self) -> f64 {
+        if std::mem::take(&mut self.fresh) {
+            self.load_ms
+        } else {
+            0.0
+        }
+    }
+
+    /// Score a batch: the failure model on every row, the component and
+    /// time-to-failure models on the rows at or above the stage-2 gate.
+    pub fn score(&mut self, rows: &[&[f64]], out: &mut Vec<Score>) -> Result<(), ModelError> {
+        out.clear();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let p = self.run_failure(rows)?;
+        let gate = self.meta.thresholds.stage2_gate;
+        let mut gated = std::mem::take(&mut self.gated);
+        gated.clear();
+        gated.extend((0..rows.len()).filter(|&i| p[i] >= gate));
+        out.extend(p.iter().map(|&probability| Score {
+            probability,
+            component: None,
+            ttf_minutes: None,
+        }));
+        if !gated.is_empty() {
+            let comp = self.run_component(rows, &gated)?;
+            let ttf = self.run_ttf(rows, &gated)?;
+            let k = comp.len() / gated.len();
+            for (j, &i) in gated.iter().enumerate() {
+                let probs = &comp[j * k..(j + 1) * k];
+                let best = probs
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f64::NEG_INFINITY),
+                        |b, (c, &q)| if q > b.1 { (c, q) } else { b },
+                    );
+                out[i].component = Some(best);
+                out[i].ttf_minutes = Some(ttf[j].max(0.0));
+            }
+        }
+        self.gated = gated;
+        Ok(())
+    }
+}
+
+fn max_delta(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        )
+}

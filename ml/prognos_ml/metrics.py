@@ -1,0 +1,128 @@
+"""Row and event metrics of failure scores (one definition for train.py and evaluate.py).
+
+Row metrics are over non-excluded rows, alarm = score >= threshold.
+Event metrics:
+- failures: failures with an observed start in the scored range [from, to);
+- eventRecall: share of those with at least one scored row >= threshold in
+  [start - horizon, start);
+- lead time of a detected failure: start - first such row, minutes; median and p10
+  (the 10th percentile, i.e. 90% of detections come at least this early);
+- falseAlarmsPerMachineDay: alarm episodes are maximal runs of consecutive rows (per
+  machine, in time order, excluded rows breaking runs) scored >= threshold, runs closer
+  than 5 minutes (next run's first row - previous run's last row < 5 min) merged; an
+  episode is true when one of its rows lies in [start - horizon, start) of some failure of
+  the machine, else false. Divided by machine-days: per machine, last - first ts of its
+  rows in the range plus one sampling interval (median spacing), summed, / 86 400 000 ms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from .common import MS_PER_DAY, MS_PER_MIN
+
+EPISODE_MERGE_MS = 5 * MS_PER_MIN
+
+
+def row_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(score) >= threshold).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    n = tp + tn + fp + fn
+    auc = float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
+    return {
+        "accuracy": (tp + tn) / n if n else None,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "auc": auc,
+        "confusionMatrix": [[tn, fp], [fn, tp]],  # rows: actual 0/1, columns: predicted 0/1
+        "positives": int(y.sum()),
+        "rows": n,
+    }
+
+
+def event_metrics(machine: np.ndarray, ts: np.ndarray, score: np.ndarray, excluded: np.ndarray,
+                  failures: pd.DataFrame, threshold: float, horizon_ms: int,
+                  range_from: int, range_to: int) -> dict:
+    """`machine`, `ts`, `score`, `excluded`: every row of the scored range, sorted by
+    (machine, ts). `failures`: all failures of the org (any time)."""
+    alarm = (score >= threshold) & ~excluded
+    obs = failures[failures["observedStart"]]
+    in_range = obs[(obs["start"] >= range_from) & (obs["start"] < range_to)]
+    fail_by_m = {m: g["start"].to_numpy(np.int64) for m, g in obs.groupby("machine")}
+
+    machine_days = 0.0
+    leads: list[float] = []
+    detected = 0
+    false_alarms = 0
+    episodes = 0
+    rows_by_m = {}
+    if len(ts):
+        change = np.flatnonzero(machine[1:] != machine[:-1]) + 1
+        for a, b in zip(np.concatenate([[0], change]), np.concatenate([change, [len(ts)]])):
+            rows_by_m[str(machine[a])] = (int(a), int(b))
+    for m, (a, b) in rows_by_m.items():
+        t = ts[a:b]
+        step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+        machine_days += (float(t[-1] - t[0]) + step) / MS_PER_DAY
+        al = alarm[a:b]
+        if not al.any():
+            continue
+        # runs of consecutive alarm rows
+        d = np.diff(al.astype(np.int8), prepend=0, append=0)
+        rs, re_ = np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1
+        # merge runs closer than 5 minutes
+        eps = []
+        cur_s, cur_e = rs[0], re_[0]
+        for s, e in zip(rs[1:], re_[1:]):
+            if t[s] - t[cur_e] < EPISODE_MERGE_MS:
+                cur_e = e
+            else:
+                eps.append((cur_s, cur_e))
+                cur_s, cur_e = s, e
+        eps.append((cur_s, cur_e))
+        starts = fail_by_m.get(m, np.empty(0, np.int64))
+        alarm_ts = t[al]
+        for s, e in eps:
+            episodes += 1
+            ets = alarm_ts[(alarm_ts >= t[s]) & (alarm_ts <= t[e])]
+            # true when some alarm row of the episode is in [start - horizon, start)
+            k = np.searchsorted(starts, ets, side="right")
+            ok = (k < len(starts)) & (starts[np.minimum(k, max(len(starts) - 1, 0))] - ets <= horizon_ms) \
+                if len(starts) else np.zeros(len(ets), bool)
+            if not ok.any():
+                false_alarms += 1
+    for m, st in zip(in_range["machine"], in_range["start"].to_numpy(np.int64)):
+        if m not in rows_by_m:
+            continue
+        a, b = rows_by_m[m]
+        t, al = ts[a:b], alarm[a:b]
+        w = al & (t >= st - horizon_ms) & (t < st)
+        if w.any():
+            detected += 1
+            leads.append((st - t[w][0]) / MS_PER_MIN)
+    n_fail = int(len(in_range[in_range["machine"].isin(list(rows_by_m))]))
+    return {
+        "eventRecall": detected / n_fail if n_fail else None,
+        "medianLeadMinutes": float(np.median(leads)) if leads else None,
+        "p10LeadMinutes": float(np.percentile(leads, 10)) if leads else None,
+        "falseAlarmsPerMachineDay": false_alarms / machine_days if machine_days else None,
+        "failures": n_fail,
+        "detectedFailures": detected,
+        "falseAlarms": false_alarms,
+        "alarmEpisodes": episodes,
+        "machineDays": machine_days,
+        "leadMinutes": leads,
+    }
+
+
+def all_metrics(machine, ts, score, y, excluded, failures, threshold, horizon_ms, range_from, range_to) -> dict:
+    keep = ~excluded
+    rm = row_metrics(y[keep], score[keep], threshold)
+    em = event_metrics(machine, ts, score, excluded, failures, threshold, horizon_ms, range_from, range_to)
+    return {**rm, **em}

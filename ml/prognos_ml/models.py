@@ -1,0 +1,121 @@
+"""LightGBM training of the three models and the bounded hyperparameter search."""
+
+from __future__ import annotations
+
+import itertools
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+# Config names -> LightGBM parameters (num_iterations becomes num_boost_round).
+PARAM_NAMES = {
+    "num_leaves": "num_leaves",
+    "learning_rate": "learning_rate",
+    "feature_fraction": "feature_fraction",
+    "bagging_fraction": "bagging_fraction",
+    "bagging_freq": "bagging_freq",
+    "min_data_in_leaf": "min_data_in_leaf",
+    "max_depth": "max_depth",
+    "objective": "objective",
+    "metric": "metric",
+    "lambda_l1": "lambda_l1",
+    "lambda_l2": "lambda_l2",
+    "min_gain_to_split": "min_gain_to_split",
+}
+DEFAULT_HP = {"num_leaves": 31, "learning_rate": 0.1, "feature_fraction": 0.8, "bagging_fraction": 0.8,
+              "bagging_freq": 5, "min_data_in_leaf": 20, "max_depth": 6, "num_iterations": 100,
+              "objective": "binary", "metric": "auc"}
+
+SEARCH_SPACE = {
+    "num_leaves": [15, 31, 63],
+    "learning_rate": [0.03, 0.05, 0.1, 0.2],
+    "min_data_in_leaf": [20, 40, 100],
+    "feature_fraction": [0.6, 0.8, 1.0],
+    "max_depth": [4, 6, 8],
+    "bagging_fraction": [0.7, 0.8, 1.0],
+}
+
+
+def base_params(seed: int, threads: int) -> dict:
+    return {"verbose": -1, "seed": seed, "deterministic": True, "force_row_wise": True,
+            "num_threads": threads, "feature_pre_filter": False}
+
+
+def failure_params(hp: dict, pos: float, neg: float, seed: int, threads: int, imbalance: str) -> tuple[dict, int]:
+    hp = {**DEFAULT_HP, **hp}
+    if hp.get("objective", "binary") != "binary":
+        raise ValueError(f"failure model objective must be 'binary', got {hp['objective']!r}")
+    p = base_params(seed, threads)
+    for k, v in hp.items():
+        if k in PARAM_NAMES:
+            p[PARAM_NAMES[k]] = v
+        elif k != "num_iterations":
+            p[k] = v  # anything else is passed through (LightGBM knows its aliases)
+    if pos > 0 and imbalance != "none":
+        ratio = neg / pos
+        p["scale_pos_weight"] = float(np.sqrt(ratio) if imbalance == "sqrt" else ratio)
+    return p, int(hp.get("num_iterations", 100))
+
+
+def train_failure(X, y, w, hp, seed, threads, imbalance):
+    pos = float(w[y == 1].sum())
+    neg = float(w[y == 0].sum())
+    params, rounds = failure_params(hp, pos, neg, seed, threads, imbalance)
+    ds = lgb.Dataset(X, label=y, weight=w, free_raw_data=True)
+    return lgb.train(params, ds, num_boost_round=rounds), params, rounds
+
+
+def _small_params(hp: dict, n: int, seed: int, threads: int) -> tuple[dict, int]:
+    hp = {**DEFAULT_HP, **hp}
+    p = base_params(seed, threads)
+    p.update({"num_leaves": min(int(hp["num_leaves"]), 15), "learning_rate": float(hp["learning_rate"]),
+              "max_depth": int(hp["max_depth"]), "feature_fraction": float(hp["feature_fraction"]),
+              "min_data_in_leaf": int(max(5, min(int(hp["min_data_in_leaf"]), n // 20)))})
+    return p, int(hp.get("num_iterations", 100))
+
+
+def train_component(X, cls, n_classes, hp, seed, threads):
+    p, rounds = _small_params(hp, len(cls), seed, threads)
+    p.update({"objective": "multiclass", "num_class": n_classes, "metric": "multi_logloss"})
+    return lgb.train(p, lgb.Dataset(X, label=cls), num_boost_round=rounds), p
+
+
+def train_ttf(X, minutes, hp, seed, threads):
+    p, rounds = _small_params(hp, len(minutes), seed, threads)
+    p.update({"objective": "regression", "metric": "l1"})
+    return lgb.train(p, lgb.Dataset(X, label=minutes), num_boost_round=rounds), p
+
+
+def candidates(hp: dict, trials: int, seed: int) -> list[dict]:
+    """The configured hyperparameters first, then distinct random draws from SEARCH_SPACE."""
+    base = {**DEFAULT_HP, **hp}
+    keys = list(SEARCH_SPACE)
+    grid = list(itertools.product(*[SEARCH_SPACE[k] for k in keys]))
+    rng = np.random.default_rng(seed)
+    out = [base]
+    seen = {tuple(base.get(k) for k in keys)}
+    for i in rng.permutation(len(grid)):
+        if len(out) >= trials:
+            break
+        combo = grid[i]
+        if combo in seen:
+            continue
+        seen.add(combo)
+        out.append({**base, **dict(zip(keys, combo))})
+    return out[:max(trials, 1)]
+
+
+def tune(X_in, y_in, w_in, X_out, y_out, hp, trials, seed, threads, imbalance, log):
+    """Bounded random search on an inner time split of the training part, by AUC."""
+    results = []
+    best, best_auc = None, -1.0
+    for i, cand in enumerate(candidates(hp, trials, seed)):
+        booster, _, _ = train_failure(X_in, y_in, w_in, cand, seed, threads, imbalance)
+        s = booster.predict(X_out)
+        auc = float(roc_auc_score(y_out, s)) if 0 < y_out.sum() < len(y_out) else float("nan")
+        results.append({"trial": i, "hyperparameters": cand, "auc": auc})
+        log(i, cand, auc)
+        if auc > best_auc:
+            best, best_auc = cand, auc
+    return (best or {**DEFAULT_HP, **hp}), results

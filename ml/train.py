@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Train one model version (failure, component, time-to-failure) for one org.
+
+    python ml/train.py --org ORG --config CONFIG.toml --features FEATS/ORG.parquet \
+        [--events EVENTS.jsonl] [--feedback FEEDBACK.jsonl] --out VERSION_DIR --version VERSION \
+        [--tune] [--trials N] [--seed S]
+
+Progress: one JSON object per line on stdout ({"stage", "message", ...}); the last line
+is {"stage": "done", "metrics": {...}}. Errors: a message on stderr and a non-zero exit
+(2: bad input / cannot train, 3: ONNX parity check failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# OpenMP threads spin while waiting; on a shared machine that makes LightGBM 5-10x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+from prognos_ml import labels as L  # noqa: E402
+from prognos_ml import metrics as M  # noqa: E402
+from prognos_ml import models as MD  # noqa: E402
+from prognos_ml import onnx_export as OX  # noqa: E402
+from prognos_ml.common import (TrainError, emit, fmt_ms, load_org_settings, longest_window_ms,  # noqa: E402
+                               now_rfc3339, read_features, write_json)
+
+TEST_VECTOR_ROWS = 8
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--org", required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--features", required=True, help="the org's Parquet feature table")
+    p.add_argument("--events", help="failure events JSONL (labels); default: the org's failure_signals")
+    p.add_argument("--feedback", help="operator feedback JSONL (alerts with isAccurate)")
+    p.add_argument("--out", required=True, help="version directory to write")
+    p.add_argument("--version", required=True)
+    p.add_argument("--tune", action="store_true", help="bounded random search on an inner time split")
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=int(os.environ.get("PROGNOS_TRAIN_THREADS", "2")))
+    p.add_argument("--imbalance", choices=["scale_pos_weight", "sqrt", "none"], default="sqrt",
+                   help="class weighting of the failure model: scale_pos_weight = neg/pos, "
+                        "sqrt = sqrt(neg/pos) (default), none")
+    p.add_argument("--no-report", action="store_true", help="skip report.png")
+    return p.parse_args(argv)
+
+
+class Log:
+    def __init__(self):
+        self.t0 = time.time()
+        self.entries = []
+
+    def __call__(self, stage, message, **extra):
+        e = {"stage": stage, "message": message, "elapsedSeconds": round(time.time() - self.t0, 3), **extra}
+        self.entries.append({"at": now_rfc3339(), **e})
+        emit(**e)
+
+
+def pick_test_rows(ts_val_idx: np.ndarray, X: np.ndarray, y: np.ndarray, score: np.ndarray, rng) -> np.ndarray:
+    """8 rows: highest-scored, positives, natural-NaN rows, then random; two get extra NaN."""
+    idx = ts_val_idx
+    chosen: list[int] = []
+
+    def add(cands, k):
+        for c in cands:
+            if len(chosen) >= TEST_VECTOR_ROWS or k <= 0:
+                break
+            if c not in chosen:
+                chosen.append(int(c))
+                k -= 1
+
+    add(idx[np.argsort(-score)][:2], 2)
+    add(rng.permutation(idx[y[idx] == 1]), 2)
+    add(rng.permutation(idx[np.isnan(X[idx]).any(axis=1)]), 1)
+    add(rng.permutation(idx), TEST_VECTOR_ROWS)
+    return np.array(chosen[:TEST_VECTOR_ROWS])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = Log()
+    s = load_org_settings(args.config, args.org)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+
+    # ---- load
+    sig_cols = [fs["signal"] for fs in s.failure_signals]
+    ft = read_features(args.features, args.org, keep=sig_cols)
+    names = ft.feature_names
+    log("load", f"read {len(ft)} rows x {len(names)} features", rows=len(ft), features=len(names))
+
+    # ---- labels
+    if args.events:
+        failures = L.failures_from_events(args.events, args.org)
+        source = "events"
+    else:
+        failures = L.failures_from_signals(ft, s)
+        source = "failure_signals"
+    lab = L.label_rows(ft.machine, ft.ts, failures, s.horizon_ms)
+    fb_counts = None
+    if args.feedback:
+        fb_counts = L.apply_feedback(lab, ft.machine, ft.ts, L.read_feedback(args.feedback, args.org), s.horizon_ms)
+    log("label", f"{len(failures)} failures from {source}; {int((lab.y[~lab.excluded] == 1).sum())} positive rows, "
+        f"{int(lab.excluded.sum())} excluded", failures=len(failures), source=source, feedback=fb_counts)
+
+    # ---- split
+    gap = s.horizon_ms + longest_window_ms(names, s)
+    sp = L.time_split(ft.ts, s.validation_split, gap)
+    tr_all, va_all = sp.masks(ft.ts)
+    tr = tr_all & ~lab.excluded
+    va = va_all & ~lab.excluded
+    if lab.y[tr].sum() == 0:
+        raise TrainError(f"no positive rows in the training part ({fmt_ms(sp.data_start)} .. {fmt_ms(sp.train_end)}): "
+                         "no failure starts there")
+    if tr.sum() == 0 or va.sum() == 0:
+        raise TrainError("empty training or validation part")
+    log("split", f"train < {fmt_ms(sp.train_end)}, validation >= {fmt_ms(sp.validation_start)} (gap {gap // 1000} s)",
+        trainRows=int(tr.sum()), validationRows=int(va.sum()))
+
+    X_tr, y_tr, w_tr = ft.X[tr], lab.y[tr], lab.weight[tr]
+
+    # ---- tune
+    hp = {**MD.DEFAULT_HP, **s.hyperparameters}
+    tuning = None
+    if args.tune:
+        tr_ts = ft.ts[tr]
+        try:
+            inner = L.time_split(tr_ts, 0.2, gap, start=sp.data_start, end=int(tr_ts.max()))
+            a, b = inner.masks(tr_ts)
+        except TrainError as e:
+            inner, a, b = None, np.zeros(len(tr_ts), bool), np.zeros(len(tr_ts), bool)
+            log("tune", f"skipped: {e}")
+        if inner is None:
+            pass
+        elif y_tr[a].sum() == 0 or y_tr[b].sum() == 0:
+            log("tune", "skipped: the inner split has no positives on one side")
+        else:
+            def tlog(i, cand, auc):
+                log("tune", f"trial {i}: auc {auc:.4f}", trial=i, auc=auc,
+                    hyperparameters={k: cand[k] for k in MD.SEARCH_SPACE})
+            hp, results = MD.tune(X_tr[a], y_tr[a], w_tr[a], X_tr[b], y_tr[b], s.hyperparameters,
+                                  min(args.trials, 100), args.seed, args.threads, args.imbalance, tlog)
+            tuning = {"trials": results, "best": hp, "innerSplit": {
+                "trainEnd": fmt_ms(inner.train_end), "validationStart": fmt_ms(inner.validation_start)}}
+
+    # ---- train
+    failure, fparams, rounds = MD.train_failure(X_tr, y_tr, w_tr, hp, args.seed, args.threads, args.imbalance)
+    failure = OX.float32_exact(failure)
+    log("train", f"failure model: {rounds} rounds", model="failure")
+
+    comp_rows = tr & lab.real_positive
+    if not comp_rows.any():
+        raise TrainError("no failure starts in the training part (only feedback positives): "
+                         "cannot train the component and time-to-failure models")
+    seen = set(lab.component[comp_rows])
+    order = [c for c in s.components_in_order() if c in seen] + sorted(seen - set(s.components_in_order()))
+    X_pos = ft.X[comp_rows]
+    if len(order) >= 2:
+        cls = np.array([order.index(c) for c in lab.component[comp_rows]])
+        comp_booster, cparams = MD.train_component(X_pos, cls, len(order), hp, args.seed, args.threads)
+        comp_booster = OX.float32_exact(comp_booster)
+        log("train", f"component model: {len(order)} classes on {len(cls)} rows", model="component")
+    else:
+        comp_booster, cparams = None, {"fallback": "constant"}
+        if not order:
+            order = [s.general_component]
+        log("train", f"component model: only {order[0]!r} seen, constant model", model="component")
+    ttf_booster, tparams = MD.train_ttf(X_pos, lab.ttf_min[comp_rows], hp, args.seed, args.threads)
+    ttf_booster = OX.float32_exact(ttf_booster)
+    log("train", f"time-to-failure model on {int(comp_rows.sum())} rows", model="ttf")
+
+    # ---- export + parity
+    n_f = len(names)
+    m_fail = OX.convert(failure, n_f, f"{args.org}-{args.version}-failure")
+    m_comp = (OX.convert(comp_booster, n_f, f"{args.org}-{args.version}-component") if comp_booster
+              else OX.constant_classifier(n_f, f"{args.org}-{args.version}-component"))
+    m_ttf = OX.convert(ttf_booster, n_f, f"{args.org}-{args.version}-ttf")
+    sessions = {k: OX.session(m) for k, m in (("failure", m_fail), ("component", m_comp), ("ttf", m_ttf))}
+    log("export", "converted to ONNX", opset=OX.OPSET)
+
+    Xv_all = ft.X[va_all]
+    refs = {
+        "failure": failure.predict(Xv_all),
+        "component": comp_booster.predict(Xv_all) if comp_booster else np.ones((len(Xv_all), 1)),
+        "ttf": ttf_booster.predict(Xv_all),
+    }
+    deltas = {k: OX.parity_check(k, refs[k], sessions[k], Xv_all) for k in refs}
+    log("parity", "LightGBM and onnxruntime agree on the validation set", maxAbsDelta=deltas,
+        rows=int(len(Xv_all)))
+
+    # ---- metrics (on the exported failure model's onnxruntime scores)
+    score_all = OX.onnx_outputs("failure", sessions["failure"], Xv_all)
+    metrics = M.all_metrics(ft.machine[va_all], ft.ts[va_all], score_all, lab.y[va_all], lab.excluded[va_all],
+                            failures, s.failure_threshold, s.horizon_ms, sp.validation_start, sp.validation_end)
+    pos_va = va & lab.real_positive
+    extra = {}
+    if pos_va.any():
+        cp = OX.onnx_outputs("component", sessions["component"], ft.X[pos_va])
+        pred_c = np.array(order)[cp.argmax(axis=1)]
+        extra["componentAccuracy"] = float((pred_c == lab.component[pos_va]).mean())
+        tt = OX.onnx_outputs("ttf", sessions["ttf"], ft.X[pos_va])
+        extra["ttfMaeMinutes"] = float(np.abs(tt - lab.ttf_min[pos_va]).mean())
+    metrics.update(extra)
+    log("metrics", f"validation: auc {metrics['auc']}, event recall {metrics['eventRecall']}, "
+        f"false alarms/machine-day {metrics['falseAlarmsPerMachineDay']}", metrics={
+            k: metrics[k] for k in ("auc", "eventRecall", "medianLeadMinutes", "falseAlarmsPerMachineDay")})
+
+    # ---- test vector
+    va_idx = np.flatnonzero(va_all)
+    score_by_row = np.full(len(ft), -1.0)
+    score_by_row[va_all] = score_all
+    picks = pick_test_rows(va_idx, ft.X, lab.y * ~lab.excluded, score_by_row[va_idx], rng)
+    tv = ft.X[picks].copy()
+    if len(tv) >= 3:  # missing signals at serving time: a quarter, three, and all features NaN
+        tv[-1, rng.choice(n_f, size=max(1, n_f // 4), replace=False)] = np.nan
+        tv[-2, rng.choice(n_f, size=min(3, n_f), replace=False)] = np.nan
+        tv[-3, :] = np.nan
+    tv_ref = {"failure": failure.predict(tv),
+              "component": comp_booster.predict(tv) if comp_booster else np.ones((len(tv), 1)),
+              "ttf": ttf_booster.predict(tv)}
+    for k in tv_ref:
+        OX.parity_check(k, tv_ref[k], sessions[k], tv)
+    test_vector = {
+        "input": tv.astype(np.float64),
+        "failureProbability": OX.onnx_outputs("failure", sessions["failure"], tv).astype(np.float64),
+        "componentProbabilities": OX.onnx_outputs("component", sessions["component"], tv).astype(np.float64),
+        "timeToFailureMinutes": OX.onnx_outputs("ttf", sessions["ttf"], tv).astype(np.float64),
+    }
+
+    # ---- artifacts
+    import onnx
+    onnx.save(m_fail, out / "failure.onnx")
+    onnx.save(m_comp, out / "component.onnx")
+    onnx.save(m_ttf, out / "ttf.onnx")
+
+    def importance(b):
+        g = b.feature_importance(importance_type="gain").astype(np.float64)
+        tot = g.sum()
+        return {n: (float(v / tot) if tot > 0 else 0.0) for n, v in zip(names, g)}
+
+    fi = importance(failure)
+    write_json(out / "feature_importance.json", {
+        "importanceType": "gain", "normalized": "sum to 1 per model",
+        "failure": fi,
+        "component": importance(comp_booster) if comp_booster else None,
+        "ttf": importance(ttf_booster)})
+
+    metric_keys = ["accuracy", "precision", "recall", "auc", "confusionMatrix", "eventRecall",
+                   "medianLeadMinutes", "p10LeadMinutes", "falseAlarmsPerMachineDay", "failures", "machineDays"]
+    rows_info = {"train": int(tr.sum()), "validation": int(va.sum()), "trainPositives": int(y_tr.sum()),
+                 "validationPositives": int(lab.y[va].sum()), "excluded": int(lab.excluded.sum())}
+    split_info = {"trainEnd": fmt_ms(sp.train_end), "validationStart": fmt_ms(sp.validation_start),
+                  "validationEnd": fmt_ms(sp.validation_end), "gapMs": sp.gap_ms,
+                  "note": "train: ts < trainEnd; validation: validationStart <= ts < validationEnd (exclusive)"}
+    write_json(out / "validation_metrics.json", {
+        "organizationId": args.org, "version": args.version, "threshold": s.failure_threshold,
+        "range": {"from": fmt_ms(sp.validation_start), "to": fmt_ms(sp.validation_end)},
+        "metrics": metrics, "parityMaxAbsDelta": deltas})
+
+    meta = {
+        "organizationId": args.org,
+        "version": args.version,
+        "createdAt": now_rfc3339(),
+        "featureNames": names,
+        "components": {str(i): c for i, c in enumerate(order)},
+        "generalComponent": s.general_component,
+        "thresholds": {"failure": s.failure_threshold, "confidence": s.confidence_threshold,
+                       "stage2Gate": s.stage2_gate},
+        "horizonMinutes": s.horizon_minutes,
+        "timeToFailureMinutes": s.time_to_failure_minutes,
+        "dataRange": {"start": fmt_ms(sp.data_start), "end": fmt_ms(sp.data_end)},
+        "split": split_info,
+        "rows": rows_info,
+        "labels": {"source": source, "failures": int(len(failures)), "feedback": fb_counts},
+        "hyperparameters": {**{k: hp[k] for k in hp}, "imbalance": args.imbalance,
+                            "scalePosWeight": fparams.get("scale_pos_weight"), "seed": args.seed,
+                            "tuned": bool(tuning)},
+        "metrics": {k: metrics.get(k) for k in metric_keys} | extra,
+        "featureImportance": fi,
+        "testVector": test_vector,
+        "onnx": {"opset": OX.OPSET, "input": OX.INPUT_NAME,
+                 "files": {"failure": "failure.onnx", "component": "component.onnx", "ttf": "ttf.onnx"},
+                 "outputs": {"failure": ["label", "probabilities"], "component": ["label", "probabilities"],
+                             "ttf": ["variable"]}},
+    }
+    write_json(out / "metadata.json", meta)
+
+    if not args.no_report:
+        from prognos_ml.report import write_report
+        write_report(out / "report.png", lab.y[va], score_by_row[va], metrics.get("leadMinutes", []), fi,
+                     f"{args.org} {args.version}", s.failure_threshold)
+    log("artifacts", f"wrote {out}")
+    write_json(out / "training_log.json", {"organizationId": args.org, "version": args.version,
+                                           "componentParams": cparams, "ttfParams": tparams,
+                                           "failureParams": fparams, "numBoostRound": rounds,
+                                           "tuning": tuning, "entries": log.entries})
+    emit("done", f"version {args.version} trained in {time.time() - log.t0:.1f} s",
+         metrics=meta["metrics"], elapsedSeconds=round(time.time() - log.t0, 3))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except OX.ParityError as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        sys.exit(3)
+    except (TrainError, ValueError, KeyError, FileNotFoundError) as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        if os.environ.get("PROGNOS_DEBUG"):
+            traceback.print_exc()
+        sys.exit(2)

@@ -1,0 +1,4 @@
+//! Training: the model registry, running `ml/train.py`, and the deploy gate.
+
+pub mod python;
+pub mod registry;

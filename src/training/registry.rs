@@ -1,0 +1,447 @@
+//! The model registry (sled): versions per org with their metrics (the seed's
+//! ModelMetrics), training runs (TrainingLog), the activation log in event time,
+//! the active version, and retention of version directories.
+//!
+//! Trees: `models` (`org\0version` → [`ModelRecord`]), `activations`
+//! (`org\0effective_ts` → [`Activation`]), `runs` (`run id` → [`TrainingRun`]).
+
+use prognos_dataflows::models::activations::{Activation, Activations};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The store could not be opened or written.
+    #[error("model registry at {}: {reason}", path.display())]
+    Store {
+        /// The sled directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A version's metadata could not be read.
+    #[error("version {}: {reason}", dir.display())]
+    Metadata {
+        /// Version directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The version does not exist.
+    #[error("org {org} has no version `{version}`")]
+    NoSuchVersion {
+        /// Org.
+        org: String,
+        /// Version.
+        version: String,
+    },
+    /// Nothing to roll back to.
+    #[error("org {org} has no previous version to roll back to")]
+    NothingToRollBack {
+        /// Org.
+        org: String,
+    },
+}
+
+/// A registered version (the seed's ModelMetrics plus where it lives).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRecord {
+    /// Organization.
+    pub organization_id: String,
+    /// Version label.
+    pub version: String,
+    /// Directory with the ONNX files and metadata.
+    pub dir: PathBuf,
+    /// When it was registered (ms).
+    pub created_at: i64,
+    /// Validation metrics from `metadata.json`.
+    pub metrics: serde_json::Value,
+    /// Number of features.
+    pub feature_count: usize,
+    /// Validation range `[validationStart, validationEnd]` (RFC 3339), for the gate.
+    pub split: serde_json::Value,
+}
+
+/// A training run (the seed's TrainingLog).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingRun {
+    /// Run id.
+    pub id: String,
+    /// Organization.
+    pub organization_id: String,
+    /// `RUNNING`, `COMPLETED`, `FAILED`, `REJECTED` (did not beat the active model).
+    pub status: String,
+    /// Version produced.
+    pub version: String,
+    /// Start (ms).
+    pub started_at: i64,
+    /// End (ms).
+    pub completed_at: Option<i64>,
+    /// What was asked (inputs, tune, force).
+    pub config: serde_json::Value,
+    /// Validation metrics.
+    pub metrics: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error_message: Option<String>,
+}
+
+/// The registry.
+pub struct Registry {
+    path: PathBuf,
+    models: sled::Tree,
+    activations: sled::Tree,
+    runs: sled::Tree,
+    db: sled::Db,
+}
+
+fn key(org: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = org.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// Order-preserving bytes of an i64 (sign bit flipped, big-endian).
+fn ts_key(ts: i64) -> [u8; 8] {
+    ((ts as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+impl Registry {
+    /// Open (or create) the registry in `dir` (the controller's store).
+    pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
+        let err = |e: sled::Error| RegistryError::Store {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let db = sled::open(dir).map_err(err)?;
+        Ok(Registry {
+            path: dir.to_path_buf(),
+            models: db.open_tree("models").map_err(err)?,
+            activations: db.open_tree("activations").map_err(err)?,
+            runs: db.open_tree("runs").map_err(err)?,
+            db,
+        })
+    }
+
+    fn store_err(&self, e: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Store {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Register the version in `dir` (its `metadata.json` names org and version).
+    pub fn register(&self, dir: &Path, now_ms: i64) -> Result<ModelRecord, RegistryError> {
+        let meta_err = |reason: String| RegistryError::Metadata {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(dir.join("metadata.json"))
+            .map_err(|e| meta_err(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| meta_err(e.to_string()))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let rec = ModelRecord {
+            organization_id: field("organizationId")
+                .ok_or_else(|| meta_err("no organizationId".into()))?,
+            version: field("version").ok_or_else(|| meta_err("no version".into()))?,
+            dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
+            created_at: now_ms,
+            metrics: v.get("metrics").cloned().unwrap_or_default(),
+            feature_count: v
+                .get("featureNames")
+                .and_then(|f| f.as_array())
+                .map_or(0, |a| a.len()),
+            split: v.get("split").cloned().unwrap_or_default(),
+        };
+        let bytes = serde_json::to_vec(&rec).map_err(|e| self.store_err(e))?;
+        self.models
+            .insert(key(&rec.organization_id, rec.version.as_bytes()), bytes)
+            .map_err(|e| self.store_err(e))?;
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(rec)
+    }
+
+    /// Versions of `org`, oldest first.
+    pub fn versions(&self, org: &str) -> Result<Vec<ModelRecord>, RegistryError> {
+        let mut out: Vec<ModelRecord> = Vec::new();
+        for kv in self.models.scan_prefix(key(org, b"")) {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(serde_json::from_slice(&v).map_err(|e| self.store_err(e))?);
+        }
+        out.sort_by_key(|r| (r.created_at, r.version.clone()));
+        Ok(out)
+    }
+
+    /// One version.
+    pub fn version(&self, org: &str, version: &str) -> Result<ModelRecord, RegistryError> {
+        let v = self
+            .models
+            .get(key(org, version.as_bytes()))
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| RegistryError::NoSuchVersion {
+                org: org.into(),
+                version: version.into(),
+            })?;
+        serde_json::from_slice(&v).map_err(|e| self.store_err(e))
+    }
+
+    /// Orgs with at least one version.
+    pub fn orgs(&self) -> Result<Vec<String>, RegistryError> {
+        let mut orgs: Vec<String> = Vec::new();
+        for kv in self.models.iter() {
+            let (k, _) = kv.map_err(|e| self.store_err(e))?;
+            let org = String::from_utf8_lossy(k.split(|b| *b == 0).next().unwrap_or_default())
+                .into_owned();
+            if orgs.last() != Some(&org) {
+                orgs.push(org);
+            }
+        }
+        Ok(orgs)
+    }
+
+    /// The whole activation log (every org), in `(org, effective_ts)` order.
+    pub fn activation_log(&self) -> Result<Vec<Activation>, RegistryError> {
+        let mut out = Vec::new();
+        for kv in self.activations.iter() {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(serde_json::from_slice(&v).map_err(|e| self.store_err(e))?);
+        }
+        Ok(out)
+    }
+
+    /// The version active for `org` now (its latest activation).
+    pub fn active(&self, org: &str) -> Result<Option<String>, RegistryError> {
+        let last = self
+            .activations
+            .scan_prefix(key(org, b""))
+            .next_back()
+            .transpose()
+            .map_err(|e| self.store_err(e))?;
+        match last {
+            None => Ok(None),
+            Some((_, v)) => {
+                let a: Activation = serde_json::from_slice(&v).map_err(|e| self.store_err(e))?;
+                Ok(a.version)
+            }
+        }
+    }
+
+    /// Activate `version` for `org` through `live` (so it lands at or after the
+    /// running operators' frontier), from `not_before`, and persist the record.
+    /// The first activation of an org applies from the beginning of time, so a
+    /// backtest over history uses it.
+    pub fn activate(
+        &self,
+        org: &str,
+        version: Option<&str>,
+        not_before: i64,
+        live: &Activations,
+    ) -> Result<Activation, RegistryError> {
+        if let Some(v) = version {
+            self.version(org, v)?;
+        }
+        let first = self.activations.scan_prefix(key(org, b"")).next().is_none();
+        let at = if first { i64::MIN } else { not_before };
+        let a = live.activate(org, version.map(str::to_string), at);
+        let bytes = serde_json::to_vec(&a).map_err(|e| self.store_err(e))?;
+        self.activations
+            .insert(key(org, &ts_key(a.effective_ts)), bytes)
+            .map_err(|e| self.store_err(e))?;
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(a)
+    }
+
+    /// Re-activate the version that was active before the current one.
+    pub fn rollback(
+        &self,
+        org: &str,
+        not_before: i64,
+        live: &Activations,
+    ) -> Result<Activation, RegistryError> {
+        let log: Vec<Activation> = self
+            .activation_log()?
+            .into_iter()
+            .filter(|a| a.organization_id == org)
+            .collect();
+        let current = log.last().and_then(|a| a.version.clone());
+        let previous = log
+            .iter()
+            .rev()
+            .filter_map(|a| a.version.clone())
+            .find(|v| Some(v) != current.as_ref())
+            .ok_or_else(|| RegistryError::NothingToRollBack { org: org.into() })?;
+        self.activate(org, Some(&previous), not_before, live)
+    }
+
+    /// Record (insert or update) a training run.
+    pub fn record_run(&self, run: &TrainingRun) -> Result<(), RegistryError> {
+        let bytes = serde_json::to_vec(run).map_err(|e| self.store_err(e))?;
+        self.runs
+            .insert(run.id.as_bytes(), bytes)
+            .map_err(|e| self.store_err(e))?;
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(())
+    }
+
+    /// Training runs of `org`, newest first.
+    pub fn runs(&self, org: &str) -> Result<Vec<TrainingRun>, RegistryError> {
+        let mut out: Vec<TrainingRun> = Vec::new();
+        for kv in self.runs.iter() {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            let r: TrainingRun = serde_json::from_slice(&v).map_err(|e| self.store_err(e))?;
+            if r.organization_id == org {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+        Ok(out)
+    }
+
+    /// Delete the directories of `org`'s versions beyond the newest `keep`, except
+    /// any version in the activation log (it may still score a replay). Returns the
+    /// versions removed.
+    pub fn retain(&self, org: &str, keep: usize) -> Result<Vec<String>, RegistryError> {
+        let referenced: std::collections::BTreeSet<String> = self
+            .activation_log()?
+            .into_iter()
+            .filter(|a| a.organization_id == org)
+            .filter_map(|a| a.version)
+            .collect();
+        let versions = self.versions(org)?;
+        let mut removed = Vec::new();
+        let n = versions.len();
+        for r in versions.into_iter().take(n.saturating_sub(keep)) {
+            if referenced.contains(&r.version) {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(&r.dir);
+            self.models
+                .remove(key(org, r.version.as_bytes()))
+                .map_err(|e| self.store_err(e))?;
+            removed.push(r.version);
+        }
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(removed)
+    }
+}
+
+/// Gate: does `candidate` beat `active`, both scored on the same validation rows?
+/// Event recall at no more false alarms than the active model, then AUC.
+pub fn beats(candidate: &serde_json::Value, active: &serde_json::Value) -> bool {
+    let f = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    let (cr, ar) = (f(candidate, "eventRecall"), f(active, "eventRecall"));
+    let (cf, af) = (
+        f(candidate, "falseAlarmsPerMachineDay"),
+        f(active, "falseAlarmsPerMachineDay"),
+    );
+    let (ca, aa) = (f(candidate, "auc"), f(active, "auc"));
+    // More false alarms (or an unknown rate) never wins.
+    if cf.is_nan() || af.is_nan() || cf > af + 1e-9 {
+        return false;
+    }
+    if cr > ar + 1e-9 {
+        return true;
+    }
+    (cr - ar).abs() <= 1e-9 && ca > aa
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version_dir(root: &Path, org: &str, v: &str, recall: f64) -> PathBuf {
+        let d = root.join(org).join(v);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("metadata.json"),
+            serde_json::json!({"organizationId": org, "version": v, "featureNames": ["a", "b"],
+                "metrics": {"eventRecall": recall, "falseAlarmsPerMachineDay": 0.5, "auc": 0.9}})
+            .to_string(),
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn register_activate_rollback_and_retain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Registry::open(&tmp.path().join("store")).unwrap();
+        let live = Activations::default();
+        for (i, v) in ["v1", "v2", "v3"].iter().enumerate() {
+            reg.register(&version_dir(tmp.path(), "acme", v, 0.8), i as i64)
+                .unwrap();
+        }
+        assert_eq!(reg.versions("acme").unwrap().len(), 3);
+        assert_eq!(reg.orgs().unwrap(), vec!["acme".to_string()]);
+        assert_eq!(reg.active("acme").unwrap(), None);
+
+        let a1 = reg.activate("acme", Some("v1"), 5_000, &live).unwrap();
+        assert_eq!(a1.effective_ts, i64::MIN, "the first model covers history");
+        let a2 = reg.activate("acme", Some("v2"), 10_000, &live).unwrap();
+        assert_eq!(a2.effective_ts, 10_000);
+        assert_eq!(reg.active("acme").unwrap().as_deref(), Some("v2"));
+        assert_eq!(live.version_at("acme", 9_999).as_deref(), Some("v1"));
+
+        let back = reg.rollback("acme", 20_000, &live).unwrap();
+        assert_eq!(back.version.as_deref(), Some("v1"));
+        assert_eq!(reg.active("acme").unwrap().as_deref(), Some("v1"));
+        assert_eq!(live.version_at("acme", 20_000).as_deref(), Some("v1"));
+        assert_eq!(live.version_at("acme", 15_000).as_deref(), Some("v2"));
+
+        assert!(matches!(
+            reg.activate("acme", Some("nope"), 0, &live),
+            Err(RegistryError::NoSuchVersion { .. })
+        ));
+
+        // Retain 1: v3 is newest; v1 and v2 are in the activation log, so nothing goes.
+        assert!(reg.retain("acme", 1).unwrap().is_empty());
+        reg.register(&version_dir(tmp.path(), "acme", "v4", 0.8), 9)
+            .unwrap();
+        let removed = reg.retain("acme", 1).unwrap();
+        assert_eq!(removed, vec!["v3".to_string()]);
+        assert!(!tmp.path().join("acme/v3").exists());
+
+        // Reopening restores the same log (a replay scores identically).
+        drop(reg);
+        let reg = Registry::open(&tmp.path().join("store")).unwrap();
+        let replay = Activations::from_log(reg.activation_log().unwrap());
+        assert_eq!(replay.log(), live.log());
+    }
+
+    #[test]
+    fn nothing_to_roll_back_to() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Registry::open(&tmp.path().join("store")).unwrap();
+        let live = Activations::default();
+        reg.register(&version_dir(tmp.path(), "acme", "v1", 0.8), 0)
+            .unwrap();
+        reg.activate("acme", Some("v1"), 0, &live).unwrap();
+        assert!(matches!(
+            reg.rollback("acme", 1, &live),
+            Err(RegistryError::NothingToRollBack { .. })
+        ));
+    }
+
+    #[test]
+    fn gate_prefers_recall_at_no_more_false_alarms_then_auc() {
+        let m = |r: f64, f: f64, a: f64| serde_json::json!({"eventRecall": r, "falseAlarmsPerMachineDay": f, "auc": a});
+        assert!(beats(&m(0.9, 0.5, 0.9), &m(0.8, 0.5, 0.95)));
+        assert!(
+            !beats(&m(0.9, 0.6, 0.9), &m(0.8, 0.5, 0.9)),
+            "more false alarms never wins"
+        );
+        assert!(
+            beats(&m(0.8, 0.4, 0.91), &m(0.8, 0.5, 0.9)),
+            "tie on recall: AUC decides"
+        );
+        assert!(
+            !beats(&m(0.8, 0.5, 0.9), &m(0.8, 0.5, 0.9)),
+            "equal is not better"
+        );
+        assert!(!beats(&m(0.7, 0.1, 0.99), &m(0.8, 0.5, 0.9)));
+    }
+}

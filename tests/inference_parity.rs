@@ -83,6 +83,26 @@ fn fixture() -> Fixture {
         .arg(sim.join("events.jsonl"))
         .arg("--out")
         .arg(&v1));
+    // A second, different model (other seed, fewer rounds) for the rollback check.
+    run(Command::new(&python)
+        .arg(root().join("ml/train.py"))
+        .args([
+            "--org",
+            ORG,
+            "--version",
+            "other",
+            "--seed",
+            "11",
+            "--no-report",
+            "--config",
+        ])
+        .arg(&config_path)
+        .arg("--features")
+        .arg(feats.join(format!("{ORG}.parquet")))
+        .arg("--events")
+        .arg(sim.join("events.jsonl"))
+        .arg("--out")
+        .arg(models.join(ORG).join("other")));
     // onnxruntime in Python on the feature table the Rust dataflow wrote.
     let probs_path = tmp.path().join("probs.json");
     let script = r#"
@@ -239,7 +259,30 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
         }
     }
 
-    // 3. The cache evicts by count and reloads what it evicted.
+    // 3. Rollback restores the previous version's predictions: v1, then `other`
+    //    from the middle, then v1 again from three quarters on.
+    let acts = Arc::new(Activations::default());
+    acts.activate(ORG, Some("v1".into()), i64::MIN);
+    acts.activate(ORG, Some("other".into()), mid);
+    acts.activate(ORG, Some("v1".into()), late);
+    let rolled = score(&f, acts, 2);
+    let mut differ = 0;
+    for (a, b) in rolled.iter().zip(&scored) {
+        if a.row.ts >= mid && a.row.ts < late {
+            assert_eq!(a.model_version.as_deref(), Some("other"));
+            differ += (a.probability.to_bits() != b.probability.to_bits()) as usize;
+        } else {
+            assert_eq!(a.model_version.as_deref(), Some("v1"));
+            assert_eq!(
+                a.probability.to_bits(),
+                b.probability.to_bits(),
+                "rolled back: v1's predictions again"
+            );
+        }
+    }
+    assert!(differ > 0, "the other version really scores differently");
+
+    // 4. The cache evicts by count and reloads what it evicted.
     let env = onnx_runtime::init().unwrap().environment;
     let names = f.config.orgs[ORG].feature_names();
     let mut cache = ModelCache::new(

@@ -1,0 +1,250 @@
+//! Inference throughput: bare `ort` on the failure model vs `LoadedModel::score`
+//! (three models, stage 2 above the gate, f64→f32) vs the timely inference
+//! operator, at batch sizes 1…4096, on a model trained here on simulated data.
+//!
+//! Setup (once, ~1 min): simulate cobalt-thermal, compute features with the
+//! dataflow, train with `ml/train.py` (needs `make setup`).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use prognos::commands::features::{FeaturesArgs, compute};
+use prognos::training::python::{MlEnv, arg};
+use prognos_connectors::simulator::{
+    OrgSchema, OrgStream, OutputFormat, SimConfig, Speed, run_to_dir,
+};
+use prognos_dataflows::config::Config;
+use prognos_dataflows::features::{FeatureSpec, MachineFeatures};
+use prognos_dataflows::models::activations::Activations;
+use prognos_dataflows::models::cache::CacheLimits;
+use prognos_dataflows::models::runner::LoadedModel;
+use prognos_dataflows::operators::inference::{InferenceContext, inference};
+use prognos_dataflows::records::{FeatureRow, SourcePosition};
+use prognos_dataflows::stats::Stats;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ORG: &str = "cobalt-thermal";
+const SIZES: [usize; 6] = [1, 16, 128, 1024, 2048, 4096];
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    models: PathBuf,
+    rows: Vec<Vec<f64>>,
+    config: Config,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let config_path = root.join("config/prognos.example.toml");
+    let config = Config::from_toml_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let schemas: Vec<OrgSchema> = OrgSchema::builtin(3)
+        .into_iter()
+        .filter(|s| s.org_id == ORG)
+        .collect();
+    let sim = SimConfig {
+        machines_per_org: 8,
+        duration_ms: 7 * 86_400_000,
+        failure_rate_per_machine_day: 2.0,
+        ..SimConfig::default()
+    };
+    let sim_dir = tmp.path().join("sim");
+    std::fs::create_dir_all(&sim_dir).unwrap();
+    run_to_dir(
+        &sim,
+        &schemas,
+        &sim_dir,
+        OutputFormat::Jsonl,
+        Speed::Max,
+        &|_| {},
+    )
+    .unwrap();
+    let feats = tmp.path().join("feats");
+    compute(&FeaturesArgs {
+        config: prognos::cli::ConfigArg {
+            config: Some(config_path.clone()),
+        },
+        input: vec![sim_dir.join(format!("{ORG}.jsonl"))],
+        org: None,
+        out: feats.clone(),
+        workers: 2,
+        discard: false,
+    })
+    .unwrap();
+    let models = tmp.path().join("models");
+    let v1 = models.join(ORG).join("v1");
+    let ml = MlEnv::locate().expect("make setup");
+    let args: Vec<String> = vec![
+        "--org".into(),
+        ORG.into(),
+        "--version".into(),
+        "v1".into(),
+        "--no-report".into(),
+        "--config".into(),
+        arg(&config_path),
+        "--features".into(),
+        arg(&feats.join(format!("{ORG}.parquet"))),
+        "--events".into(),
+        arg(&sim_dir.join("events.jsonl")),
+        "--out".into(),
+        arg(&v1),
+    ];
+    ml.run("train.py", &args, |_| {}).unwrap();
+    // Realistic rows to score: another simulated week's features (most rows are
+    // healthy and stay below the stage-2 gate, as in production).
+    let spec = Arc::new(FeatureSpec::from_org(
+        &config.orgs[ORG],
+        config.runtime.lag_tolerance_ms,
+    ));
+    let other = SimConfig {
+        seed: 99,
+        start_ms: sim.start_ms + sim.duration_ms,
+        ..sim.clone()
+    };
+    let mut stream = OrgStream::new(&other, 0, &schemas[0]).unwrap();
+    let mut states: Vec<MachineFeatures> = (0..other.machines_per_org)
+        .map(|_| MachineFeatures::new(spec.clone()))
+        .collect();
+    let mut rows = Vec::new();
+    let mut n = 0;
+    while let Some(info) = stream.next_row() {
+        let v: Vec<f64> = schemas[0]
+            .columns
+            .iter()
+            .map(|(sig, _)| stream.last_values()[sig.index()])
+            .collect();
+        let mut out = Vec::with_capacity(spec.len());
+        states[info.machine].push(info.ts_ms, &v, &mut out);
+        n += 1;
+        // Skip the warm-up (windows and lags filling) and take every 7th row.
+        if n > 2_000 && n % 7 == 0 {
+            rows.push(out);
+        }
+        if rows.len() == 4096 {
+            break;
+        }
+    }
+    Setup {
+        _tmp: tmp,
+        models,
+        rows,
+        config,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let s = setup();
+    let env = prognos::onnx_runtime::init()
+        .expect("make setup installs ONNX Runtime")
+        .environment;
+    let names = s.config.orgs[ORG].feature_names();
+    let f = names.len();
+    let dir = s.models.join(ORG).join("v1");
+
+    let mut g = c.benchmark_group("inference");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+
+    // Bare ort: the failure model alone, f32 input prepared outside the loop.
+    let mut bare = ort::session::Session::builder(&env)
+        .unwrap()
+        .with_intra_threads(1)
+        .unwrap()
+        .commit_from_file(dir.join("failure.onnx"))
+        .unwrap();
+    let input: Vec<f32> = s.rows.iter().flatten().map(|x| *x as f32).collect();
+    for n in SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("bare_ort_failure", n), &n, |b, &n| {
+            b.iter(|| {
+                let t = ort::value::TensorRef::from_array_view(([n, f], &input[..n * f])).unwrap();
+                let out = bare.run(ort::inputs![t]).unwrap();
+                let (_, p) = out["probabilities"].try_extract_tensor::<f32>().unwrap();
+                std::hint::black_box(p[0]);
+            })
+        });
+    }
+
+    // LoadedModel::score: what the operator does per batch.
+    let mut model = LoadedModel::load(&env, &dir, &names).unwrap();
+    let refs: Vec<&[f64]> = s.rows.iter().map(Vec::as_slice).collect();
+    let mut scores = Vec::new();
+    for n in SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("loaded_model_score", n), &n, |b, &n| {
+            b.iter(|| {
+                model.score(&refs[..n], &mut scores).unwrap();
+                std::hint::black_box(scores[0].probability);
+            })
+        });
+    }
+
+    // The timely operator: one batch per frontier step.
+    for n in SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("operator", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let (env, models, cfg, rows) = (
+                    env.clone(),
+                    s.models.clone(),
+                    s.config.clone(),
+                    s.rows.clone(),
+                );
+                timely::execute_directly(move |worker| {
+                    let acts = Arc::new(Activations::default());
+                    acts.activate(ORG, Some("v1".into()), i64::MIN);
+                    let ctx = InferenceContext {
+                        env: Some(env),
+                        root: Arc::new(models),
+                        limits: CacheLimits::default(),
+                        activations: acts,
+                        orgs: InferenceContext::orgs_from(&cfg),
+                        max_batch_rows: 4096,
+                        stats: Arc::new(Stats::default()),
+                        cache_stats: Arc::default(),
+                    };
+                    let mut input = timely::dataflow::InputHandle::new();
+                    let probe = timely::dataflow::ProbeHandle::new();
+                    worker.dataflow::<u64, _, _>(|scope| {
+                        use timely::dataflow::operators::{Input, Probe};
+                        let stream = scope.input_from(&mut input);
+                        inference(stream, "Inference", ctx).probe_with(&probe);
+                    });
+                    let mut total = Duration::ZERO;
+                    for it in 0..iters {
+                        let t = 1_000 + it;
+                        let batch: Vec<FeatureRow> = rows[..n]
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| FeatureRow {
+                                organization_id: ORG.into(),
+                                machine_id: format!("M{}", i % 16),
+                                ts: t as i64,
+                                pos: SourcePosition {
+                                    partition: 0,
+                                    offset: i as u64,
+                                },
+                                features: r.clone(),
+                            })
+                            .collect();
+                        let start = Instant::now();
+                        for row in batch {
+                            input.send(row);
+                        }
+                        input.advance_to(t + 1);
+                        while probe.less_than(input.time()) {
+                            worker.step();
+                        }
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

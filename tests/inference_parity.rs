@@ -73,36 +73,30 @@ fn fixture() -> Fixture {
         .arg(&feats));
     let python = root().join("ml/.venv/bin/python");
     let v1 = models.join(ORG).join("v1");
-    run(Command::new(&python)
-        .arg(root().join("ml/train.py"))
-        .args(["--org", ORG, "--version", "v1", "--seed", "3", "--config"])
-        .arg(&config_path)
-        .arg("--features")
-        .arg(feats.join(format!("{ORG}.parquet")))
-        .arg("--events")
-        .arg(sim.join("events.jsonl"))
-        .arg("--out")
-        .arg(&v1));
-    // A second, different model (other seed, fewer rounds) for the rollback check.
-    run(Command::new(&python)
-        .arg(root().join("ml/train.py"))
-        .args([
-            "--org",
-            ORG,
-            "--version",
-            "other",
-            "--seed",
-            "11",
-            "--no-report",
-            "--config",
-        ])
-        .arg(&config_path)
-        .arg("--features")
-        .arg(feats.join(format!("{ORG}.parquet")))
-        .arg("--events")
-        .arg(sim.join("events.jsonl"))
-        .arg("--out")
-        .arg(models.join(ORG).join("other")));
+    let train = |version: &str, seed: &str| {
+        run(Command::new(&python)
+            .arg(root().join("ml/train.py"))
+            .args([
+                "--org",
+                ORG,
+                "--version",
+                version,
+                "--seed",
+                seed,
+                "--no-report",
+                "--config",
+            ])
+            .arg(&config_path)
+            .arg("--features")
+            .arg(feats.join(format!("{ORG}.parquet")))
+            .arg("--events")
+            .arg(sim.join("events.jsonl"))
+            .arg("--out")
+            .arg(models.join(ORG).join(version)));
+    };
+    train("v1", "3");
+    // A second, different model (other seed) for the rollback check.
+    train("other", "11");
     // onnxruntime in Python on the feature table the Rust dataflow wrote.
     let probs_path = tmp.path().join("probs.json");
     let script = r#"

@@ -23,23 +23,30 @@ from .common import MS_PER_MIN, FeatureTable, OrgSettings, TrainError, parse_tim
 HARD_NEGATIVE_WEIGHT = 5.0
 
 
-def failures_from_events(path: str | Path, org: str) -> pd.DataFrame:
-    """Rows of `org` from an events JSONL (`{organizationId, machineId, component, start, end}`)."""
-    rows = []
+def read_org_jsonl(path: str | Path, org: str) -> list[dict]:
+    """The JSON objects of a JSONL file that belong to `org` (no organizationId: all)."""
+    out = []
     with open(path) as f:
         for i, line in enumerate(f, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                e = json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as err:
                 raise TrainError(f"{path}:{i}: bad JSON: {err}") from None
-            if e.get("organizationId", org) != org:
-                continue
-            start = parse_time_ms(e["start"])
-            end = parse_time_ms(e["end"]) if e.get("end") is not None else np.iinfo(np.int64).max
-            rows.append((str(e["machineId"]), str(e["component"]), start, end, True))
+            if obj.get("organizationId", org) == org:
+                out.append(obj)
+    return out
+
+
+def failures_from_events(path: str | Path, org: str) -> pd.DataFrame:
+    """Rows of `org` from an events JSONL (`{organizationId, machineId, component, start, end}`)."""
+    rows = []
+    for e in read_org_jsonl(path, org):
+        start = parse_time_ms(e["start"])
+        end = parse_time_ms(e["end"]) if e.get("end") is not None else np.iinfo(np.int64).max
+        rows.append((str(e["machineId"]), str(e["component"]), start, end, True))
     return _failure_frame(rows)
 
 
@@ -131,20 +138,8 @@ def label_rows(machine: np.ndarray, ts: np.ndarray, failures: pd.DataFrame, hori
 
 
 def read_feedback(path: str | Path, org: str) -> list[dict]:
-    out = []
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                a = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TrainError(f"{path}:{i}: bad JSON: {err}") from None
-            if a.get("organizationId", org) != org:
-                continue
-            out.append(a)
-    return out
+    """Operator feedback records (alerts with isAccurate) of `org`."""
+    return read_org_jsonl(path, org)
 
 
 def apply_feedback(labels: Labels, machine: np.ndarray, ts: np.ndarray, feedback: list[dict],

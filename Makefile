@@ -8,7 +8,7 @@ PY    := $(VENV)/bin/python
 BIN   := target/release/prognos
 CONFIG ?= config/prognos.example.toml
 
-.PHONY: run test setup build lint test-rust test-python bench clean
+.PHONY: run test setup build build-tests lint test-rust test-python bench clean
 
 ## run: set up, build, and start the embedded default (simulator -> pipeline -> API on 127.0.0.1:8080)
 run: setup build
@@ -24,6 +24,11 @@ setup:
 build:
 	$(CARGO) build --release --bin prognos
 
+# The binary as the test build makes it (dev-dependency features unified), so the
+# Python tests after `cargo test` reuse it instead of rebuilding dependencies.
+build-tests:
+	$(CARGO) test --release --workspace --no-run
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
@@ -31,7 +36,7 @@ lint:
 test-rust:
 	$(CARGO) test --release --workspace
 
-test-python: build
+test-python: build-tests
 	PROGNOS_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q ml/tests
 
 ## bench: run the criterion benches (minutes; not part of make test)

@@ -166,6 +166,49 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    // Bare ort, the same three models: failure on every row, component and
+    // time to failure on the rows at or above the stage-2 gate (f32 prepared outside).
+    let gate = s.config.orgs[ORG].prediction.stage2_gate();
+    let open = |file: &str| {
+        ort::session::Session::builder(&env)
+            .unwrap()
+            .with_intra_threads(1)
+            .unwrap()
+            .commit_from_file(dir.join(file))
+            .unwrap()
+    };
+    let (mut comp, mut ttf) = (open("component.onnx"), open("ttf.onnx"));
+    let mut gated: Vec<f32> = Vec::new();
+    for n in SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("bare_ort_three_models", n), &n, |b, &n| {
+            b.iter(|| {
+                let t = ort::value::TensorRef::from_array_view(([n, f], &input[..n * f])).unwrap();
+                let out = bare.run(ort::inputs![t]).unwrap();
+                let (_, p) = out["probabilities"].try_extract_tensor::<f32>().unwrap();
+                gated.clear();
+                let mut k = 0;
+                for i in 0..n {
+                    if p[2 * i + 1] as f64 >= gate {
+                        gated.extend_from_slice(&input[i * f..(i + 1) * f]);
+                        k += 1;
+                    }
+                }
+                drop(out);
+                if k > 0 {
+                    let t = ort::value::TensorRef::from_array_view(([k, f], &gated[..])).unwrap();
+                    let c = comp.run(ort::inputs![t]).unwrap();
+                    std::hint::black_box(
+                        c["probabilities"].try_extract_tensor::<f32>().unwrap().1[0],
+                    );
+                    let t = ort::value::TensorRef::from_array_view(([k, f], &gated[..])).unwrap();
+                    let r = ttf.run(ort::inputs![t]).unwrap();
+                    std::hint::black_box(r["variable"].try_extract_tensor::<f32>().unwrap().1[0]);
+                }
+            })
+        });
+    }
+
     // LoadedModel::score: what the operator does per batch.
     let mut model = LoadedModel::load(&env, &dir, &names).unwrap();
     let refs: Vec<&[f64]> = s.rows.iter().map(Vec::as_slice).collect();

@@ -8,7 +8,7 @@
 //! that time under the same lock the operators publish their frontiers with.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One activation (None = no model: rules only).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,7 +24,7 @@ pub struct Activation {
 
 #[derive(Debug, Default)]
 struct State {
-    by_org: HashMap<String, BTreeMap<i64, Option<String>>>,
+    by_org: HashMap<String, BTreeMap<i64, Option<Arc<str>>>>,
     frontiers: HashMap<usize, i64>,
 }
 
@@ -44,7 +44,7 @@ impl Activations {
                 s.by_org
                     .entry(x.organization_id)
                     .or_default()
-                    .insert(x.effective_ts, x.version);
+                    .insert(x.effective_ts, x.version.map(Arc::from));
             }
         }
         a
@@ -63,7 +63,7 @@ impl Activations {
         s.by_org
             .entry(org.to_string())
             .or_default()
-            .insert(effective_ts, version.clone());
+            .insert(effective_ts, version.as_deref().map(Arc::from));
         Activation {
             organization_id: org.to_string(),
             version,
@@ -72,11 +72,11 @@ impl Activations {
     }
 
     /// The version active for `org` at `ts`.
-    pub fn version_at(&self, org: &str, ts: i64) -> Option<String> {
+    pub fn version_at(&self, org: &str, ts: i64) -> Option<Arc<str>> {
         Self::lookup(&self.lock(), org, ts)
     }
 
-    fn lookup(s: &State, org: &str, ts: i64) -> Option<String> {
+    fn lookup(s: &State, org: &str, ts: i64) -> Option<Arc<str>> {
         s.by_org
             .get(org)
             .and_then(|m| m.range(..=ts).next_back())
@@ -90,7 +90,7 @@ impl Activations {
         worker: usize,
         frontier: i64,
         rows: &[(&str, i64)],
-        out: &mut Vec<Option<String>>,
+        out: &mut Vec<Option<Arc<str>>>,
     ) {
         let mut s = self.lock();
         out.clear();
@@ -108,7 +108,7 @@ impl Activations {
             .flat_map(|(org, m)| {
                 m.iter().map(|(ts, ver)| Activation {
                     organization_id: org.clone(),
-                    version: ver.clone(),
+                    version: ver.as_deref().map(str::to_string),
                     effective_ts: *ts,
                 })
             })

@@ -39,11 +39,11 @@ pub struct ScoredRow {
     /// Probability of the most likely component (0 when stage 2 did not run).
     pub confidence: f64,
     /// The predicted component when confident, else the org's general component.
-    pub component: String,
+    pub component: Arc<str>,
     /// Minutes to failure.
     pub time_to_failure: f64,
     /// Version that scored it.
-    pub model_version: Option<String>,
+    pub model_version: Option<Arc<str>>,
     /// Health of that version when it scored.
     pub health: ModelHealth,
     /// True when rules alone judge the row.
@@ -63,9 +63,9 @@ impl ScoredRow {
             ts: self.row.ts,
             probability: self.probability,
             confidence: self.confidence,
-            predicted_component: self.component.clone(),
+            predicted_component: self.component.to_string(),
             time_to_failure: self.time_to_failure,
-            model_version: self.model_version.clone().unwrap_or_else(|| "rules".into()),
+            model_version: self.model_version.as_deref().unwrap_or("rules").to_string(),
             timestamp: now_ms,
             features: FeatureMap(
                 names
@@ -93,7 +93,7 @@ pub struct OrgScoring {
     /// Component trusted at or above this probability.
     pub confidence_threshold: f64,
     /// The general component.
-    pub general_component: String,
+    pub general_component: Arc<str>,
     /// Time to failure reported when the regressor did not run.
     pub time_to_failure_minutes: f64,
     /// Whether predictions are enabled for the org at all.
@@ -134,7 +134,7 @@ impl InferenceContext {
                         OrgScoring {
                             feature_names: Arc::new(o.feature_names()),
                             confidence_threshold: o.prediction.confidence_threshold,
-                            general_component: o.prediction.general_component().to_string(),
+                            general_component: Arc::from(o.prediction.general_component()),
                             time_to_failure_minutes: o.prediction.time_to_failure_minutes as f64,
                             enabled: o.prediction.enabled,
                         },
@@ -154,14 +154,14 @@ struct Breaker {
 fn fallback(
     row: FeatureRow,
     org: Option<&OrgScoring>,
-    version: Option<String>,
+    version: Option<Arc<str>>,
     health: ModelHealth,
 ) -> ScoredRow {
     ScoredRow {
         row,
         probability: f64::NAN,
         confidence: 0.0,
-        component: org.map(|o| o.general_component.clone()).unwrap_or_default(),
+        component: org.map_or_else(|| Arc::from(""), |o| o.general_component.clone()),
         time_to_failure: org.map_or(0.0, |o| o.time_to_failure_minutes),
         model_version: version,
         health,
@@ -201,7 +201,7 @@ pub fn inference<'s>(
             }
         }
         let mut breakers: HashMap<String, Breaker> = HashMap::new();
-        let mut versions: Vec<Option<String>> = Vec::new();
+        let mut versions: Vec<Option<Arc<str>>> = Vec::new();
         let mut scores: Vec<Score> = Vec::new();
         let mut tally = Tally::default();
         move |(input, frontier), output| {
@@ -222,13 +222,26 @@ pub fn inference<'s>(
             drop(keys);
             // Group by (org, version) so each group is one model's batch; order within
             // a group is the rows' (ts, position) order, so batches are reproducible.
-            let mut groups: BTreeMap<(String, Option<String>), Vec<FeatureRow>> = BTreeMap::new();
-            for (row, v) in ready.drain(..).zip(versions.drain(..)) {
-                groups.entry((row.organization_id.clone(), v)).or_default().push(row);
-            }
+            let mut items: Vec<(FeatureRow, Option<Arc<str>>)> = ready.drain(..).zip(versions.drain(..)).collect();
+            items.sort_by(|(a, va), (b, vb)| {
+                (a.organization_id.as_str(), va.as_deref(), a.ts, a.pos).cmp(&(
+                    b.organization_id.as_str(),
+                    vb.as_deref(),
+                    b.ts,
+                    b.pos,
+                ))
+            });
             let mut session = output.session(&*c);
-            for ((org, version), mut group) in groups {
-                group.sort_by_key(|r| (r.ts, r.pos));
+            let mut items = items.into_iter().peekable();
+            while let Some((first, version)) = items.next() {
+                let org = first.organization_id.clone();
+                let mut group = vec![first];
+                while let Some((next, v)) = items.peek() {
+                    if next.organization_id != org || v.as_deref() != version.as_deref() {
+                        break;
+                    }
+                    group.push(items.next().expect("peeked").0);
+                }
                 let settings = ctx.orgs.get(&org);
                 let usable = settings.is_some_and(|s| s.enabled);
                 let breaker = breakers.entry(org.clone()).or_default();
@@ -243,7 +256,7 @@ pub fn inference<'s>(
                     continue;
                 };
                 let settings = settings.expect("usable implies configured");
-                let model = match cache.get(&org, &v, &settings.feature_names) {
+                let model = match cache.get(&org, v.as_ref(), &settings.feature_names) {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(org = %org, version = %v, error = %e, "model unusable; rules only");
@@ -255,7 +268,7 @@ pub fn inference<'s>(
                     }
                 };
                 let loaded_now = model.take_fresh_load_ms();
-                let classes = model.meta.component_classes();
+                let classes: Vec<Arc<str>> = model.meta.component_classes().into_iter().map(Arc::from).collect();
                 let gate_health = if breaker.errors > 0 { ModelHealth::Degraded } else { ModelHealth::Healthy };
                 let mut first = true;
                 let mut rest = group;
@@ -271,7 +284,13 @@ pub fn inference<'s>(
                             for (row, s) in batch.into_iter().zip(scores.iter()) {
                                 let (component, confidence) = match s.component {
                                     Some((k, q)) if q >= settings.confidence_threshold => {
-                                        (classes.get(k).cloned().unwrap_or_else(|| settings.general_component.clone()), q)
+                                        (
+                                            classes
+                                                .get(k)
+                                                .cloned()
+                                                .unwrap_or_else(|| settings.general_component.clone()),
+                                            q,
+                                        )
                                     }
                                     Some((_, q)) => (settings.general_component.clone(), q),
                                     None => (settings.general_component.clone(), 0.0),

@@ -187,7 +187,7 @@ fn run_pipeline(
     };
     let cache_stats = ctx.cache_stats.clone();
     let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
-    let dead_sink = Arc::new(Mutex::new(JsonlSink::create(&dead_path)?));
+    let dead_sink = Arc::new(Mutex::new(Some(JsonlSink::create(&dead_path)?)));
     let failures = metrics.simulated_failures.clone();
     let (cfg2, stats2, stop2, clock2, sink2, ctx2) = (
         config.clone(),
@@ -233,6 +233,7 @@ fn run_pipeline(
                 |a: &DeadLetter, b: &DeadLetter| (a.partition, a.offset).cmp(&(b.partition, b.offset)),
                 move |batch, _| {
                     let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(s) = s.as_mut() else { return };
                     for d in batch {
                         if let Err(e) = s.write(d) {
                             tracing::error!(error = %e, "cannot write a dead letter");
@@ -283,11 +284,11 @@ fn run_pipeline(
             anyhow::bail!("a timely worker failed: {e}");
         }
     }
-    let dead = std::mem::replace(
-        &mut *dead_sink.lock().unwrap_or_else(|e| e.into_inner()),
-        JsonlSink::create(&dead_path)?,
-    );
-    let n = dead.finish()?;
+    let dead = dead_sink.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let n = match dead {
+        Some(d) => d.finish()?,
+        None => 0,
+    };
     if !stop.load(Ordering::Acquire) {
         tracing::info!("simulated range complete");
     }

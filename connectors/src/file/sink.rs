@@ -86,39 +86,29 @@ impl ParquetFeatureSink {
                 path: path.clone(),
                 source,
             };
+            let field = |name: &str, ty: PhysicalType, logical: Option<LogicalType>| {
+                Type::primitive_type_builder(name, ty)
+                    .with_repetition(Repetition::REQUIRED)
+                    .with_logical_type(logical)
+                    .build()
+                    .map(Arc::new)
+                    .map_err(pq)
+            };
+            let ts_type = LogicalType::Timestamp(TimestampType {
+                is_adjusted_to_u_t_c: true,
+                unit: TimeUnit::MILLIS,
+            });
             let mut fields = vec![
-                Arc::new(
-                    Type::primitive_type_builder("org", PhysicalType::BYTE_ARRAY)
-                        .with_repetition(Repetition::REQUIRED)
-                        .with_logical_type(Some(LogicalType::String))
-                        .build()
-                        .map_err(pq)?,
-                ),
-                Arc::new(
-                    Type::primitive_type_builder("machine", PhysicalType::BYTE_ARRAY)
-                        .with_repetition(Repetition::REQUIRED)
-                        .with_logical_type(Some(LogicalType::String))
-                        .build()
-                        .map_err(pq)?,
-                ),
-                Arc::new(
-                    Type::primitive_type_builder("ts", PhysicalType::INT64)
-                        .with_repetition(Repetition::REQUIRED)
-                        .with_logical_type(Some(LogicalType::Timestamp(TimestampType {
-                            is_adjusted_to_u_t_c: true,
-                            unit: TimeUnit::MILLIS,
-                        })))
-                        .build()
-                        .map_err(pq)?,
-                ),
+                field("org", PhysicalType::BYTE_ARRAY, Some(LogicalType::String))?,
+                field(
+                    "machine",
+                    PhysicalType::BYTE_ARRAY,
+                    Some(LogicalType::String),
+                )?,
+                field("ts", PhysicalType::INT64, Some(ts_type))?,
             ];
             for n in &names {
-                fields.push(Arc::new(
-                    Type::primitive_type_builder(n, PhysicalType::DOUBLE)
-                        .with_repetition(Repetition::REQUIRED)
-                        .build()
-                        .map_err(pq)?,
-                ));
+                fields.push(field(n, PhysicalType::DOUBLE, None)?);
             }
             let schema = Arc::new(
                 Type::group_type_builder("features")

@@ -2,6 +2,7 @@
 //! turns raw SCADA rows into features, predictions and alerts. No network I/O:
 //! a pipeline is a function from input streams to output streams.
 
+pub mod alerts;
 pub mod config;
 pub mod event_time;
 pub mod features;

@@ -2,13 +2,15 @@
 //! to output streams, so the same code serves live scoring, `prognos features`
 //! and tests.
 
+use crate::alerts::AlertSettings;
 use crate::config::Config;
 use crate::features::FeatureSpec;
+use crate::operators::alerts::alerts;
 use crate::operators::features::features;
 use crate::operators::inference::{InferenceContext, ScoredRow, inference};
 use crate::operators::ingest::{ingest, split_ingested};
 use crate::operators::schema_map::SchemaMapper;
-use crate::records::{DeadLetter, FeatureRow};
+use crate::records::{Alert, DeadLetter, FeatureRow};
 use crate::source::Source;
 use crate::stats::Stats;
 use std::collections::HashMap;
@@ -69,4 +71,32 @@ pub fn scoring_pipeline<'s>(
 ) {
     let (feats, dead) = feature_pipeline(scope, config, source, stats);
     (inference(feats, "Inference", ctx), dead)
+}
+
+/// The streams of the whole pipeline.
+pub struct Outputs<'s> {
+    /// Every row with its score (predictions).
+    pub scored: Stream<'s, u64, Vec<ScoredRow>>,
+    /// Notifications, closing re-emissions and resolutions.
+    pub alerts: Stream<'s, u64, Vec<Alert>>,
+    /// Rows that could not be used, with the reason.
+    pub dead: Stream<'s, u64, Vec<DeadLetter>>,
+}
+
+/// Source → features → inference → rules + predictive → dedup.
+pub fn alert_pipeline<'s>(
+    scope: Scope<'s, u64>,
+    config: &Config,
+    source: Box<dyn Source>,
+    stats: Arc<Stats>,
+    ctx: InferenceContext,
+    settings: AlertSettings,
+) -> Outputs<'s> {
+    let (scored, dead) = scoring_pipeline(scope, config, source, stats.clone(), ctx);
+    let alerts = alerts(scored.clone(), "Alerts", settings, stats);
+    Outputs {
+        scored,
+        alerts,
+        dead,
+    }
 }

@@ -6,6 +6,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Largest difference between the recorded test vector outputs and ours.
@@ -88,6 +89,9 @@ pub struct LoadedModel {
     pub bytes: u64,
     /// Milliseconds the load and check took.
     pub load_ms: f64,
+    /// The most important features (input index, normalized gain), most important
+    /// first: what alerts explain a prediction with.
+    pub importance: Arc<Vec<(usize, f64)>>,
     input: Vec<f32>,
     gated: Vec<usize>,
     fresh: bool,
@@ -186,10 +190,12 @@ impl LoadedModel {
             ttf,
             bytes,
             load_ms: 0.0,
+            importance: Arc::new(Vec::new()),
             input: Vec::new(),
             gated: Vec::new(),
             fresh: true,
         };
+        m.importance = Arc::new(top_importance(&m.meta, TOP_IMPORTANCE));
         m.check_test_vector()?;
         m.load_ms = t0.elapsed().as_secs_f64() * 1000.0;
         Ok(m)
@@ -359,6 +365,26 @@ impl LoadedModel {
         self.gated = gated;
         Ok(())
     }
+}
+
+/// Features an alert's explanation considers (by importance).
+pub const TOP_IMPORTANCE: usize = 12;
+
+/// The `k` features of highest importance that are model inputs, as (input index,
+/// importance), highest first, ties by index; features of zero importance are left out.
+pub fn top_importance(meta: &ModelMetadata, k: usize) -> Vec<(usize, f64)> {
+    let mut v: Vec<(usize, f64)> = meta
+        .feature_names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let w = *meta.feature_importance.get(n)?;
+            (w.is_finite() && w > 0.0).then_some((i, w))
+        })
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(k);
+    v
 }
 
 fn max_delta(a: &[f64], b: &[f64]) -> f64 {

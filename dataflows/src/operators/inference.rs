@@ -52,6 +52,9 @@ pub struct ScoredRow {
     pub processing_ms: f64,
     /// Milliseconds spent loading the version for this batch (0 when cached).
     pub load_ms: f64,
+    /// The scoring version's most important features (input index, weight), for
+    /// alert explanations; None on fallback rows.
+    pub importance: Option<Arc<Vec<(usize, f64)>>>,
 }
 
 impl ScoredRow {
@@ -168,6 +171,7 @@ fn fallback(
         fallback: true,
         processing_ms: 0.0,
         load_ms: 0.0,
+        importance: None,
     }
 }
 
@@ -269,6 +273,7 @@ pub fn inference<'s>(
                 };
                 let loaded_now = model.take_fresh_load_ms();
                 let classes: Vec<Arc<str>> = model.meta.component_classes().into_iter().map(Arc::from).collect();
+                let importance = model.importance.clone();
                 let gate_health = if breaker.errors > 0 { ModelHealth::Degraded } else { ModelHealth::Healthy };
                 let mut first = true;
                 let mut rest = group;
@@ -307,6 +312,7 @@ pub fn inference<'s>(
                                     fallback: false,
                                     processing_ms: per_row,
                                     load_ms: if first { loaded_now } else { 0.0 },
+                                    importance: Some(importance.clone()),
                                 });
                                 first = false;
                             }

@@ -1,5 +1,6 @@
 //! Dataflow operators, one per file, each stating its semantics in its header.
 
+pub mod alerts;
 pub mod features;
 pub mod inference;
 pub mod ingest;

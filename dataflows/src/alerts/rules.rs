@@ -1,0 +1,232 @@
+//! Level rules (ARCHITECTURE.md, "Alerts"): conditions over a machine's current
+//! signal values, evaluated row by row in event-time order.
+//!
+//! - **threshold**: `value > above` or `value < below`;
+//! - **deviation**: `|value − setpoint| > band`;
+//! - **fault flag**: the boolean is on (≥ 0.5 after mapping to 0/1);
+//! - **rate of change**: against the earliest sample of the machine with a finite
+//!   value in `[t − window, t)`, `|Δvalue| / Δt` in units per minute exceeds
+//!   `max_per_min` (no such sample: false).
+//!
+//! A missing (NaN) input makes a condition false. With `for_s`, a rule fires on a
+//! row when its condition has held on every row of the machine from some row at
+//! `t₀ ≤ t − for_s` up to this one (a false row restarts the clock); without it,
+//! on every row where the condition holds. Every firing is a detection; dedup
+//! decides which become notifications.
+
+use crate::config::{Condition, OrgConfig, RuleConfig, Severity};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A rule's condition over feature indices (current values are features named
+/// after their signal).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// `value > above || value < below`.
+    Threshold {
+        /// Feature index of the signal.
+        signal: usize,
+        /// Upper bound.
+        above: Option<f64>,
+        /// Lower bound.
+        below: Option<f64>,
+    },
+    /// `|value − setpoint| > band`.
+    Deviation {
+        /// Feature index of the signal.
+        signal: usize,
+        /// Feature index of the setpoint.
+        setpoint: usize,
+        /// Allowed band.
+        band: f64,
+    },
+    /// The flag is on.
+    FaultFlag {
+        /// Feature index of the flag.
+        signal: usize,
+    },
+    /// Change per minute over the window.
+    RateOfChange {
+        /// Feature index of the signal.
+        signal: usize,
+        /// Limit per minute.
+        max_per_min: f64,
+        /// Look-back span (ms).
+        window_ms: i64,
+    },
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Name (shown on the alert).
+    pub name: Arc<str>,
+    /// CRITICAL or WARNING.
+    pub severity: Severity,
+    /// Component the alert is raised against.
+    pub component: Arc<str>,
+    /// How long the condition must hold (ms).
+    pub for_ms: i64,
+    /// The condition.
+    pub cond: Cond,
+    /// Human description of the condition, for alert messages.
+    pub describe: String,
+}
+
+/// Why a rule cannot be compiled against an org's features.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule `{rule}`: signal `{signal}` is not a signal of the org")]
+pub struct RuleError {
+    /// The rule.
+    pub rule: String,
+    /// The signal it names.
+    pub signal: String,
+}
+
+fn idx(names: &[String], rule: &RuleConfig, signal: &str) -> Result<usize, RuleError> {
+    names
+        .iter()
+        .position(|n| n == signal)
+        .ok_or_else(|| RuleError {
+            rule: rule.name.clone(),
+            signal: signal.to_string(),
+        })
+}
+
+fn s_to_ms(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+impl Rule {
+    /// Compile `rule` against the org's feature names (`OrgConfig::feature_names`).
+    pub fn compile(rule: &RuleConfig, names: &[String]) -> Result<Rule, RuleError> {
+        let (cond, describe) = match &rule.condition {
+            Condition::Threshold {
+                signal,
+                above,
+                below,
+            } => {
+                let mut d = Vec::new();
+                if let Some(a) = above {
+                    d.push(format!("{signal} above {a}"));
+                }
+                if let Some(b) = below {
+                    d.push(format!("{signal} below {b}"));
+                }
+                (
+                    Cond::Threshold {
+                        signal: idx(names, rule, signal)?,
+                        above: *above,
+                        below: *below,
+                    },
+                    d.join(" or "),
+                )
+            }
+            Condition::Deviation {
+                signal,
+                setpoint,
+                band,
+            } => (
+                Cond::Deviation {
+                    signal: idx(names, rule, signal)?,
+                    setpoint: idx(names, rule, setpoint)?,
+                    band: *band,
+                },
+                format!("{signal} more than {band} off {setpoint}"),
+            ),
+            Condition::FaultFlag { signal } => (
+                Cond::FaultFlag {
+                    signal: idx(names, rule, signal)?,
+                },
+                format!("{signal} is on"),
+            ),
+            Condition::RateOfChange {
+                signal,
+                max_per_min,
+                window_s,
+            } => (
+                Cond::RateOfChange {
+                    signal: idx(names, rule, signal)?,
+                    max_per_min: *max_per_min,
+                    window_ms: s_to_ms(*window_s).max(1),
+                },
+                format!("{signal} changing faster than {max_per_min}/min"),
+            ),
+        };
+        Ok(Rule {
+            name: Arc::from(rule.name.as_str()),
+            severity: rule.severity,
+            component: Arc::from(rule.component.as_str()),
+            for_ms: s_to_ms(rule.for_s),
+            cond,
+            describe,
+        })
+    }
+
+    /// Compile every rule of `org`.
+    pub fn compile_org(org: &OrgConfig) -> Result<Vec<Rule>, RuleError> {
+        let names = org.feature_names();
+        org.rules.iter().map(|r| Rule::compile(r, &names)).collect()
+    }
+}
+
+/// One rule's state on one machine.
+#[derive(Debug, Clone, Default)]
+pub struct RuleState {
+    /// Ts of the first row of the current run of rows where the condition held.
+    since: Option<i64>,
+    /// Rate of change: recent finite samples `(ts, value)`, oldest first.
+    history: VecDeque<(i64, f64)>,
+}
+
+impl RuleState {
+    /// Evaluate `rule` on the machine's next row (`ts` ascending across calls);
+    /// true when it fires.
+    pub fn step(&mut self, rule: &Rule, ts: i64, f: &[f64]) -> bool {
+        let get = |i: usize| f.get(i).copied().unwrap_or(f64::NAN);
+        let holds = match &rule.cond {
+            Cond::Threshold {
+                signal,
+                above,
+                below,
+            } => {
+                let v = get(*signal);
+                above.is_some_and(|a| v > a) || below.is_some_and(|b| v < b)
+            }
+            Cond::Deviation {
+                signal,
+                setpoint,
+                band,
+            } => (get(*signal) - get(*setpoint)).abs() > *band,
+            Cond::FaultFlag { signal } => get(*signal) >= 0.5,
+            Cond::RateOfChange {
+                signal,
+                max_per_min,
+                window_ms,
+            } => {
+                let v = get(*signal);
+                let from = ts.saturating_sub(*window_ms);
+                while self.history.front().is_some_and(|(t, _)| *t < from) {
+                    self.history.pop_front();
+                }
+                let fired = match self.history.front() {
+                    Some(&(t0, v0)) if v.is_finite() && t0 < ts => {
+                        let minutes = (ts - t0) as f64 / 60_000.0;
+                        (v - v0).abs() / minutes > *max_per_min
+                    }
+                    _ => false,
+                };
+                if v.is_finite() {
+                    self.history.push_back((ts, v));
+                }
+                fired
+            }
+        };
+        if !holds {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(ts);
+        ts.saturating_sub(since) >= rule.for_ms
+    }
+}

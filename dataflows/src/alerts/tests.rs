@@ -1,0 +1,312 @@
+//! Oracle tests: the streaming dedup and rules against naive recomputations over
+//! the whole history.
+
+use super::dedup::{DedupSettings, KeyDedup, stable_id};
+use super::rules::{Rule, RuleState};
+use crate::config::{Condition, RuleConfig, Severity};
+use crate::records::{Alert, AlertStatus, AlertType};
+use proptest::prelude::*;
+
+const KEY: &str = "k";
+
+fn notification(id: String, ts: i64) -> Alert {
+    Alert {
+        id,
+        organization_id: "acme".into(),
+        machine_id: "m1".into(),
+        alert_type: AlertType::Predictive,
+        severity: Severity::Warning,
+        component: "Heating".into(),
+        probability: 0.9,
+        confidence: 0.8,
+        time_to_failure: 7.0,
+        model_version: "v1".into(),
+        rule: None,
+        message: String::new(),
+        ts,
+        created_at: ts,
+        resolved_at: None,
+        status: AlertStatus::Active,
+        suppressed_count: 0,
+        top_features: vec![],
+        is_accurate: None,
+        feedback_at: None,
+        feedback_by: None,
+    }
+}
+
+/// (id, ts, status, suppressedCount): what identifies an emitted record.
+type Emitted = (String, i64, AlertStatus, u32);
+
+fn emitted(a: &Alert) -> Emitted {
+    (a.id.clone(), a.ts, a.status, a.suppressed_count)
+}
+
+/// Streaming: detections (sorted) delivered in batches; after each batch the
+/// frontier moves to the next batch's first ts (or `final_frontier`), then finish.
+fn streaming(s: &DedupSettings, ts: &[i64], cuts: &[usize], final_frontier: i64) -> Vec<Emitted> {
+    let mut d = KeyDedup::default();
+    let mut out = Vec::new();
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (ts.len() + 1)).collect();
+    bounds.push(0);
+    bounds.push(ts.len());
+    bounds.sort_unstable();
+    bounds.dedup();
+    for w in bounds.windows(2) {
+        for &t in &ts[w[0]..w[1]] {
+            d.detect(s, t, KEY, |id| notification(id, t), &mut out);
+        }
+        let f = ts.get(w[1]).copied().unwrap_or(final_frontier);
+        d.advance(s, f, &mut out);
+    }
+    d.finish(s, &mut out);
+    out.iter().map(emitted).collect()
+}
+
+/// The definition, computed over the whole history at once.
+fn reference(s: &DedupSettings, ts: &[i64], final_frontier: i64) -> Vec<Emitted> {
+    // (event time, 0 = closing / 1 = detection, tiebreak, record)
+    let mut ev: Vec<(i64, u8, i64, Emitted)> = Vec::new();
+    let mut i = 0;
+    let mut seq_in_stream = 0;
+    while i < ts.len() {
+        let w = s.window_start(ts[i]);
+        let mut j = i;
+        while j < ts.len() && s.window_start(ts[j]) == w {
+            j += 1;
+        }
+        let n = (j - i) as u32;
+        for (k, &t) in ts[i..j].iter().enumerate() {
+            if (k as u32) < s.max_per_window {
+                let id = stable_id(&[KEY, &w.to_string(), &(k + 1).to_string()]);
+                ev.push((t, 1, seq_in_stream, (id, t, AlertStatus::Active, 0)));
+            }
+            seq_in_stream += 1;
+        }
+        if n > s.max_per_window && s.max_per_window > 0 {
+            let k = s.max_per_window as usize - 1;
+            let id = stable_id(&[KEY, &w.to_string(), &s.max_per_window.to_string()]);
+            let e = w + s.window_ms;
+            ev.push((
+                e,
+                0,
+                e,
+                (id, ts[i + k], AlertStatus::Active, n - s.max_per_window),
+            ));
+        }
+        i = j;
+    }
+    // Resolutions: a gap longer than resolve_ms, or the end of event time.
+    for (k, &t) in ts.iter().enumerate() {
+        let r = t + s.resolve_ms;
+        let next = ts.get(k + 1).copied();
+        let due = match next {
+            Some(n) => n > r,
+            None => final_frontier > r,
+        };
+        if due {
+            let id = stable_id(&[
+                "acme",
+                "m1",
+                "Heating",
+                "PREDICTIVE",
+                "resolved",
+                &r.to_string(),
+            ]);
+            ev.push((r + 1, 0, r, (id, r, AlertStatus::Resolved, 0)));
+        }
+    }
+    ev.sort_by_key(|e| (e.0, e.1, e.2));
+    ev.into_iter().map(|e| e.3).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn dedup_matches_the_reference(
+        // Mostly on a 30 s grid, as rows are, so boundaries are hit exactly.
+        gaps in prop::collection::vec(prop_oneof![Just(0i64), (1i64..40).prop_map(|k| k * 30_000), 1i64..900_000], 1..60),
+        cuts in prop::collection::vec(0usize..100, 0..8),
+        window_s in prop_oneof![Just(300u64), (2u64..20).prop_map(|k| k * 30), 60u64..600],
+        max_per_window in 1u32..5,
+        resolve_s in prop_oneof![Just(600u64), (10u64..40).prop_map(|k| k * 30), 300u64..1200],
+        tail in prop_oneof![(0i64..70).prop_map(|k| k * 30_000), 0i64..2_000_000],
+    ) {
+        let s = DedupSettings { window_ms: window_s as i64 * 1000, max_per_window, resolve_ms: resolve_s as i64 * 1000 };
+        let mut t = 1_700_000_000_000i64;
+        let ts: Vec<i64> = gaps.iter().map(|g| { t += g; t }).collect();
+        let fin = t + tail;
+        prop_assert_eq!(streaming(&s, &ts, &cuts, fin), reference(&s, &ts, fin));
+    }
+}
+
+#[test]
+fn three_pass_then_the_count_comes_at_window_close() {
+    let s = DedupSettings {
+        window_ms: 300_000,
+        max_per_window: 3,
+        resolve_ms: 600_000,
+    };
+    let base = 1_700_000_100_000i64 - 1_700_000_100_000i64.rem_euclid(300_000);
+    let ts: Vec<i64> = (0..10).map(|k| base + k * 30_000).collect();
+    let out = streaming(&s, &ts, &[], base + 2_000_000);
+    assert_eq!(out.len(), 5, "{out:?}");
+    assert!(
+        out[..3]
+            .iter()
+            .all(|e| e.3 == 0 && e.2 == AlertStatus::Active)
+    );
+    assert_eq!(out[3].0, out[2].0, "the third notification is re-emitted");
+    assert_eq!(out[3].3, 7, "7 suppressed");
+    assert_eq!(out[4].2, AlertStatus::Resolved);
+    assert_eq!(
+        out[4].1,
+        ts[9] + 600_000,
+        "resolved 600 s after the last detection"
+    );
+    // Ids are distinct per sequence and stable.
+    assert_ne!(out[0].0, out[1].0);
+    assert_eq!(
+        out[0].0,
+        stable_id(&[KEY, &base.to_string(), "1"]),
+        "id = hash(key, window start, sequence)"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Rules
+
+fn rule(cond: Condition, for_s: u64) -> RuleConfig {
+    RuleConfig {
+        name: "r".into(),
+        severity: Severity::Warning,
+        component: "C".into(),
+        for_s,
+        condition: cond,
+    }
+}
+
+fn holds(cond: &Condition, rows: &[(i64, [f64; 3])], k: usize) -> bool {
+    let names = ["a", "b", "c"];
+    let v = |r: &[f64; 3], s: &str| r[names.iter().position(|n| *n == s).unwrap()];
+    let (t, row) = rows[k];
+    match cond {
+        Condition::Threshold {
+            signal,
+            above,
+            below,
+        } => {
+            let x = v(&row, signal);
+            above.is_some_and(|a| x > a) || below.is_some_and(|b| x < b)
+        }
+        Condition::Deviation {
+            signal,
+            setpoint,
+            band,
+        } => (v(&row, signal) - v(&row, setpoint)).abs() > *band,
+        Condition::FaultFlag { signal } => v(&row, signal) >= 0.5,
+        Condition::RateOfChange {
+            signal,
+            max_per_min,
+            window_s,
+        } => {
+            let x = v(&row, signal);
+            let from = t - *window_s as i64 * 1000;
+            let earliest = rows[..k]
+                .iter()
+                .find(|(t0, r)| *t0 >= from && v(r, signal).is_finite());
+            match earliest {
+                Some((t0, r)) if x.is_finite() => {
+                    (x - v(r, signal)).abs() / ((t - t0) as f64 / 60_000.0) > *max_per_min
+                }
+                _ => false,
+            }
+        }
+    }
+}
+
+fn fires_reference(cfg: &RuleConfig, rows: &[(i64, [f64; 3])], k: usize) -> bool {
+    if !holds(&cfg.condition, rows, k) {
+        return false;
+    }
+    // Walk back over the run of rows where the condition held.
+    let mut j = k;
+    while j > 0 && holds(&cfg.condition, rows, j - 1) {
+        j -= 1;
+    }
+    rows[k].0 - rows[j].0 >= cfg.for_s as i64 * 1000
+}
+
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![8 => -5.0f64..5.0, 1 => Just(f64::NAN), 1 => Just(0.0), 1 => Just(1.0)]
+}
+
+fn condition() -> impl Strategy<Value = Condition> {
+    let sig = prop_oneof![Just("a"), Just("b"), Just("c")].prop_map(String::from);
+    prop_oneof![
+        (
+            sig.clone(),
+            prop::option::of(-2.0f64..2.0),
+            prop::option::of(-2.0f64..2.0)
+        )
+            .prop_map(|(signal, above, below)| Condition::Threshold {
+                signal,
+                above,
+                below
+            }),
+        (sig.clone(), sig.clone(), 0.0f64..3.0).prop_map(|(signal, setpoint, band)| {
+            Condition::Deviation {
+                signal,
+                setpoint,
+                band,
+            }
+        }),
+        sig.clone()
+            .prop_map(|signal| Condition::FaultFlag { signal }),
+        (sig, 0.5f64..20.0, 30u64..300).prop_map(|(signal, max_per_min, window_s)| {
+            Condition::RateOfChange {
+                signal,
+                max_per_min,
+                window_s,
+            }
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn rules_match_the_reference(
+        cond in condition(),
+        for_s in prop_oneof![Just(0u64), 1u64..300],
+        steps in prop::collection::vec((1i64..90_000, value(), value(), value()), 1..80),
+    ) {
+        let cfg = rule(cond, for_s);
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let compiled = Rule::compile(&cfg, &names).unwrap();
+        let mut t = 0i64;
+        let rows: Vec<(i64, [f64; 3])> = steps.iter().map(|(g, a, b, c)| { t += g; (t, [*a, *b, *c]) }).collect();
+        let mut state = RuleState::default();
+        for k in 0..rows.len() {
+            let got = state.step(&compiled, rows[k].0, &rows[k].1);
+            prop_assert_eq!(got, fires_reference(&cfg, &rows, k), "row {} of {:?}", k, rows);
+        }
+    }
+}
+
+#[test]
+fn a_rule_on_an_unknown_signal_is_refused_with_its_name() {
+    let cfg = rule(
+        Condition::FaultFlag {
+            signal: "nope".into(),
+        },
+        0,
+    );
+    let err = Rule::compile(&cfg, &["a".to_string()]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "rule `r`: signal `nope` is not a signal of the org"
+    );
+}

@@ -188,7 +188,7 @@ fn reference(rows: &[ScoredRow]) -> Vec<Alert> {
         for r in rs {
             m.row(&s, r, 0, &mut out);
         }
-        m.finish(&s, &mut out);
+        m.finish(&s, 0, &mut out);
     }
     out
 }

@@ -211,6 +211,7 @@ impl MachineAlerts {
             Mode::Live => now,
             Mode::Replay => ts,
         };
+        let from = out.len();
         for d in detections {
             let k = self.key(&d.component, d.alert_type);
             let (org, machine) = (&self.org_id, &self.machine_id);
@@ -245,6 +246,7 @@ impl MachineAlerts {
                 out,
             );
         }
+        stamp_resolutions(s, now, &mut out[from..]);
     }
 
     fn key(&mut self, component: &Arc<str>, t: AlertType) -> usize {
@@ -266,20 +268,25 @@ impl MachineAlerts {
 
     /// Every row with ts < `frontier` has been handled: close windows and resolve
     /// keys that are due (keys in creation order, so the output is reproducible).
-    pub fn advance(&mut self, s: &AlertSettings, frontier: i64, out: &mut Vec<Alert>) {
+    /// `now`: the wall clock, `createdAt` of a live resolution.
+    pub fn advance(&mut self, s: &AlertSettings, frontier: i64, now: i64, out: &mut Vec<Alert>) {
+        let from = out.len();
         for k in &mut self.keys {
             k.dedup.advance(&s.dedup, frontier, out);
         }
+        stamp_resolutions(s, now, &mut out[from..]);
     }
 
     /// End of input: in a replay, resolve every open key; close every window.
-    pub fn finish(&mut self, s: &AlertSettings, out: &mut Vec<Alert>) {
+    pub fn finish(&mut self, s: &AlertSettings, now: i64, out: &mut Vec<Alert>) {
+        let from = out.len();
         for k in &mut self.keys {
             if s.mode == Mode::Replay {
                 k.dedup.advance(&s.dedup, i64::MAX, out);
             }
             k.dedup.finish(&s.dedup, out);
         }
+        stamp_resolutions(s, now, &mut out[from..]);
     }
 
     /// Earliest event time at which [`advance`](Self::advance) has something to do.
@@ -288,6 +295,17 @@ impl MachineAlerts {
             .iter()
             .filter_map(|k| k.dedup.deadline(&s.dedup))
             .min()
+    }
+}
+
+/// A resolution is a new record: `createdAt` is when it is emitted (its own ts in
+/// a replay). Closing re-emissions keep their notification's `createdAt`.
+fn stamp_resolutions(s: &AlertSettings, now: i64, out: &mut [Alert]) {
+    for a in out.iter_mut().filter(|a| a.status == AlertStatus::Resolved) {
+        a.created_at = match s.mode {
+            Mode::Live => now,
+            Mode::Replay => a.ts,
+        };
     }
 }
 

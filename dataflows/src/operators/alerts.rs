@@ -106,7 +106,7 @@ pub fn alerts<'s>(
                         // Stale entries (the machine moved on) cost one check.
                         let m = &mut machines[i];
                         if m.state.deadline(&settings).is_some_and(|cur| cur <= f) {
-                            m.state.advance(&settings, f, &mut out);
+                            m.state.advance(&settings, f, now, &mut out);
                             if let Some(next) = m.state.deadline(&settings) {
                                 deadlines.push(Reverse((next, i)));
                             }
@@ -115,7 +115,7 @@ pub fn alerts<'s>(
                 }
                 None => {
                     for m in &mut machines {
-                        m.state.finish(&settings, &mut out);
+                        m.state.finish(&settings, now, &mut out);
                     }
                 }
             }

@@ -255,10 +255,13 @@ pub struct Alert {
     /// Component at risk.
     pub component: String,
     /// Failure probability (1 for rules).
+    #[serde(with = "nan_as_null")]
     pub probability: f64,
     /// Component confidence (1 for rules).
+    #[serde(with = "nan_as_null")]
     pub confidence: f64,
     /// Minutes until failure (0 for rules: it is happening).
+    #[serde(with = "nan_as_null")]
     pub time_to_failure: f64,
     /// Model version, or `rules`.
     pub model_version: String,

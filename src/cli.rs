@@ -50,6 +50,10 @@ pub enum Command {
     Train(commands::train::TrainArgs),
     /// List, show, activate and roll back model versions.
     Models(commands::train::ModelsArgs),
+    /// Run history files through the whole dataflow (features, models, rules,
+    /// dedup) and print event recall, lead time and false alarms per org and
+    /// component against known failures: the backtest before trusting a model.
+    Replay(commands::replay::ReplayArgs),
 }
 
 /// `--config FILE` (env `PROGNOS_CONFIG`).
@@ -114,6 +118,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Features(a) => commands::features::run(a),
         Command::Train(a) => commands::train::run_train(a),
         Command::Models(a) => commands::train::run_models(a),
+        Command::Replay(a) => commands::replay::run(a),
     }
 }
 

@@ -2,9 +2,11 @@
 //! configuration loading, runtime wiring, HTTP API and metrics.
 
 pub mod api;
+pub mod backtest;
 pub mod cli;
 pub mod commands;
 pub mod metrics;
 pub mod onnx_runtime;
 pub mod settings;
+pub mod store;
 pub mod training;

@@ -126,6 +126,12 @@ impl Registry {
         })
     }
 
+    /// The sled database the registry lives in (the alert store shares it: sled
+    /// is single-process, one `Db` per data dir).
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     fn store_err(&self, e: impl std::fmt::Display) -> RegistryError {
         RegistryError::Store {
             path: self.path.clone(),

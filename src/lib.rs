@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod metrics;
 pub mod onnx_runtime;
+pub mod outputs;
 pub mod settings;
 pub mod store;
 pub mod training;

@@ -24,6 +24,12 @@ pub const MODEL_CACHE_BYTES: &str = "prognos_model_cache_bytes";
 /// Versions held by the model caches.
 pub const MODEL_CACHE_MODELS: &str = "prognos_model_cache_models";
 
+/// Alert records by org, type and kind (`notification`, `summary`, `resolved`),
+/// as delivered to the store.
+pub const ALERTS_TOTAL: &str = "prognos_alerts_total";
+/// Alert records the store could not take (each is logged with its reason).
+pub const ALERT_STORE_ERRORS_TOTAL: &str = "prognos_alert_store_errors_total";
+
 /// The process's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -49,6 +55,10 @@ pub struct Metrics {
     pub cache_bytes: prometheus::IntGauge,
     /// See [`MODEL_CACHE_MODELS`].
     pub cache_models: prometheus::IntGauge,
+    /// See [`ALERTS_TOTAL`].
+    pub alerts: IntCounterVec,
+    /// See [`ALERT_STORE_ERRORS_TOTAL`].
+    pub alert_store_errors: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -105,8 +115,23 @@ impl Metrics {
         let cache_models =
             prometheus::IntGauge::new(MODEL_CACHE_MODELS, "Model versions held by the caches.")
                 .expect("valid metric");
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                ALERTS_TOTAL,
+                "Alert records by organization, type and kind.",
+            ),
+            &["org", "type", "kind"],
+        )
+        .expect("valid metric");
+        let alert_store_errors = prometheus::IntCounter::new(
+            ALERT_STORE_ERRORS_TOTAL,
+            "Alert records the store could not take.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(alerts.clone()),
+            Box::new(alert_store_errors.clone()),
             Box::new(simulated_failures.clone()),
             Box::new(build_info.clone()),
             Box::new(source_event_time.clone()),
@@ -131,6 +156,8 @@ impl Metrics {
             model_load_seconds,
             cache_bytes,
             cache_models,
+            alerts,
+            alert_store_errors,
         }
     }
 

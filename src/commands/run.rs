@@ -1,31 +1,42 @@
 //! `prognos run`: the embedded default. The furnace simulator streams each
 //! configured org's rows (in the org's own schema) at `[simulator].speed` times
-//! real time into the feature dataflow (schema mapping, event time, features),
-//! the API serves health and metrics, and Ctrl-C or SIGTERM stops everything
-//! cleanly (sources end their partitions, the dataflow drains, sinks flush).
+//! real time into the whole dataflow (schema mapping, event time, features,
+//! inference, rules, dedup); alerts go to the store (and the broadcast the
+//! WebSocket bridge will serve), optionally to JSON lines; orgs without a model
+//! run on rules while their first model trains in the background; the API
+//! serves health and metrics; Ctrl-C or SIGTERM stops everything cleanly
+//! (sources end their partitions, the dataflow drains, sinks and store flush).
 
 use crate::api::{self, ApiState};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
+use crate::outputs::{AlertOutputs, LineSink, PredictionOutput};
+use crate::store::{AlertStore, Change};
+use crate::training::bootstrap::{Bootstrap, orgs_without_model};
+use crate::training::python::MlEnv;
 use crate::training::registry::Registry;
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
 use prognos_connectors::file::JsonlSink;
 use prognos_connectors::simulator::{SimConfig, SimulatorSource};
+use prognos_dataflows::alerts::{AlertSettings, Mode};
 use prognos_dataflows::config::Config;
 use prognos_dataflows::models::activations::Activations;
 use prognos_dataflows::models::cache::CacheLimits;
-use prognos_dataflows::operators::inference::InferenceContext;
+use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
 use prognos_dataflows::operators::ordered_sink::ordered_sink;
-use prognos_dataflows::pipeline::scoring_pipeline;
-use prognos_dataflows::records::DeadLetter;
+use prognos_dataflows::pipeline::alert_pipeline;
+use prognos_dataflows::records::{Alert, DeadLetter};
 use prognos_dataflows::stats::{Stats, outcome};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
 
 /// Arguments of `prognos run`.
 #[derive(Debug, Args)]
@@ -45,6 +56,15 @@ pub struct RunArgs {
     /// Stop after this many simulated hours; run until Ctrl-C when absent.
     #[arg(long)]
     pub hours: Option<f64>,
+    /// Also write every alert record as JSON lines to FILE (`-` = stdout).
+    #[arg(long, value_name = "FILE")]
+    pub alerts_out: Option<PathBuf>,
+    /// Write every prediction (one per scored row) as JSON lines to FILE (`-` = stdout).
+    #[arg(long, value_name = "FILE")]
+    pub predictions_out: Option<PathBuf>,
+    /// Do not train first models in the background (orgs without one stay on rules).
+    #[arg(long)]
+    pub no_first_models: bool,
 }
 
 /// Longest stretch `run` simulates: its failure schedule is drawn up front.
@@ -66,6 +86,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             args.data_dir.data_dir.display()
         )
     })?;
+
+    // One sled per data dir, shared by the model registry and the alert store.
+    let store_dir = args.data_dir.data_dir.join("store");
+    let registry = Arc::new(Registry::open(&store_dir).with_context(|| {
+        format!(
+            "cannot open the store in {} (is another prognos process using this data dir?)",
+            store_dir.display()
+        )
+    })?);
+    let store = AlertStore::open(&registry.db())?;
+    let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
 
     let metrics = Metrics::new();
     metrics
@@ -116,7 +147,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(h) => anyhow::bail!("--hours must be > 0, got {h}"),
         None => MAX_RUN_MS,
     };
-    let result = run_pipeline(&config, &args, speed, duration_ms, &metrics, &stop, &ready);
+    let services = Services {
+        registry,
+        store: store.clone(),
+        changes,
+    };
+    let result = run_pipeline(
+        &config,
+        &args,
+        speed,
+        duration_ms,
+        &metrics,
+        &stop,
+        &ready,
+        &services,
+    );
+    if let Err(e) = store.flush() {
+        tracing::error!(error = %e, "cannot flush the store");
+    }
 
     let _ = stop_api.send(());
     let _ = rt.block_on(api_task);
@@ -124,9 +172,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// What the pipeline delivers into, owned by the process.
+struct Services {
+    registry: Arc<Registry>,
+    store: AlertStore,
+    changes: tokio::sync::broadcast::Sender<Change>,
+}
+
 /// The embedded pipeline: simulator partitions (one per org) spread over the
-/// timely workers, feature dataflow, dead letters to `<data-dir>/dead_letters.jsonl`.
+/// timely workers, the whole dataflow, alerts to the store, dead letters to
+/// `<data-dir>/dead_letters.jsonl`; first models train in the background.
 /// Blocks until the simulated range ends or `stop` is set, updating metrics.
+#[allow(clippy::too_many_arguments)]
 fn run_pipeline(
     config: &Config,
     args: &RunArgs,
@@ -135,6 +192,7 @@ fn run_pipeline(
     metrics: &Metrics,
     stop: &Arc<AtomicBool>,
     ready: &AtomicBool,
+    services: &Services,
 ) -> anyhow::Result<()> {
     let schemas = schemas_from_config(config)?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -164,14 +222,12 @@ fn run_pipeline(
     let stats = Arc::new(Stats::default());
     let clock = Arc::new(AtomicI64::new(sim.start_ms));
     // Models: the registry's activation log decides which version scores each row.
-    let registry = Registry::open(&args.data_dir.data_dir.join("store"))?;
+    let registry = &services.registry;
     let activations = Arc::new(Activations::from_log(registry.activation_log()?));
     for org in config.orgs.keys() {
         match registry.active(org)? {
             Some(v) => tracing::info!(org = %org, version = %v, "scoring with the active model"),
-            None => {
-                tracing::info!(org = %org, "no model yet: rules only (train one with `prognos train`)")
-            }
+            None => tracing::info!(org = %org, "no model yet: rules only"),
         }
     }
     let ort = onnx_runtime::init()?;
@@ -179,7 +235,7 @@ fn run_pipeline(
         env: Some(ort.environment),
         root: Arc::new(args.data_dir.data_dir.join("models")),
         limits: CacheLimits::default(),
-        activations,
+        activations: activations.clone(),
         orgs: InferenceContext::orgs_from(config),
         max_batch_rows: config.runtime.max_batch_rows,
         stats: stats.clone(),
@@ -189,6 +245,30 @@ fn run_pipeline(
     let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
     let dead_sink = Arc::new(Mutex::new(Some(JsonlSink::create(&dead_path)?)));
     let failures = metrics.simulated_failures.clone();
+    let live_start_ms = sim.start_ms;
+    let settings = AlertSettings::from_config(config, Mode::Live)?;
+    let alerts_out = AlertOutputs {
+        store: services.store.clone(),
+        changes: services.changes.clone(),
+        jsonl: match &args.alerts_out {
+            Some(p) => Some(Arc::new(Mutex::new(LineSink::open(p)?))),
+            None => None,
+        },
+        metrics: metrics.clone(),
+    };
+    let predictions_out = match &args.predictions_out {
+        Some(p) => Some(PredictionOutput {
+            sink: Arc::new(Mutex::new(LineSink::open(p)?)),
+            names: Arc::new(
+                config
+                    .orgs
+                    .iter()
+                    .map(|(id, o)| (id.clone(), o.feature_names()))
+                    .collect::<HashMap<_, _>>(),
+            ),
+        }),
+        None => None,
+    };
     let (cfg2, stats2, stop2, clock2, sink2, ctx2) = (
         config.clone(),
         stats.clone(),
@@ -224,8 +304,19 @@ fn run_pipeline(
             }
         };
         let (cfg, stats, sink, ctx) = (cfg2.clone(), stats2.clone(), sink2.clone(), ctx2.clone());
+        let (settings, alerts_out, predictions_out) =
+            (settings.clone(), alerts_out.clone(), predictions_out.clone());
         worker.dataflow::<u64, _, _>(move |scope| {
-            let (_scored, dead) = scoring_pipeline(scope, &cfg, Box::new(source), stats, ctx);
+            let out = alert_pipeline(scope, &cfg, Box::new(source), stats, ctx, settings);
+            out.alerts.sink(Pipeline, "AlertOutputs", move |(input, _)| {
+                input.for_each(|_, batch: &mut Vec<Alert>| alerts_out.deliver(batch));
+            });
+            if let Some(p) = predictions_out {
+                out.scored.sink(Pipeline, "Predictions", move |(input, _)| {
+                    input.for_each(|_, batch: &mut Vec<ScoredRow>| p.deliver(batch));
+                });
+            }
+            let dead = out.dead;
             ordered_sink(
                 dead,
                 "DeadLetters",
@@ -245,6 +336,7 @@ fn run_pipeline(
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     ready.store(true, Ordering::Release);
+    start_first_models(config, args, services, &activations, live_start_ms, stop)?;
 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -293,6 +385,44 @@ fn run_pipeline(
         tracing::info!("simulated range complete");
     }
     tracing::info!(dead_letters = n, file = %dead_path.display(), "pipeline drained");
+    Ok(())
+}
+
+/// Train first models in the background for orgs that have none.
+fn start_first_models(
+    config: &Config,
+    args: &RunArgs,
+    services: &Services,
+    live: &Arc<Activations>,
+    live_start_ms: i64,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let orgs = orgs_without_model(config, &services.registry)?;
+    if orgs.is_empty() {
+        return Ok(());
+    }
+    if args.no_first_models || config.simulator.first_model_days <= 0.0 {
+        tracing::info!(orgs = ?orgs, "first models disabled: these orgs stay on rules until `prognos train`");
+        return Ok(());
+    }
+    if let Err(e) = MlEnv::locate() {
+        tracing::warn!(error = %e, "cannot train first models (no training environment): rules only");
+        return Ok(());
+    }
+    let job = Bootstrap {
+        config: config.clone(),
+        config_path: args.config.config.clone(),
+        data_dir: args.data_dir.data_dir.clone(),
+        registry: services.registry.clone(),
+        live: live.clone(),
+        store: services.store.clone(),
+        live_start_ms,
+        stop: stop.clone(),
+    };
+    std::thread::Builder::new()
+        .name("first-models".into())
+        .spawn(move || job.run(orgs))
+        .context("cannot start the first-model trainer")?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 use crate::cli::{ConfigArg, DataDirArg};
 use crate::commands::features::{FeaturesArgs, compute};
 use crate::settings;
+use crate::store::AlertStore;
 use crate::training::python::{MlEnv, arg};
 use crate::training::registry::{Registry, TrainingRun, beats};
 use anyhow::Context;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 pub const KEEP_VERSIONS: usize = 5;
 
 /// Arguments of `prognos train`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Configuration (schemas, features, thresholds, hyperparameters).
     #[command(flatten)]
@@ -117,6 +118,39 @@ fn registry(data_dir: &Path) -> anyhow::Result<Registry> {
 
 /// Run `prognos train`.
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    let reg = registry(&args.data_dir.data_dir)?;
+    let live = Activations::from_log(reg.activation_log()?);
+    let store = AlertStore::open(&reg.db())?;
+    let outcome = train_org(&args, &reg, &live, Some(&store))?;
+    println!("{}", serde_json::to_string_pretty(&outcome)?);
+    Ok(())
+}
+
+/// What a training run produced.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainOutcome {
+    /// Organization.
+    pub organization_id: String,
+    /// Version trained.
+    pub version: String,
+    /// Whether it was activated.
+    pub deployed: bool,
+    /// Where it lives.
+    pub dir: PathBuf,
+    /// Validation metrics.
+    pub metrics: serde_json::Value,
+}
+
+/// Train, register and (when it wins, or on `--force`) activate a version of
+/// `args.org` through `live`, recording the run; the store's operator feedback
+/// of the org, when given, is exported next to the training data and learned from.
+pub fn train_org(
+    args: &TrainArgs,
+    reg: &Registry,
+    live: &Activations,
+    store: Option<&AlertStore>,
+) -> anyhow::Result<TrainOutcome> {
     let loaded = settings::load(args.config.config.as_deref())?;
     anyhow::ensure!(
         loaded.config.orgs.contains_key(&args.org),
@@ -126,7 +160,6 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     );
     let ml = MlEnv::locate()?;
     let data_dir = &args.data_dir.data_dir;
-    let reg = registry(data_dir)?;
     let next = reg
         .versions(&args.org)?
         .iter()
@@ -141,7 +174,21 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let version = format!("v{next}");
     let run_id = format!("{}-{version}-{}", args.org, now_ms());
     let work = data_dir.join("training").join(&run_id);
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let version_dir = data_dir.join("models").join(&args.org).join(&version);
+    let mut args = args.clone();
+    if args.feedback.is_none()
+        && let Some(store) = store
+    {
+        let path = work.join("feedback.jsonl");
+        let f = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let n = store.export_feedback(&args.org, std::io::BufWriter::new(f))?;
+        if n > 0 {
+            tracing::info!(org = %args.org, alerts = n, "learning from operator feedback");
+            args.feedback = Some(path);
+        }
+    }
     let mut run = TrainingRun {
         id: run_id.clone(),
         organization_id: args.org.clone(),
@@ -157,7 +204,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         error_message: None,
     };
     reg.record_run(&run)?;
-    let result = train_steps(&args, &ml, &reg, &work, &version_dir, &version);
+    let result = train_steps(&args, &ml, reg, live, &work, &version_dir, &version);
     run.completed_at = Some(now_ms());
     match &result {
         Ok((metrics, deployed)) => {
@@ -176,20 +223,20 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         tracing::info!(org = %args.org, removed = ?removed, "old versions removed from disk");
     }
     let _ = std::fs::remove_dir_all(&work);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "organizationId": args.org, "version": version, "deployed": deployed,
-            "dir": version_dir, "metrics": metrics,
-        }))?
-    );
-    Ok(())
+    Ok(TrainOutcome {
+        organization_id: args.org.clone(),
+        version,
+        deployed,
+        dir: version_dir,
+        metrics,
+    })
 }
 
 fn train_steps(
     args: &TrainArgs,
     ml: &MlEnv,
     reg: &Registry,
+    live: &Activations,
     work: &Path,
     version_dir: &Path,
     version: &str,
@@ -249,7 +296,6 @@ fn train_steps(
         .and_then(|d| d.get("metrics").cloned())
         .unwrap_or_default();
     let record = reg.register(version_dir, now_ms())?;
-    let live = Activations::from_log(reg.activation_log()?);
     let active = reg.active(&args.org)?;
     let deploy = match (&active, args.force) {
         (None, _) => true,
@@ -294,7 +340,7 @@ fn train_steps(
         }
     };
     if deploy {
-        let a = reg.activate(&args.org, Some(version), now_ms(), &live)?;
+        let a = reg.activate(&args.org, Some(version), now_ms(), live)?;
         tracing::info!(org = %args.org, version, effective_ts = a.effective_ts, "activated");
     } else {
         tracing::warn!(org = %args.org, version, "not deployed: it does not beat the active version (use --force to deploy anyway)");

@@ -120,6 +120,9 @@ const fn default_seed() -> u64 {
 const fn default_failure_rate() -> f64 {
     1.0
 }
+const fn default_first_model_days() -> f64 {
+    4.0
+}
 
 /// The embedded simulator (`prognos run`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +143,11 @@ pub struct SimulatorConfig {
     /// Failures per machine per simulated day.
     #[serde(default = "default_failure_rate")]
     pub failure_rate_per_machine_day: f64,
+    /// An org without a model trains its first one, in the background, on this
+    /// many days of simulated history (its `machines_per_org` furnaces, another
+    /// seed); 0 disables (rules only until `prognos train`).
+    #[serde(default = "default_first_model_days")]
+    pub first_model_days: f64,
 }
 
 impl Default for SimulatorConfig {
@@ -150,6 +158,7 @@ impl Default for SimulatorConfig {
             speed: default_speed(),
             seed: default_seed(),
             failure_rate_per_machine_day: default_failure_rate(),
+            first_model_days: default_first_model_days(),
         }
     }
 }
@@ -624,6 +633,16 @@ impl Config {
             sim.failure_rate_per_machine_day.is_finite() && sim.failure_rate_per_machine_day >= 0.0,
             "simulator.failure_rate_per_machine_day",
             "must be a finite number >= 0",
+        )?;
+        check(
+            sim.first_model_days.is_finite() && (0.0..=90.0).contains(&sim.first_model_days),
+            "simulator.first_model_days",
+            format!("must be between 0 and 90, got {}", sim.first_model_days),
+        )?;
+        check(
+            self.alerts.dedup_window_s >= 1,
+            "alerts.dedup_window_s",
+            "must be >= 1",
         )?;
         check(
             !self.orgs.is_empty(),

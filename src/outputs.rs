@@ -1,0 +1,156 @@
+//! Where the live dataflow's results go: alert records into the store (which
+//! groups them into alerts and numbers every change), every store change onto an
+//! in-process broadcast (the WebSocket bridge subscribes to it), alert records
+//! and predictions optionally as JSON lines to a file or stdout, and a plain-words
+//! log line per new alert.
+
+use crate::metrics::Metrics;
+use crate::store::{AlertStore, Change, ChangeKind};
+use prognos_dataflows::operators::inference::ScoredRow;
+use prognos_dataflows::records::{Alert, AlertStatus};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// JSON lines to a file or stdout (`-`), flushed after every batch so a
+/// `tail -f` sees records as they happen.
+pub struct LineSink {
+    out: Box<dyn Write + Send>,
+    written: u64,
+}
+
+impl LineSink {
+    /// `-` = stdout; anything else is created (truncated).
+    pub fn open(path: &Path) -> anyhow::Result<LineSink> {
+        let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            Box::new(BufWriter::new(File::create(path).map_err(|e| {
+                anyhow::anyhow!("cannot create {}: {e}", path.display())
+            })?))
+        };
+        Ok(LineSink { out, written: 0 })
+    }
+
+    /// Write a batch and flush.
+    pub fn write_all<T: Serialize>(
+        &mut self,
+        records: impl IntoIterator<Item = T>,
+    ) -> std::io::Result<()> {
+        for r in records {
+            serde_json::to_writer(&mut self.out, &r)?;
+            self.out.write_all(b"\n")?;
+            self.written += 1;
+        }
+        self.out.flush()
+    }
+
+    /// Records written.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+/// The alert outputs of a live run (cheap to clone into every worker).
+#[derive(Clone)]
+pub struct AlertOutputs {
+    /// The product store.
+    pub store: AlertStore,
+    /// Store changes, for the WebSocket bridge.
+    pub changes: tokio::sync::broadcast::Sender<Change>,
+    /// Raw alert records as JSON lines, when asked.
+    pub jsonl: Option<Arc<Mutex<LineSink>>>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+/// The metric kind of a record.
+pub fn kind(a: &Alert) -> &'static str {
+    if a.status == AlertStatus::Resolved {
+        "resolved"
+    } else if a.suppressed_count > 0 {
+        "summary"
+    } else {
+        "notification"
+    }
+}
+
+impl AlertOutputs {
+    /// Deliver a batch of alert records (in the dataflow's order per key).
+    pub fn deliver(&self, batch: &[Alert]) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(j) = &self.jsonl {
+            let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = j.write_all(batch) {
+                tracing::error!(error = %e, "cannot write alert records");
+            }
+        }
+        for a in batch {
+            self.metrics
+                .alerts
+                .with_label_values(&[&a.organization_id, a.alert_type.as_str(), kind(a)])
+                .inc();
+            match self.store.apply(a) {
+                Ok(Some(change)) => {
+                    log_change(&change, a);
+                    // No subscriber is fine: the store keeps everything.
+                    let _ = self.changes.send(change);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.alert_store_errors.inc();
+                    tracing::error!(id = %a.id, org = %a.organization_id, error = %e, "the store refused an alert record");
+                }
+            }
+        }
+    }
+}
+
+fn log_change(change: &Change, a: &Alert) {
+    match change.kind {
+        ChangeKind::Created => tracing::info!(
+            org = %a.organization_id, machine = %a.machine_id, component = %a.component,
+            "ALERT {}: {}", a.alert_type.as_str(), a.message
+        ),
+        ChangeKind::Resolved => tracing::info!(
+            org = %a.organization_id, machine = %a.machine_id, component = %a.component,
+            "resolved {}: {}", a.alert_type.as_str(), a.message
+        ),
+        ChangeKind::Updated => tracing::debug!(id = %change.alert.id, "alert updated"),
+    }
+}
+
+/// Predictions (the seed's PredictionResult per scored row) as JSON lines.
+#[derive(Clone)]
+pub struct PredictionOutput {
+    /// The sink.
+    pub sink: Arc<Mutex<LineSink>>,
+    /// Feature names per org.
+    pub names: Arc<HashMap<String, Vec<String>>>,
+}
+
+impl PredictionOutput {
+    /// Write a batch of scored rows.
+    pub fn deliver(&self, batch: &[ScoredRow]) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let empty = Vec::new();
+        let preds = batch.iter().map(|r| {
+            r.to_prediction(
+                self.names.get(&r.row.organization_id).unwrap_or(&empty),
+                now,
+            )
+        });
+        let mut s = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = s.write_all(preds) {
+            tracing::error!(error = %e, "cannot write predictions");
+        }
+    }
+}

@@ -227,29 +227,8 @@ mod tests {
     const MIN: i64 = 60_000;
 
     fn note(machine: &str, ts: i64, t: AlertType, component: &str) -> Alert {
-        Alert {
-            id: format!("{machine}-{ts}"),
-            organization_id: "acme".into(),
-            machine_id: machine.into(),
-            alert_type: t,
-            severity: Severity::Warning,
-            component: component.into(),
-            probability: 0.9,
-            confidence: 0.9,
-            time_to_failure: 5.0,
-            model_version: "v1".into(),
-            rule: None,
-            message: String::new(),
-            ts,
-            created_at: ts,
-            resolved_at: None,
-            status: AlertStatus::Active,
-            suppressed_count: 0,
-            top_features: vec![],
-            is_accurate: None,
-            feedback_at: None,
-            feedback_by: None,
-        }
+        let id = format!("{machine}-{ts}");
+        Alert::notification(id, "acme", machine, t, Severity::Warning, component, ts)
     }
 
     fn fail(machine: &str, start: i64, component: &str) -> FailureEvent {

@@ -22,32 +22,19 @@ fn open_store() -> (tempfile::TempDir, sled::Db, AlertStore) {
 
 /// A notification of key (org, machine, component, type) at event time `ts`.
 fn notif(org: &str, machine: &str, component: &str, t: AlertType, id: &str, ts: i64) -> Alert {
+    let severity = if t == AlertType::Warning {
+        Severity::Warning
+    } else {
+        Severity::Critical
+    };
     Alert {
-        id: id.into(),
-        organization_id: org.into(),
-        machine_id: machine.into(),
-        alert_type: t,
-        severity: if t == AlertType::Warning {
-            Severity::Warning
-        } else {
-            Severity::Critical
-        },
-        component: component.into(),
         probability: 0.9,
         confidence: 0.8,
         time_to_failure: 5.0,
         model_version: "v1".into(),
-        rule: None,
         message: format!("{component} on {machine}"),
-        ts,
         created_at: ts + 1_000,
-        resolved_at: None,
-        status: AlertStatus::Active,
-        suppressed_count: 0,
-        top_features: vec![],
-        is_accurate: None,
-        feedback_at: None,
-        feedback_by: None,
+        ..Alert::notification(id.into(), org, machine, t, severity, component, ts)
     }
 }
 

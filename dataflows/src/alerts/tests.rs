@@ -10,28 +10,21 @@ use proptest::prelude::*;
 const KEY: &str = "k";
 
 fn notification(id: String, ts: i64) -> Alert {
-    Alert {
+    let a = Alert::notification(
         id,
-        organization_id: "acme".into(),
-        machine_id: "m1".into(),
-        alert_type: AlertType::Predictive,
-        severity: Severity::Warning,
-        component: "Heating".into(),
+        "acme",
+        "m1",
+        AlertType::Predictive,
+        Severity::Warning,
+        "Heating",
+        ts,
+    );
+    Alert {
         probability: 0.9,
         confidence: 0.8,
         time_to_failure: 7.0,
         model_version: "v1".into(),
-        rule: None,
-        message: String::new(),
-        ts,
-        created_at: ts,
-        resolved_at: None,
-        status: AlertStatus::Active,
-        suppressed_count: 0,
-        top_features: vec![],
-        is_accurate: None,
-        feedback_at: None,
-        feedback_by: None,
+        ..a
     }
 }
 

@@ -293,6 +293,46 @@ pub struct Alert {
     pub feedback_by: Option<String>,
 }
 
+impl Alert {
+    /// An ACTIVE notification of a key at event time `ts` with neutral scores
+    /// (probability and confidence 1, time to failure 0, model version `rules`),
+    /// no message, no top features, `createdAt` = `ts`; set the rest with
+    /// struct-update syntax.
+    pub fn notification(
+        id: String,
+        organization_id: &str,
+        machine_id: &str,
+        alert_type: AlertType,
+        severity: Severity,
+        component: &str,
+        ts: i64,
+    ) -> Alert {
+        Alert {
+            id,
+            organization_id: organization_id.to_string(),
+            machine_id: machine_id.to_string(),
+            alert_type,
+            severity,
+            component: component.to_string(),
+            probability: 1.0,
+            confidence: 1.0,
+            time_to_failure: 0.0,
+            model_version: "rules".into(),
+            rule: None,
+            message: String::new(),
+            ts,
+            created_at: ts,
+            resolved_at: None,
+            status: AlertStatus::Active,
+            suppressed_count: 0,
+            top_features: Vec::new(),
+            is_accurate: None,
+            feedback_at: None,
+            feedback_by: None,
+        }
+    }
+}
+
 /// Why a row became a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -114,20 +114,16 @@ pub struct MachineAlerts {
     baseline: Baseline,
     keys: Vec<Key>,
     last_ts: Option<i64>,
+    scratch: Vec<Detection>,
 }
 
-/// A detection before dedup.
-struct Detection {
-    alert_type: AlertType,
-    severity: Severity,
-    component: Arc<str>,
-    probability: f64,
-    confidence: f64,
-    time_to_failure: f64,
-    model_version: String,
-    rule: Option<String>,
-    message: String,
-    top: Vec<TopFeature>,
+/// A detection before dedup: the rule (index) or the model. The alert itself is
+/// built only if dedup lets it through (during an incident most detections are
+/// only counted).
+#[derive(Debug, Clone, Copy)]
+enum Detection {
+    Rule(usize),
+    Predictive,
 }
 
 fn type_of(s: Severity) -> AlertType {
@@ -148,6 +144,7 @@ impl MachineAlerts {
             baseline: Baseline::default(),
             keys: Vec::new(),
             last_ts: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -161,50 +158,17 @@ impl MachineAlerts {
         }
         self.last_ts = Some(ts);
         let f = &row.row.features;
-        let mut detections: Vec<Detection> = Vec::new();
-        for (rule, state) in self.org.rules.iter().zip(self.rules.iter_mut()) {
+        let mut detections = std::mem::take(&mut self.scratch);
+        detections.clear();
+        for (i, (rule, state)) in self.org.rules.iter().zip(self.rules.iter_mut()).enumerate() {
             if state.step(rule, ts, f) {
-                let signals = rule_signals(rule);
-                let share = 1.0 / signals.len().max(1) as f64;
-                detections.push(Detection {
-                    alert_type: type_of(rule.severity),
-                    severity: rule.severity,
-                    component: rule.component.clone(),
-                    probability: 1.0,
-                    confidence: 1.0,
-                    time_to_failure: 0.0,
-                    model_version: "rules".into(),
-                    rule: Some(rule.name.to_string()),
-                    message: format!("{}: {} on {}", rule.name, rule.describe, self.machine_id),
-                    top: signals
-                        .into_iter()
-                        .map(|i| TopFeature {
-                            name: self.org.feature_names.get(i).cloned().unwrap_or_default(),
-                            value: f.get(i).copied().unwrap_or(f64::NAN),
-                            contribution: share,
-                        })
-                        .collect(),
-                });
+                detections.push(Detection::Rule(i));
             }
         }
         if let (false, Some(v), Some(imp)) = (row.fallback, &row.model_version, &row.importance) {
             self.baseline.update(v, imp, ts, f);
             if row.probability >= self.org.failure_threshold {
-                detections.push(Detection {
-                    alert_type: AlertType::Predictive,
-                    severity: Severity::Warning,
-                    component: row.component.clone(),
-                    probability: row.probability,
-                    confidence: row.confidence,
-                    time_to_failure: row.time_to_failure,
-                    model_version: v.to_string(),
-                    rule: None,
-                    message: format!(
-                        "{} failure predicted on {} in about {:.0} min (probability {:.2})",
-                        row.component, self.machine_id, row.time_to_failure, row.probability
-                    ),
-                    top: self.baseline.top(&self.org.feature_names, f),
-                });
+                detections.push(Detection::Predictive);
             }
         }
         let created_at = match s.mode {
@@ -212,36 +176,80 @@ impl MachineAlerts {
             Mode::Replay => ts,
         };
         let from = out.len();
-        for d in detections {
-            let k = self.key(&d.component, d.alert_type);
-            let (org, machine) = (&self.org_id, &self.machine_id);
-            let key = &mut self.keys[k];
+        for &d in &detections {
+            let (component, alert_type) = match d {
+                Detection::Rule(i) => {
+                    let r = &self.org.rules[i];
+                    (&r.component, type_of(r.severity))
+                }
+                Detection::Predictive => (&row.component, AlertType::Predictive),
+            };
+            let k = self.key(&component.clone(), alert_type);
+            let Self {
+                org_id,
+                machine_id,
+                org,
+                baseline,
+                keys,
+                ..
+            } = self;
+            let key = &mut keys[k];
             key.dedup.detect(
                 &s.dedup,
                 ts,
                 &key.id,
-                |id| Alert {
-                    probability: d.probability,
-                    confidence: d.confidence,
-                    time_to_failure: d.time_to_failure,
-                    model_version: d.model_version,
-                    rule: d.rule,
-                    message: d.message,
-                    created_at,
-                    top_features: d.top,
-                    ..Alert::notification(
-                        id,
-                        org,
-                        machine,
-                        d.alert_type,
-                        d.severity,
-                        &d.component,
-                        ts,
-                    )
+                |id| {
+                    let base = |severity, component: &str| {
+                        Alert::notification(
+                            id, org_id, machine_id, alert_type, severity, component, ts,
+                        )
+                    };
+                    match d {
+                        Detection::Rule(i) => {
+                            let rule = &org.rules[i];
+                            let signals = rule_signals(rule);
+                            let share = 1.0 / signals.len().max(1) as f64;
+                            Alert {
+                                rule: Some(rule.name.to_string()),
+                                message: format!(
+                                    "{}: {} on {}",
+                                    rule.name, rule.describe, machine_id
+                                ),
+                                created_at,
+                                top_features: signals
+                                    .into_iter()
+                                    .map(|i| TopFeature {
+                                        name: org.feature_names.get(i).cloned().unwrap_or_default(),
+                                        value: f.get(i).copied().unwrap_or(f64::NAN),
+                                        contribution: share,
+                                    })
+                                    .collect(),
+                                ..base(rule.severity, &rule.component)
+                            }
+                        }
+                        Detection::Predictive => Alert {
+                            probability: row.probability,
+                            confidence: row.confidence,
+                            time_to_failure: row.time_to_failure,
+                            model_version: row
+                                .model_version
+                                .as_deref()
+                                .unwrap_or("rules")
+                                .to_string(),
+                            message: format!(
+                                "{} failure predicted on {} in about {:.0} min (probability {:.2})",
+                                row.component, machine_id, row.time_to_failure, row.probability
+                            ),
+                            created_at,
+                            top_features: baseline.top(&org.feature_names, f),
+                            ..base(Severity::Warning, &row.component)
+                        },
+                    }
                 },
                 out,
             );
         }
+        self.scratch = detections;
         stamp_resolutions(s, now, &mut out[from..]);
     }
 

@@ -54,6 +54,8 @@ pub enum Command {
     /// dedup) and print event recall, lead time and false alarms per org and
     /// component against known failures: the backtest before trusting a model.
     Replay(commands::replay::ReplayArgs),
+    /// Add, list, remove API users and set their passwords (while the service is stopped).
+    Users(commands::users::UsersArgs),
 }
 
 /// `--config FILE` (env `PROGNOS_CONFIG`).
@@ -119,6 +121,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => commands::train::run_train(a),
         Command::Models(a) => commands::train::run_models(a),
         Command::Replay(a) => commands::replay::run(a),
+        Command::Users(a) => commands::users::run(a),
     }
 }
 

@@ -2,6 +2,7 @@
 //! configuration loading, runtime wiring, HTTP API and metrics.
 
 pub mod api;
+pub mod auth;
 pub mod backtest;
 pub mod cli;
 pub mod commands;

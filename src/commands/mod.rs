@@ -6,6 +6,7 @@ pub mod replay;
 pub mod run;
 pub mod simulate;
 pub mod train;
+pub mod users;
 
 use std::time::Duration;
 

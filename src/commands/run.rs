@@ -7,7 +7,7 @@
 //! serves health and metrics; Ctrl-C or SIGTERM stops everything cleanly
 //! (sources end their partitions, the dataflow drains, sinks and store flush).
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiDeps, ApiSettings, ApiState, SimulatorTrainer};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
@@ -115,18 +115,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(args.listen.listen))
         .with_context(|| format!("cannot listen on {}", args.listen.listen))?;
     let addr = listener.local_addr()?;
+    // The live activation log: the dataflow scores with it, deploy and rollback
+    // (CLI-free, through the API) append to it.
+    let live = Arc::new(Activations::from_log(registry.activation_log()?));
+    let api_state = ApiState::open(ApiDeps {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        registry: registry.clone(),
+        store: store.clone(),
+        changes: changes.clone(),
+        live: live.clone(),
+        orgs: config.orgs.keys().cloned().collect(),
+        data_dir: args.data_dir.data_dir.clone(),
+        trainer: Some(Arc::new(SimulatorTrainer {
+            config: config.clone(),
+            config_path: args.config.config.clone(),
+            data_dir: args.data_dir.data_dir.clone(),
+            registry: registry.clone(),
+            live: live.clone(),
+            store: store.clone(),
+        })),
+        settings: ApiSettings::from_env(),
+    })
+    .context("cannot start the API")?;
     let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();
-    let api_task = rt.spawn(api::run(
-        listener,
-        ApiState {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        },
-        async {
-            let _ = stop_api_rx.await;
-        },
-    ));
-    tracing::info!("API listening on http://{addr} (GET /healthz, /readyz, /metrics)");
+    let api_task = rt.spawn(api::run(listener, api_state, async {
+        let _ = stop_api_rx.await;
+    }));
+    tracing::info!("API listening on http://{addr} (OpenAPI: /api/openapi.json, alerts push: /ws)");
 
     {
         let stop = stop.clone();
@@ -151,6 +167,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         registry,
         store: store.clone(),
         changes,
+        live,
     };
     let result = run_pipeline(
         &config,
@@ -177,6 +194,7 @@ struct Services {
     registry: Arc<Registry>,
     store: AlertStore,
     changes: tokio::sync::broadcast::Sender<Change>,
+    live: Arc<Activations>,
 }
 
 /// The embedded pipeline: simulator partitions (one per org) spread over the
@@ -223,7 +241,7 @@ fn run_pipeline(
     let clock = Arc::new(AtomicI64::new(sim.start_ms));
     // Models: the registry's activation log decides which version scores each row.
     let registry = &services.registry;
-    let activations = Arc::new(Activations::from_log(registry.activation_log()?));
+    let activations = services.live.clone();
     for org in config.orgs.keys() {
         match registry.active(org)? {
             Some(v) => tracing::info!(org = %org, version = %v, "scoring with the active model"),

@@ -126,6 +126,34 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Orgs with a training run in progress in this process: two runs of one org
+/// would race for the same version number.
+static TRAINING: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// One org's training slot, released when dropped.
+struct TrainingSlot(String);
+
+impl TrainingSlot {
+    fn take(org: &str) -> anyhow::Result<TrainingSlot> {
+        let mut t = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+        anyhow::ensure!(
+            t.insert(org.to_string()),
+            "`{org}` is already training; try again when that run has finished"
+        );
+        Ok(TrainingSlot(org.to_string()))
+    }
+}
+
+impl Drop for TrainingSlot {
+    fn drop(&mut self) {
+        TRAINING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
 /// What a training run produced.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -151,6 +179,7 @@ pub fn train_org(
     live: &Activations,
     store: Option<&AlertStore>,
 ) -> anyhow::Result<TrainOutcome> {
+    let _busy = TrainingSlot::take(&args.org)?;
     let loaded = settings::load(args.config.config.as_deref())?;
     anyhow::ensure!(
         loaded.config.orgs.contains_key(&args.org),

@@ -9,13 +9,13 @@
 
 use crate::cli::{ConfigArg, DataDirArg};
 use crate::commands::simulate::schemas_from_config;
-use crate::commands::train::{TrainArgs, train_org};
+use crate::commands::train::{TrainArgs, TrainOutcome, train_org};
 use crate::store::AlertStore;
 use crate::training::registry::Registry;
 use prognos_connectors::simulator::{OutputFormat, SimConfig, Speed, run_to_dir_with_threads};
 use prognos_dataflows::config::Config;
 use prognos_dataflows::models::activations::Activations;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -77,62 +77,31 @@ impl Bootstrap {
 
     fn train_one(&self, org: &str) -> anyhow::Result<Option<String>> {
         let days = self.config.simulator.first_model_days;
-        let machines = self.config.simulator.machines_per_org.max(2);
-        tracing::info!(org = %org, days, machines,
+        tracing::info!(org = %org, days, machines = history_machines(&self.config),
             "no model yet: scoring with rules only while the first model trains on simulated history");
-        let schemas: Vec<_> = schemas_from_config(&self.config)?
-            .into_iter()
-            .filter(|s| s.org_id == org)
-            .collect();
-        anyhow::ensure!(!schemas.is_empty(), "no simulator schema for `{org}`");
-        let interval = self.config.simulator.interval_ms as i64;
-        let duration_ms = (days * 86_400_000.0) as i64;
-        let start = self.live_start_ms - duration_ms;
-        let sim = SimConfig {
-            machines_per_org: machines,
-            start_ms: start - start.rem_euclid(interval),
-            duration_ms,
-            interval_ms: interval,
-            seed: self.config.simulator.seed.wrapping_add(HISTORY_SEED_OFFSET),
-            failure_rate_per_machine_day: self.config.simulator.failure_rate_per_machine_day,
-            ..SimConfig::default()
-        };
-        let dir = self
-            .data_dir
-            .join("training")
-            .join(format!("{org}-history"));
-        run_to_dir_with_threads(
-            &sim,
-            &schemas,
-            &dir,
-            OutputFormat::Jsonl,
-            Speed::Max,
-            1,
-            &|_| {},
+        let outcome = train_on_simulated_history(
+            &SimulatedTraining {
+                config: &self.config,
+                config_path: self.config_path.clone(),
+                data_dir: &self.data_dir,
+                registry: &self.registry,
+                live: &self.live,
+                store: &self.store,
+                stop: Some(&self.stop),
+            },
+            org,
+            &HistoryRequest {
+                days,
+                end_ms: self.live_start_ms,
+                seed: self.config.simulator.seed.wrapping_add(HISTORY_SEED_OFFSET),
+                tune: false,
+                trials: 0,
+                force: false,
+            },
         )?;
-        if self.stop.load(Ordering::Acquire) {
+        let Some(outcome) = outcome else {
             return Ok(None);
-        }
-        tracing::info!(org = %org, "simulated history written; training");
-        let args = TrainArgs {
-            config: ConfigArg {
-                config: self.config_path.clone(),
-            },
-            data_dir: DataDirArg {
-                data_dir: self.data_dir.clone(),
-            },
-            org: org.to_string(),
-            input: vec![dir.join(format!("{org}.jsonl"))],
-            events: Some(dir.join("events.jsonl")),
-            feedback: None,
-            tune: false,
-            trials: 0,
-            force: false,
-            workers: 1,
-            seed: self.config.simulator.seed,
         };
-        let outcome = train_org(&args, &self.registry, &self.live, Some(&self.store))?;
-        let _ = std::fs::remove_dir_all(&dir);
         let m = &outcome.metrics;
         tracing::info!(org = %org, version = %outcome.version,
             auc = %m.get("auc").cloned().unwrap_or_default(),
@@ -141,4 +110,114 @@ impl Bootstrap {
             "validation of the first model");
         Ok(outcome.deployed.then_some(outcome.version))
     }
+}
+
+/// Furnaces simulated for training history: the live count, at least 2.
+fn history_machines(config: &Config) -> u32 {
+    config.simulator.machines_per_org.max(2)
+}
+
+/// The service's handles a training run on simulated history needs.
+pub struct SimulatedTraining<'a> {
+    /// The configuration.
+    pub config: &'a Config,
+    /// `--config` as given (for `ml/train.py`).
+    pub config_path: Option<PathBuf>,
+    /// The data dir.
+    pub data_dir: &'a Path,
+    /// The registry.
+    pub registry: &'a Registry,
+    /// The live activation log.
+    pub live: &'a Activations,
+    /// Operator feedback to learn from.
+    pub store: &'a AlertStore,
+    /// Shutdown flag: checked between simulating and training.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// What history to simulate and how to train on it.
+#[derive(Debug, Clone)]
+pub struct HistoryRequest {
+    /// Days of history.
+    pub days: f64,
+    /// History ends here (ms).
+    pub end_ms: i64,
+    /// Simulator and training seed.
+    pub seed: u64,
+    /// Tune hyperparameters first.
+    pub tune: bool,
+    /// Trials when tuning.
+    pub trials: u32,
+    /// Deploy even if it does not beat the active version.
+    pub force: bool,
+}
+
+/// Simulate `req.days` of `org`'s history (its own schema, the configured
+/// furnace count) and train a version on it with the `prognos train` code path.
+/// None when `stop` was set before training started.
+pub fn train_on_simulated_history(
+    t: &SimulatedTraining<'_>,
+    org: &str,
+    req: &HistoryRequest,
+) -> anyhow::Result<Option<TrainOutcome>> {
+    let schemas: Vec<_> = schemas_from_config(t.config)?
+        .into_iter()
+        .filter(|s| s.org_id == org)
+        .collect();
+    anyhow::ensure!(!schemas.is_empty(), "no simulator schema for `{org}`");
+    anyhow::ensure!(
+        req.days.is_finite() && req.days > 0.0,
+        "days of history must be > 0, got {}",
+        req.days
+    );
+    let interval = t.config.simulator.interval_ms as i64;
+    let duration_ms = (req.days * 86_400_000.0) as i64;
+    let start = req.end_ms - duration_ms;
+    let sim = SimConfig {
+        machines_per_org: history_machines(t.config),
+        start_ms: start - start.rem_euclid(interval),
+        duration_ms,
+        interval_ms: interval,
+        seed: req.seed,
+        failure_rate_per_machine_day: t.config.simulator.failure_rate_per_machine_day,
+        ..SimConfig::default()
+    };
+    let dir = t
+        .data_dir
+        .join("training")
+        .join(format!("{org}-history-{}", req.end_ms));
+    run_to_dir_with_threads(
+        &sim,
+        &schemas,
+        &dir,
+        OutputFormat::Jsonl,
+        Speed::Max,
+        1,
+        &|_| {},
+    )?;
+    if t.stop.is_some_and(|s| s.load(Ordering::Acquire)) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(None);
+    }
+    tracing::info!(org = %org, days = req.days, "simulated history written; training");
+    let args = TrainArgs {
+        config: ConfigArg {
+            config: t.config_path.clone(),
+        },
+        data_dir: DataDirArg {
+            data_dir: t.data_dir.to_path_buf(),
+        },
+        org: org.to_string(),
+        input: vec![dir.join(format!("{org}.jsonl"))],
+        events: Some(dir.join("events.jsonl")),
+        feedback: None,
+        tune: req.tune,
+        trials: req.trials,
+        force: req.force,
+        workers: 1,
+        seed: req.seed,
+    };
+    let outcome = train_org(&args, t.registry, t.live, Some(t.store));
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome.map(Some)
 }

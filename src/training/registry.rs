@@ -239,7 +239,8 @@ impl Registry {
     /// Activate `version` for `org` through `live` (so it lands at or after the
     /// running operators' frontier), from `not_before`, and persist the record.
     /// The first activation of an org applies from the beginning of time, so a
-    /// backtest over history uses it.
+    /// backtest over history uses it; a later one never shares the previous one's
+    /// instant.
     pub fn activate(
         &self,
         org: &str,
@@ -250,8 +251,21 @@ impl Registry {
         if let Some(v) = version {
             self.version(org, v)?;
         }
-        let first = self.activations.scan_prefix(key(org, b"")).next().is_none();
-        let at = if first { i64::MIN } else { not_before };
+        // Each activation gets its own instant (two in the same millisecond would
+        // share a key and the log would lose one).
+        let last = self
+            .activations
+            .scan_prefix(key(org, b""))
+            .next_back()
+            .transpose()
+            .map_err(|e| self.store_err(e))?
+            .map(|(_, v)| serde_json::from_slice::<Activation>(&v))
+            .transpose()
+            .map_err(|e| self.store_err(e))?;
+        let at = match last {
+            None => i64::MIN,
+            Some(l) => not_before.max(l.effective_ts.saturating_add(1)),
+        };
         let a = live.activate(org, version.map(str::to_string), at);
         let bytes = serde_json::to_vec(&a).map_err(|e| self.store_err(e))?;
         self.activations

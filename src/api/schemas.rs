@@ -1,0 +1,430 @@
+//! JSON schemas (OpenAPI 3.0 dialect) of everything the API reads and writes,
+//! for `components.schemas`. Objects are closed (`additionalProperties: false`),
+//! so the API tests, which check every answer they get against these schemas,
+//! fail as soon as a type gains, loses or renames a field without its schema.
+
+use serde_json::{Value, json};
+
+fn s() -> Value {
+    json!({"type": "string"})
+}
+fn dt() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+fn int() -> Value {
+    json!({"type": "integer", "format": "int64"})
+}
+fn num() -> Value {
+    json!({"type": "number"})
+}
+fn boolean() -> Value {
+    json!({"type": "boolean"})
+}
+fn any() -> Value {
+    json!({})
+}
+fn null(mut v: Value) -> Value {
+    v["nullable"] = true.into();
+    v
+}
+fn arr(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+fn en(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+fn counts() -> Value {
+    json!({"type": "object", "additionalProperties": {"type": "integer"}})
+}
+
+/// A closed object: `required` fields must be present, `optional` may be.
+fn obj(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
+    let mut props = serde_json::Map::new();
+    for (k, v) in required.iter().chain(optional) {
+        props.insert((*k).into(), v.clone());
+    }
+    let mut o = json!({"type": "object", "properties": props, "additionalProperties": false});
+    if !required.is_empty() {
+        o["required"] = required.iter().map(|(k, _)| *k).collect::<Vec<_>>().into();
+    }
+    o
+}
+
+/// Every named schema.
+pub fn all() -> Vec<(&'static str, Value)> {
+    let alert_type = en(&["CRITICAL", "WARNING", "PREDICTIVE"]);
+    let status = en(&["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]);
+    let role = en(&["operator", "admin", "super_admin"]);
+    vec![
+        (
+            "Error",
+            obj(
+                &[(
+                    "error",
+                    obj(
+                        &[("code", s()), ("message", s())],
+                        &[(
+                            "fields",
+                            json!({"type": "object", "additionalProperties": {"type": "string"},
+                                "description": "Field or parameter → why it was refused."}),
+                        )],
+                    ),
+                )],
+                &[],
+            ),
+        ),
+        ("Health", obj(&[("status", s())], &[])),
+        ("Ready", obj(&[("ready", boolean())], &[])),
+        (
+            "OpenApiDocument",
+            json!({"type": "object", "description": "An OpenAPI 3.0 document."}),
+        ),
+        (
+            "LoginRequest",
+            obj(
+                &[
+                    ("username", json!({"type": "string", "maxLength": 64})),
+                    ("password", json!({"type": "string", "maxLength": 1024})),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "Me",
+            obj(
+                &[
+                    ("username", s()),
+                    ("role", role),
+                    ("organizationId", null(s())),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "LoginResponse",
+            obj(
+                &[
+                    ("token", s()),
+                    ("tokenType", en(&["Bearer"])),
+                    ("expiresAt", dt()),
+                    ("expiresIn", int()),
+                    ("user", r("Me")),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "TopFeature",
+            obj(
+                &[
+                    ("name", s()),
+                    ("value", null(num())),
+                    ("contribution", num()),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "Alert",
+            obj(
+                &[
+                    ("id", s()),
+                    ("organizationId", s()),
+                    ("machineId", s()),
+                    ("type", alert_type.clone()),
+                    ("severity", en(&["CRITICAL", "WARNING"])),
+                    ("component", s()),
+                    ("probability", null(num())),
+                    ("confidence", null(num())),
+                    ("timeToFailure", null(num())),
+                    ("modelVersion", s()),
+                    ("rule", null(s())),
+                    ("message", s()),
+                    ("ts", dt()),
+                    ("createdAt", dt()),
+                    ("resolvedAt", null(dt())),
+                    ("status", status.clone()),
+                    ("suppressedCount", int()),
+                    ("topFeatures", arr(r("TopFeature"))),
+                    ("isAccurate", null(boolean())),
+                    ("feedbackAt", null(dt())),
+                    ("feedbackBy", null(s())),
+                    ("feedbackComment", null(s())),
+                    ("acknowledgedBy", null(s())),
+                    ("acknowledgedAt", null(dt())),
+                    ("resolvedBy", null(s())),
+                    ("notificationCount", int()),
+                    ("lastTs", dt()),
+                    ("seq", int()),
+                    ("updatedAt", dt()),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "AlertPage",
+            obj(
+                &[
+                    ("alerts", arr(r("Alert"))),
+                    ("total", int()),
+                    (
+                        "next",
+                        json!({"type": "string", "nullable": true,
+                            "description": "Pass as `cursor` for the next page; null on the last."}),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "AlertStatistics",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("total", int()),
+                    ("byType", counts()),
+                    ("byComponent", counts()),
+                    ("byStatus", counts()),
+                    ("bySeverity", counts()),
+                    ("acknowledged", int()),
+                    ("acknowledgedShare", null(num())),
+                    ("withFeedback", int()),
+                    ("accurate", int()),
+                    ("feedbackAccuracy", null(num())),
+                    ("meanTimeToAcknowledgeMs", null(num())),
+                    ("meanTimeToResolveMs", null(num())),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "DailyTrend",
+            obj(
+                &[
+                    ("date", json!({"type": "string", "format": "date"})),
+                    ("total", int()),
+                    ("critical", int()),
+                    ("warning", int()),
+                    ("predictive", int()),
+                    ("withFeedback", int()),
+                    ("accurate", int()),
+                    ("accuracy", null(num())),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "AlertTrends",
+            obj(
+                &[("organizationId", s()), ("days", arr(r("DailyTrend")))],
+                &[],
+            ),
+        ),
+        (
+            "FeedbackRequest",
+            obj(
+                &[("isAccurate", boolean())],
+                &[(
+                    "comment",
+                    json!({"type": "string", "maxLength": 2000, "nullable": true}),
+                )],
+            ),
+        ),
+        (
+            "DeployRequest",
+            obj(
+                &[("version", json!({"type": "string", "maxLength": 64}))],
+                &[],
+            ),
+        ),
+        (
+            "TrainRequest",
+            obj(
+                &[],
+                &[
+                    (
+                        "days",
+                        json!({"type": "number", "minimum": 0.25, "maximum": 60, "nullable": true}),
+                    ),
+                    ("tune", boolean()),
+                    (
+                        "trials",
+                        json!({"type": "integer", "minimum": 1, "maximum": 50, "nullable": true}),
+                    ),
+                    ("force", boolean()),
+                    ("seed", null(int())),
+                ],
+            ),
+        ),
+        (
+            "TrainJob",
+            obj(
+                &[
+                    ("id", s()),
+                    ("organizationId", s()),
+                    ("requestedBy", s()),
+                    (
+                        "status",
+                        en(&["QUEUED", "RUNNING", "COMPLETED", "REJECTED", "FAILED"]),
+                    ),
+                    ("queuedAt", dt()),
+                    ("startedAt", null(dt())),
+                    ("completedAt", null(dt())),
+                    ("version", null(s())),
+                    ("deployed", null(boolean())),
+                    ("metrics", any()),
+                    ("error", null(s())),
+                    ("request", r("TrainRequest")),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "Activation",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("version", null(s())),
+                    (
+                        "effectiveTs",
+                        json!({"type": "integer", "format": "int64",
+                            "description": "Event time (ms) from which rows are scored by this version."}),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "TrainingRun",
+            obj(
+                &[
+                    ("id", s()),
+                    ("organizationId", s()),
+                    (
+                        "status",
+                        en(&["RUNNING", "COMPLETED", "FAILED", "REJECTED"]),
+                    ),
+                    ("version", s()),
+                    ("startedAt", int()),
+                    ("completedAt", null(int())),
+                    ("config", any()),
+                    ("metrics", any()),
+                    ("errorMessage", null(s())),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "MlStatus",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("activeVersion", null(s())),
+                    ("versionCount", int()),
+                    ("activations", arr(r("Activation"))),
+                    ("trainingRuns", arr(r("TrainingRun"))),
+                    ("jobs", arr(r("TrainJob"))),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "ModelVersion",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("version", s()),
+                    ("createdAt", dt()),
+                    ("active", boolean()),
+                    ("featureCount", int()),
+                    ("metrics", any()),
+                    ("split", any()),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "ModelVersions",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("activeVersion", null(s())),
+                    ("versions", arr(r("ModelVersion"))),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "MlMetrics",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("activeVersion", null(s())),
+                    ("validation", any()),
+                    (
+                        "feedback",
+                        obj(
+                            &[
+                                ("alerts", int()),
+                                ("withFeedback", int()),
+                                ("accurate", int()),
+                                ("accuracy", null(num())),
+                            ],
+                            &[],
+                        ),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "AuditEntry",
+            obj(
+                &[
+                    ("id", int()),
+                    ("at", dt()),
+                    ("actor", s()),
+                    ("actorRole", s()),
+                    ("organizationId", null(s())),
+                    ("action", s()),
+                    ("outcome", en(&["ok", "accepted", "error"])),
+                    ("detail", any()),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "AuditPage",
+            obj(
+                &[("entries", arr(r("AuditEntry"))), ("next", null(s()))],
+                &[],
+            ),
+        ),
+        (
+            "WsEvent",
+            obj(
+                &[
+                    (
+                        "type",
+                        en(&[
+                            "hello",
+                            "replay.done",
+                            "alert.created",
+                            "alert.updated",
+                            "alert.resolved",
+                        ]),
+                    ),
+                    ("seq", int()),
+                ],
+                &[
+                    ("organizationId", null(s())),
+                    ("alert", r("Alert")),
+                    ("replay", boolean()),
+                ],
+            ),
+        ),
+    ]
+}

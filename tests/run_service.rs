@@ -34,7 +34,15 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
     let t0 = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_prognos"))
         .current_dir(root())
-        .args(["run", "--listen", "127.0.0.1:0", "--hours", "18", "--speed", "1200"])
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--hours",
+            "18",
+            "--speed",
+            "1200",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .arg("--alerts-out")
@@ -70,9 +78,15 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
     let status = child.wait().unwrap();
     let log = log.join("\n");
     assert!(status.success(), "{log}");
-    assert!(log.contains("no model yet: scoring with rules only"), "{log}");
+    assert!(
+        log.contains("no model yet: scoring with rules only"),
+        "{log}"
+    );
     assert!(log.contains("first model trained and active"), "{log}");
-    assert!(log.contains("ALERT "), "alerts are logged in plain words:\n{log}");
+    assert!(
+        log.contains("ALERT "),
+        "alerts are logged in plain words:\n{log}"
+    );
     let metrics = metrics.expect("metrics fetched while running");
     assert!(
         metrics.contains("prognos_alerts_total{kind=\"notification\""),
@@ -103,7 +117,10 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
             switched += 1;
         }
     }
-    assert!(switched >= 1, "at least one org switched without a restart:\n{log}");
+    assert!(
+        switched >= 1,
+        "at least one org switched without a restart:\n{log}"
+    );
 
     // The store holds what the JSON lines show, after a clean shutdown.
     let records = std::fs::read_to_string(&alerts).unwrap().lines().count();
@@ -115,5 +132,8 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
         .iter()
         .map(|o| store.query(o, &AlertQuery::default()).unwrap().total)
         .sum();
-    assert!(total > 0 && (total as usize) <= records, "{total} alerts from {records} records");
+    assert!(
+        total > 0 && (total as usize) <= records,
+        "{total} alerts from {records} records"
+    );
 }

@@ -14,18 +14,8 @@ const MACHINES: usize = 16;
 const ROWS: usize = 100_000;
 const INTERVAL_MS: i64 = 30_000;
 
-/// Deterministic SplitMix64 (no RNG dependency in the bench).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+mod common;
+use common::SplitMix;
 
 /// Rows `(machine, ts, values)` round-robin over the machines: temperatures ~900
 /// with noise, outputs and carbon in their ranges, booleans 0/1, ~0.5% NaN.

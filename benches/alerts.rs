@@ -20,12 +20,12 @@ const ORG: &str = "acme-heat";
 mod common;
 use common::SplitMix;
 
-fn rows(names: &[String], oil: f64) -> Vec<ScoredRow> {
+fn rows(features: usize, names: &[String], oil: f64) -> Vec<ScoredRow> {
     let mut r = SplitMix(11);
     let t0 = 1_700_000_000_000i64;
     let importance = Arc::new(
         (0..12)
-            .map(|i| (i * 7 % names.len(), 1.0 / (i + 1) as f64))
+            .map(|i| (i * 7 % features, 1.0 / (i + 1) as f64))
             .collect::<Vec<_>>(),
     );
     let version: Arc<str> = Arc::from("v1");
@@ -42,14 +42,16 @@ fn rows(names: &[String], oil: f64) -> Vec<ScoredRow> {
     let oil_at = names.iter().position(|n| n == "quench_oil_temp");
     (0..ROWS)
         .map(|i| {
-            let mut features: Vec<f64> =
-                (0..names.len()).map(|_| 900.0 + 10.0 * r.unit()).collect();
+            // Rules read the row's values (declared then derived signals); the
+            // explanation baseline reads features.
+            let mut values: Vec<f64> = (0..names.len()).map(|_| 900.0 + 10.0 * r.unit()).collect();
             for &f in &flags {
-                features[f] = f64::from(r.unit() < 0.0025);
+                values[f] = f64::from(r.unit() < 0.0025);
             }
             if let Some(o) = oil_at {
-                features[o] = oil + 2.0 * r.unit();
+                values[o] = oil + 2.0 * r.unit();
             }
+            let features: Vec<f64> = (0..features).map(|_| r.unit()).collect();
             ScoredRow {
                 row: FeatureRow {
                     organization_id: ORG.into(),
@@ -60,6 +62,7 @@ fn rows(names: &[String], oil: f64) -> Vec<ScoredRow> {
                         offset: i as u64,
                     },
                     features,
+                    values,
                 },
                 probability: if r.unit() < 0.02 { 0.9 } else { 0.1 * r.unit() },
                 confidence: 0.8,
@@ -84,7 +87,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(ROWS as u64));
     g.sample_size(20);
     for (name, oil) in [("normal", 65.0), ("incident", 120.0)] {
-        let data = rows(&org.feature_names, oil);
+        let data = rows(org.feature_names.len(), &org.signal_names, oil);
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut machines: Vec<MachineAlerts> = (0..MACHINES)

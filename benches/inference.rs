@@ -269,6 +269,7 @@ fn bench(c: &mut Criterion) {
                                     offset: i as u64,
                                 },
                                 features: r.clone(),
+                                values: Vec::new(),
                             })
                             .collect();
                         let start = Instant::now();

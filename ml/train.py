@@ -3,7 +3,8 @@
 
     python ml/train.py --org ORG --config CONFIG.toml --features FEATS/ORG.parquet \
         [--events EVENTS.jsonl] [--feedback FEEDBACK.jsonl] --out VERSION_DIR --version VERSION \
-        [--tune] [--trials N] [--seed S]
+        [--tune] [--trials N] [--seed S] [--threads T] [--imbalance POWER|sqrt|scale_pos_weight|none]
+        [--max-negatives N] [--no-report]
 
 Progress: one JSON object per line on stdout ({"stage", "message", ...}); the last line
 is {"stage": "done", "metrics": {...}}. Errors: a message on stderr and a non-zero exit
@@ -48,9 +49,13 @@ def parse_args(argv=None):
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=int(os.environ.get("PROGNOS_TRAIN_THREADS", "2")))
-    p.add_argument("--imbalance", choices=["scale_pos_weight", "sqrt", "none"], default="sqrt",
-                   help="class weighting of the failure model: scale_pos_weight = neg/pos, "
-                        "sqrt = sqrt(neg/pos) (default), none")
+    p.add_argument("--imbalance", default=MD.DEFAULT_IMBALANCE,
+                   help="class weighting of the failure model, scale_pos_weight = (neg/pos)^power: a power "
+                        f"in (0, 1] (default {MD.DEFAULT_IMBALANCE}), sqrt (0.5), scale_pos_weight (1) or none")
+    p.add_argument("--max-negatives", type=int,
+                   default=int(os.environ.get("PROGNOS_TRAIN_MAX_NEGATIVES", str(MD.MAX_NEGATIVES))),
+                   help="train the failure model on at most this many negative rows (a seeded random "
+                        "subset, weighted up so the class balance is unchanged); 0 = all")
     p.add_argument("--no-report", action="store_true", help="skip report.png")
     return p.parse_args(argv)
 
@@ -88,6 +93,7 @@ def pick_test_rows(ts_val_idx: np.ndarray, X: np.ndarray, y: np.ndarray, score: 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    MD.imbalance_power(args.imbalance)  # refuse a bad value before any work
     log = Log()
     s = load_org_settings(args.config, args.org)
     out = Path(args.out)
@@ -128,7 +134,13 @@ def main(argv=None) -> int:
     log("split", f"train < {fmt_ms(sp.train_end)}, validation >= {fmt_ms(sp.validation_start)} (gap {gap // 1000} s)",
         trainRows=int(tr.sum()), validationRows=int(va.sum()))
 
-    X_tr, y_tr, w_tr = ft.X[tr], lab.y[tr], lab.weight[tr]
+    tr_idx, neg_rate = MD.subsample_negatives(lab.y, lab.weight, np.flatnonzero(tr), args.max_negatives,
+                                              np.random.default_rng([args.seed, 1]))
+    X_tr, y_tr, w_tr = ft.X[tr_idx], lab.y[tr_idx], lab.weight[tr_idx].copy()
+    w_tr[(y_tr == 0) & (w_tr == 1.0)] /= neg_rate
+    if neg_rate < 1.0:
+        log("split", f"negatives subsampled: {len(tr_idx)} of {int(tr.sum())} training rows kept, "
+            f"negative weight x{1 / neg_rate:.2f}", keptRows=int(len(tr_idx)), negativeRate=neg_rate)
 
     # ---- tune
     hp = {**MD.DEFAULT_HP, **s.hyperparameters}
@@ -202,7 +214,8 @@ def main(argv=None) -> int:
     # ---- metrics (on the exported failure model's onnxruntime scores)
     score_all = OX.onnx_outputs("failure", sessions["failure"], Xv_all)
     metrics = M.all_metrics(ft.machine[va_all], ft.ts[va_all], score_all, lab.y[va_all], lab.excluded[va_all],
-                            failures, s.failure_threshold, s.horizon_ms, sp.validation_start, sp.validation_end)
+                            failures, s.failure_threshold, s.horizon_ms, sp.validation_start, sp.validation_end,
+                            s.for_ms)
     pos_va = va & lab.real_positive
     extra = {}
     if pos_va.any():
@@ -285,6 +298,7 @@ def main(argv=None) -> int:
         "labels": {"source": source, "failures": int(len(failures)), "feedback": fb_counts},
         "hyperparameters": {**{k: hp[k] for k in hp}, "imbalance": args.imbalance,
                             "scalePosWeight": fparams.get("scale_pos_weight"), "seed": args.seed,
+                            "negativeRate": neg_rate,
                             "tuned": bool(tuning)},
         "metrics": {k: metrics.get(k) for k in metric_keys} | extra,
         "featureImportance": fi,

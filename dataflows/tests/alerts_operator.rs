@@ -128,6 +128,8 @@ fn generate(seed: u64) -> Vec<ScoredRow> {
                             partition: m as u32 % 2,
                             offset,
                         },
+                        // No lags or windows: the features are the values.
+                        values: features.clone(),
                         features,
                     },
                     probability: if fallback {

@@ -44,6 +44,10 @@ class OrgSettings:
     lags_s: list[int]
     windows_s: list[int]
     lag_tolerance_ms: int
+    deltas_s: list[int] = field(default_factory=list)
+    # prediction.for_s in ms: how long the score must hold to alarm
+    for_ms: int = 0
+    baselines_s: list[int] = field(default_factory=list)
 
     @property
     def horizon_ms(self) -> int:
@@ -82,6 +86,9 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
         lags_s=list(feats.get("lags_s", DEFAULT_LAGS_S)),
         windows_s=list(feats.get("windows_s", DEFAULT_WINDOWS_S)),
         lag_tolerance_ms=int(cfg.get("runtime", {}).get("lag_tolerance_ms", 60_000)),
+        deltas_s=list(feats.get("deltas_s", [])),
+        for_ms=int(pred.get("for_s", 0)) * 1000,
+        baselines_s=list(feats.get("baselines_s", [])),
     )
 
 
@@ -140,11 +147,14 @@ def read_features(path: str | Path, org: str | None = None, keep: list[str] | tu
 
 
 def longest_window_ms(feature_names: list[str], s: OrgSettings) -> int:
-    """Longest look-back of any feature: windows, and lags plus their tolerance."""
-    wins = [int(m.group(1)) for n in feature_names if (m := re.search(r"_rolling_(\d+)s_", n))]
-    lags = [int(m.group(1)) for n in feature_names if (m := re.search(r"_lag_(\d+)s$", n))]
-    w = max(wins or s.windows_s or [0]) * 1000
-    lag = max(lags or s.lags_s or [0]) * 1000 + s.lag_tolerance_ms
+    """Longest look-back of any feature: windows and baselines, and lags and deltas plus
+    the lag tolerance (from the feature names; the config when a family is absent)."""
+    def spans(pattern):
+        return [int(m.group(1)) for n in feature_names if (m := re.search(pattern, n))]
+    wins = spans(r"_rolling_(\d+)s_") + spans(r"_baseline_(\d+)s_")
+    lags = spans(r"_lag_(\d+)s$") + spans(r"_delta_(\d+)s$")
+    w = max(wins or (s.windows_s + s.baselines_s) or [0]) * 1000
+    lag = max(lags or (s.lags_s + s.deltas_s) or [0]) * 1000 + s.lag_tolerance_ms
     return int(max(w, lag))
 
 

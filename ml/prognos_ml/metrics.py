@@ -1,7 +1,8 @@
 """Row and event metrics of failure scores (one definition for train.py and evaluate.py).
 
 Row metrics are over non-excluded rows, alarm = score >= threshold.
-Event metrics:
+Event metrics (an alarm row: score >= threshold on this row and on every row of the
+machine for the `for_ms` before it, like `prediction.for_s` of the alerts):
 - failures: failures with an observed start in the scored range [from, to);
 - eventRecall: share of those with at least one scored row >= threshold in
   [start - horizon, start);
@@ -46,12 +47,26 @@ def row_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     }
 
 
+def held(machine: np.ndarray, ts: np.ndarray, above: np.ndarray, for_ms: int) -> np.ndarray:
+    """Rows (sorted by machine, ts) where `above` has held on every row of the machine
+    since at least `for_ms` before: a run of consecutive `above` rows counts from its
+    first row's ts."""
+    above = np.asarray(above, bool)
+    if for_ms <= 0 or not above.any():
+        return above
+    same = np.r_[False, np.asarray(machine[1:]) == np.asarray(machine[:-1])]
+    start = above & ~(np.r_[False, above[:-1]] & same)
+    run = np.cumsum(start) - 1
+    since = np.asarray(ts)[start][np.maximum(run, 0)]
+    return above & (np.asarray(ts) - since >= for_ms)
+
+
 def event_metrics(machine: np.ndarray, ts: np.ndarray, score: np.ndarray, excluded: np.ndarray,
                   failures: pd.DataFrame, threshold: float, horizon_ms: int,
-                  range_from: int, range_to: int) -> dict:
+                  range_from: int, range_to: int, for_ms: int = 0) -> dict:
     """`machine`, `ts`, `score`, `excluded`: every row of the scored range, sorted by
     (machine, ts). `failures`: all failures of the org (any time)."""
-    alarm = (score >= threshold) & ~excluded
+    alarm = held(machine, ts, (score >= threshold) & ~excluded, for_ms)
     obs = failures[failures["observedStart"]]
     in_range = obs[(obs["start"] >= range_from) & (obs["start"] < range_to)]
     fail_by_m = {m: g["start"].to_numpy(np.int64) for m, g in obs.groupby("machine")}
@@ -121,8 +136,9 @@ def event_metrics(machine: np.ndarray, ts: np.ndarray, score: np.ndarray, exclud
     }
 
 
-def all_metrics(machine, ts, score, y, excluded, failures, threshold, horizon_ms, range_from, range_to) -> dict:
+def all_metrics(machine, ts, score, y, excluded, failures, threshold, horizon_ms, range_from, range_to,
+                for_ms: int = 0) -> dict:
     keep = ~excluded
     rm = row_metrics(y[keep], score[keep], threshold)
-    em = event_metrics(machine, ts, score, excluded, failures, threshold, horizon_ms, range_from, range_to)
+    em = event_metrics(machine, ts, score, excluded, failures, threshold, horizon_ms, range_from, range_to, for_ms)
     return {**rm, **em}

@@ -25,7 +25,15 @@ PARAM_NAMES = {
 }
 DEFAULT_HP = {"num_leaves": 31, "learning_rate": 0.1, "feature_fraction": 0.8, "bagging_fraction": 0.8,
               "bagging_freq": 5, "min_data_in_leaf": 20, "max_depth": 6, "num_iterations": 100,
-              "objective": "binary", "metric": "auc"}
+              "objective": "binary", "metric": "auc",
+              # Not a config key: L2 on leaf values. A few hundred failure episodes are easy to
+              # memorise; shrinking leaves that rest on little hessian keeps the probabilities of
+              # unseen machines from saturating at 1 (see TRAINING.md).
+              "lambda_l2": 10.0}
+
+# Negative training rows kept at most (train.py --max-negatives): rows 30 s apart are nearly
+# duplicates, so a seeded subset weighted up loses little and bounds the training time.
+MAX_NEGATIVES = 200_000
 
 SEARCH_SPACE = {
     "num_leaves": [15, 31, 63],
@@ -42,6 +50,24 @@ def base_params(seed: int, threads: int) -> dict:
             "num_threads": threads, "feature_pre_filter": False}
 
 
+# Class weighting of the failure model: scale_pos_weight = (neg / pos) ** power.
+IMBALANCE_POWERS = {"none": None, "sqrt": 0.5, "scale_pos_weight": 1.0}
+DEFAULT_IMBALANCE = "0.6"
+
+
+def imbalance_power(imbalance: str) -> float | None:
+    """`none`, `sqrt` (0.5), `scale_pos_weight` (1, the full ratio) or a power in (0, 1]."""
+    if imbalance in IMBALANCE_POWERS:
+        return IMBALANCE_POWERS[imbalance]
+    try:
+        x = float(imbalance)
+    except ValueError:
+        x = float("nan")
+    if not 0.0 < x <= 1.0:
+        raise ValueError(f"imbalance must be none, sqrt, scale_pos_weight or a power in (0, 1], got {imbalance!r}")
+    return x
+
+
 def failure_params(hp: dict, pos: float, neg: float, seed: int, threads: int, imbalance: str) -> tuple[dict, int]:
     hp = {**DEFAULT_HP, **hp}
     if hp.get("objective", "binary") != "binary":
@@ -52,10 +78,24 @@ def failure_params(hp: dict, pos: float, neg: float, seed: int, threads: int, im
             p[PARAM_NAMES[k]] = v
         elif k != "num_iterations":
             p[k] = v  # anything else is passed through (LightGBM knows its aliases)
-    if pos > 0 and imbalance != "none":
-        ratio = neg / pos
-        p["scale_pos_weight"] = float(np.sqrt(ratio) if imbalance == "sqrt" else ratio)
+    power = imbalance_power(imbalance)
+    if pos > 0 and power is not None:
+        p["scale_pos_weight"] = float((neg / pos) ** power)
     return p, int(hp.get("num_iterations", 100))
+
+
+def subsample_negatives(y: np.ndarray, w: np.ndarray, idx: np.ndarray, max_negatives: int, rng):
+    """Rows `idx` with every positive, every weighted (feedback) row and at most
+    `max_negatives` of the other negatives, seeded; returns (kept indices in order, the
+    negatives' keep rate). The caller divides the kept negatives' weights by the rate."""
+    plain = (y[idx] == 0) & (w[idx] == 1.0)
+    n = int(plain.sum())
+    if max_negatives <= 0 or n <= max_negatives:
+        return idx, 1.0
+    rate = max_negatives / n
+    keep = ~plain
+    keep[np.flatnonzero(plain)[rng.permutation(n)[:max_negatives]]] = True
+    return idx[keep], rate
 
 
 def train_failure(X, y, w, hp, seed, threads, imbalance):

@@ -3,7 +3,13 @@ on a simulated day against
   - an exact recomputation of the definitions (two-pass with math.fsum) to 1e-12
     relative, on a sample of rows, and
   - an independent pandas computation (merge_asof backward with tolerance,
-    rolling(f"{W}s", closed="right")) to 1e-7 relative on every row.
+    rolling(f"{W}s", closed="right")) to 1e-7 relative on every row,
+covering every feature family of the example config: derived signals (difference,
+deviation), current values, lags, deltas and rolling windows.
+
+A deviation (a value minus its rolling mean) and everything computed from one is
+compared relative to the magnitude of the values the mean was taken of: the mean's
+rounding error is relative to them, and the deviation itself may cancel to ~0.
 """
 
 import math
@@ -30,6 +36,17 @@ def run(tmp_path_factory, prognos_bin, example_config):
     return sim, out, cfg
 
 
+def feature_spec(org, tol_ms):
+    f = org.get("features", {})
+    derived = f.get("derived", [])
+    signals = [s["name"] for s in org["signals"]] + [d["name"] for d in derived]
+    kinds = {s["name"]: s["kind"] for s in org["signals"]} | {d["name"]: "continuous" for d in derived}
+    return dict(signals=signals, kinds=kinds, derived=derived, current=f.get("current", signals),
+                fsig=f.get("signals", signals), lags=f.get("lags_s", [60, 120, 300]),
+                deltas=f.get("deltas_s", []), windows=f.get("windows_s", [180, 300, 600]),
+                stats=f.get("stats", ["mean", "std", "min", "max"]), tol_ms=tol_ms)
+
+
 def canonical(sim, org_id, org):
     """The org's raw rows mapped to canonical signals, as the schema mapper would."""
     raw = pd.read_json(sim / f"{org_id}.jsonl", lines=True, dtype=False)
@@ -42,45 +59,89 @@ def canonical(sim, org_id, org):
     return df.sort_values(["machine", "ts"], kind="stable").reset_index(drop=True)
 
 
-def feature_spec(org, tol_ms):
-    signals = [s["name"] for s in org["signals"]]
-    kinds = {s["name"]: s["kind"] for s in org["signals"]}
-    f = org.get("features", {})
-    fsig = f.get("signals", signals)
-    return signals, kinds, fsig, f.get("lags_s", [60, 120, 300]), f.get("windows_s", [180, 300, 600]), \
-        f.get("stats", ["mean", "std", "min", "max"]), tol_ms
+def with_derived_pandas(g, spec):
+    """One machine's rows (sorted) plus the derived signals, by pandas; and per signal
+    the magnitude its error is relative to (0: must be exact)."""
+    g = g.copy()
+    scale = {s: 0.0 for s in spec["signals"]}
+    gi = g.set_index("ts")
+    for d in spec["derived"]:
+        a = g[d["of"][0]]
+        if d["kind"] == "difference":
+            g[d["name"]] = a - g[d["of"][1]]
+        elif d["kind"] == "ratio":
+            b = g[d["of"][1]]
+            g[d["name"]] = a / b.where(b != 0)
+        else:
+            mean = gi[d["of"][0]].rolling(f"{d['window_s']}s", closed="right").mean().to_numpy()
+            g[d["name"]] = a.to_numpy() - mean
+        gi = g.set_index("ts")
+        ops = [scale[o] for o in d["of"]]
+        mag = max(float(np.nanmax(np.abs(g[o].to_numpy()))) for o in d["of"])
+        scale[d["name"]] = mag + sum(ops) if d["kind"] == "deviation" or any(ops) else 0.0
+    return g, scale
+
+
+def test_example_config_covers_every_feature_family(example_config):
+    """The parity tests below are only as wide as the example config."""
+    cfg = tomllib.loads(example_config.read_text())
+    for org_id in ORGS:
+        spec = feature_spec(cfg["orgs"][org_id], 60_000)
+        assert spec["lags"] and spec["deltas"] and spec["windows"], org_id
+        kinds = {d["kind"] for d in spec["derived"]}
+        assert {"difference", "deviation"} <= kinds, org_id
+        derived = {d["name"] for d in spec["derived"]}
+        assert derived & set(spec["fsig"]) and derived & set(spec["current"]), org_id
+        # A deviation of a derived signal (chained) is covered too.
+        assert any(d["kind"] == "deviation" and d["of"][0] in derived for d in spec["derived"]), org_id
 
 
 def pandas_features(df, spec):
-    """pandas' own computation, plus for each std column the magnitude of the values in
-    its window (`__scale` columns): pandas' running variance is exact only to about
-    1e-8 of that magnitude (e.g. 3e-6 on a window of constant 100.0 after a 0.0 left it),
-    so std is compared relative to the data's scale, not to a std that may be 0."""
-    signals, kinds, fsig, lags, windows, stats, tol_ms = spec
+    """pandas' own computation, plus per column the magnitude its error is relative to
+    (`__scale` columns): pandas' running variance is exact only to about 1e-8 of the
+    data's magnitude (e.g. 3e-6 on a window of constant 100.0 after a 0.0 left it), so
+    std is compared relative to the window's magnitude, not to a std that may be 0;
+    features of a deviation relative to the deviation's operand magnitude."""
+    sp = spec
+    kinds, fsig, tol = sp["kinds"], sp["fsig"], pd.Timedelta(milliseconds=sp["tol_ms"])
     parts = []
     for machine, g in df.groupby("machine", sort=True):
         g = g.sort_values("ts").reset_index(drop=True)
+        g, sig_scale = with_derived_pandas(g, sp)
         out = pd.DataFrame({"machine": machine, "ts": g["ts"]})
-        for s in signals:
-            out[s] = g[s]
+
+        def put(name, values, s, window_scale=None):
+            out[name] = values
+            sc = np.full(len(g), sig_scale[s])
+            if window_scale is not None:
+                sc = np.maximum(sc, window_scale)
+            out[name + "__scale"] = sc
+        for s in sp["current"]:
+            put(s, g[s].to_numpy(), s)
         right = g[["ts"] + fsig].rename(columns={"ts": "lag_ts"})
+
+        def lagged(s, lag):
+            left = pd.DataFrame({"key": g["ts"] - pd.Timedelta(seconds=lag)})
+            m = pd.merge_asof(left, right[["lag_ts", s]], left_on="key", right_on="lag_ts",
+                              direction="backward", tolerance=tol)
+            return m[s].to_numpy()
         for s in fsig:
-            for lag in lags:
-                left = pd.DataFrame({"key": g["ts"] - pd.Timedelta(seconds=lag)})
-                m = pd.merge_asof(left, right[["lag_ts", s]], left_on="key", right_on="lag_ts",
-                                  direction="backward", tolerance=pd.Timedelta(milliseconds=tol_ms))
-                out[f"{s}_lag_{lag}s"] = m[s].to_numpy()
+            for lag in sp["lags"]:
+                put(f"{s}_lag_{lag}s", lagged(s, lag), s)
+        for s in fsig:
+            for lag in sp["deltas"]:
+                put(f"{s}_delta_{lag}s", g[s].to_numpy() - lagged(s, lag), s)
         gi = g.set_index("ts")
         for s in fsig:
-            for w in windows:
+            for w in sp["windows"]:
                 r = gi[s].rolling(f"{w}s", closed="right")
                 if kinds[s] == "boolean":
-                    out[f"{s}_rolling_{w}s_rate"] = r.mean().to_numpy()
-                else:
-                    for st in stats:
-                        out[f"{s}_rolling_{w}s_{st}"] = getattr(r, st)().to_numpy()
-                    out[f"{s}_rolling_{w}s_std__scale"] = (
-                        gi[s].abs().rolling(f"{w}s", closed="right").max().to_numpy())
+                    put(f"{s}_rolling_{w}s_rate", r.mean().to_numpy(), s)
+                    continue
+                mag = gi[s].abs().rolling(f"{w}s", closed="right").max().to_numpy()
+                for st in sp["stats"]:
+                    put(f"{s}_rolling_{w}s_{st}", getattr(r, st)().to_numpy(), s,
+                        mag if st == "std" else None)
         parts.append(out.copy())
     return pd.concat(parts).sort_values(["machine", "ts"]).reset_index(drop=True)
 
@@ -90,30 +151,69 @@ def to_ms(ts):
     return ((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
 
 
-def exact_row(g, i, spec):
-    """Exact recomputation of one row's features from the machine's rows g (sorted)."""
-    signals, kinds, fsig, lags, windows, stats, tol_ms = spec
+def exact_values(g, spec):
+    """One machine's declared values plus its derived signals computed exactly (a
+    deviation's mean by math.fsum over its window), and per signal the magnitude its
+    error is relative to."""
     times = to_ms(g["ts"])
+    vals = {s: g[s].to_numpy(dtype=float) for s in g.columns if s not in ("machine", "ts")}
+    scale = {s: 0.0 for s in spec["signals"]}
+    for d in spec["derived"]:
+        a = vals[d["of"][0]]
+        if d["kind"] == "difference":
+            v = a - vals[d["of"][1]]
+        elif d["kind"] == "ratio":
+            b = vals[d["of"][1]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.where(b == 0, np.nan, a / b)
+        else:
+            lo = np.searchsorted(times, times - d["window_s"] * 1000, side="right")
+            v = np.empty(len(a))
+            for i in range(len(a)):
+                xs = [x for x in a[lo[i]:i + 1] if not math.isnan(x)]
+                v[i] = a[i] - math.fsum(xs) / len(xs) if xs and not math.isnan(a[i]) else math.nan
+        vals[d["name"]] = v
+        ops = [scale[o] for o in d["of"]]
+        mag = max(float(np.nanmax(np.abs(vals[o]))) for o in d["of"])
+        scale[d["name"]] = mag + sum(ops) if d["kind"] == "deviation" or any(ops) else 0.0
+    return times, vals, scale
+
+
+def exact_row(times, vals, scale, i, spec):
+    """Exact recomputation of row i's features, each with the magnitude its error is
+    relative to."""
+    sp = spec
+    kinds = sp["kinds"]
     t = int(times[i])
-    vals = {}
-    for s in signals:
-        vals[s] = g[s].iloc[i]
-    for s in fsig:
-        for lag in lags:
-            target = t - lag * 1000
-            j = int(np.searchsorted(times, target, side="right")) - 1
-            ok = j >= 0 and times[j] >= target - tol_ms
-            vals[f"{s}_lag_{lag}s"] = g[s].iloc[j] if ok else math.nan
-    for s in fsig:
-        for w in windows:
-            a = int(np.searchsorted(times, t - w * 1000, side="right"))
-            xs = [x for x in g[s].iloc[a:i + 1] if not math.isnan(x)]
+    out = {}
+
+    def lag_row(lag):
+        target = t - lag * 1000
+        j = int(np.searchsorted(times, target, side="right")) - 1
+        return j if j >= 0 and times[j] >= target - sp["tol_ms"] else None
+
+    def window(s, w):
+        a = int(np.searchsorted(times, t - w * 1000, side="right"))
+        return [x for x in vals[s][a:i + 1] if not math.isnan(x)]
+    for s in sp["current"]:
+        out[s] = (vals[s][i], scale[s])
+    for s in sp["fsig"]:
+        for lag in sp["lags"]:
+            j = lag_row(lag)
+            out[f"{s}_lag_{lag}s"] = (vals[s][j] if j is not None else math.nan, scale[s])
+    for s in sp["fsig"]:
+        for lag in sp["deltas"]:
+            j = lag_row(lag)
+            out[f"{s}_delta_{lag}s"] = (vals[s][i] - vals[s][j] if j is not None else math.nan, 2 * scale[s])
+    for s in sp["fsig"]:
+        for w in sp["windows"]:
+            xs = window(s, w)
             n = len(xs)
             mean = math.fsum(xs) / n if n else math.nan
             if kinds[s] == "boolean":
-                vals[f"{s}_rolling_{w}s_rate"] = mean
+                out[f"{s}_rolling_{w}s_rate"] = (mean, 0.0)
                 continue
-            for st in stats:
+            for st in sp["stats"]:
                 if st == "mean":
                     v = mean
                 elif st == "std":
@@ -122,8 +222,8 @@ def exact_row(g, i, spec):
                     v = min(xs) if n else math.nan
                 else:
                     v = max(xs) if n else math.nan
-                vals[f"{s}_rolling_{w}s_{st}"] = v
-    return vals
+                out[f"{s}_rolling_{w}s_{st}"] = (v, 2 * scale[s])
+    return out
 
 
 def assert_close(have, want, rel, what, scale=None):
@@ -150,8 +250,7 @@ def test_features_match_pandas(run, org_id):
     assert names == ref_names, "feature names and order"
     assert (table["ts"].to_numpy() == ref["ts"].to_numpy()).all()
     for c in names:
-        scale = ref[c + "__scale"] if c.endswith("_std") else None
-        assert_close(table[c], ref[c], 1e-7, f"{org_id}.{c}", scale)
+        assert_close(table[c], ref[c], 1e-7, f"{org_id}.{c}", ref[c + "__scale"])
 
 
 @pytest.mark.parametrize("org_id", ORGS)
@@ -166,14 +265,16 @@ def test_features_match_exact_recomputation(run, org_id):
     for machine, g in df.groupby("machine"):
         g = g.sort_values("ts").reset_index(drop=True)
         t = table[table["machine"] == machine].sort_values("ts").reset_index(drop=True)
+        times, vals, scale = exact_values(g, spec)
         for i in rng.choice(len(g), size=120, replace=False):
-            want = exact_row(g, int(i), spec)
-            for name, v in want.items():
+            want = exact_row(times, vals, scale, int(i), spec)
+            assert list(want) == [c for c in t.columns if c not in ("org", "machine", "ts")]
+            for name, (v, sc) in want.items():
                 have = t[name].iloc[i]
                 if math.isnan(v):
                     assert math.isnan(have), (org_id, machine, i, name)
                 else:
-                    assert abs(have - v) <= 1e-12 * max(abs(v), 1.0), (org_id, machine, i, name, have, v)
+                    assert abs(have - v) <= 1e-12 * max(abs(v), sc, 1.0), (org_id, machine, i, name, have, v)
             checked += 1
     assert checked == 360
 

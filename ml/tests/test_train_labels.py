@@ -163,6 +163,28 @@ def test_event_metrics_definitions():
     assert tp == 12 and fn == 8 and fp > 0 and tn + fp + fn + tp == (~lab.excluded).sum()
 
 
+def test_event_metrics_for_ms_wait_for_the_score_to_hold():
+    machine, ts = grid(n=400)  # 30 s rows
+    start = 100 * MIN
+    f = failures(("m1", "A", start, start + 10 * MIN))
+    lab = L.label_rows(machine, ts, f, H)
+    score = np.zeros(len(ts))
+    score[(ts >= start - 6 * MIN) & (ts < start)] = 0.9        # held 6 min: detected 1 min later
+    score[(ts >= 20 * MIN) & (ts <= 20 * MIN + 30_000)] = 0.9  # two rows (30 s): no alarm at 60 s
+    score[(ts >= 40 * MIN) & (ts <= 41 * MIN)] = 0.9           # three rows (60 s): one alarm row
+    args = (machine, ts, score, lab.y, lab.excluded, f, 0.85, H, int(ts[0]), int(ts[-1]) + 1)
+    now = M.all_metrics(*args)
+    held = M.all_metrics(*args, for_ms=60_000)
+    assert now["falseAlarms"] == 2 and held["falseAlarms"] == 1
+    assert now["medianLeadMinutes"] == pytest.approx(6.0)
+    assert held["medianLeadMinutes"] == pytest.approx(5.0)
+    assert held["eventRecall"] == 1.0
+    # a run of rows is per machine: one machine's run does not continue another's
+    m2 = np.array(["a", "a", "b", "b"])
+    t2 = np.array([0, 30_000, 60_000, 90_000])
+    assert M.held(m2, t2, np.array([True, True, True, True]), 30_000).tolist() == [False, True, False, True]
+
+
 def test_tuning_candidates_are_bounded_and_deterministic():
     a = MD.candidates({"num_leaves": 31}, 5, seed=7)
     b = MD.candidates({"num_leaves": 31}, 5, seed=7)

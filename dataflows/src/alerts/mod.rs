@@ -41,10 +41,14 @@ pub enum Mode {
 pub struct OrgAlerting {
     /// Level rules in config order.
     pub rules: Vec<Rule>,
-    /// PREDICTIVE at or above this probability.
+    /// PREDICTIVE at or above this probability ...
     pub failure_threshold: f64,
+    /// ... held on every scored row for this long (ms).
+    pub predictive_for_ms: i64,
     /// Feature names (for explanations).
     pub feature_names: Arc<Vec<String>>,
+    /// Value names, declared then derived signals (rules and their explanations).
+    pub signal_names: Arc<Vec<String>>,
 }
 
 /// Alerting of every org, plus dedup settings.
@@ -68,7 +72,15 @@ impl AlertSettings {
                 Arc::new(OrgAlerting {
                     rules: Rule::compile_org(o)?,
                     failure_threshold: o.prediction.failure_threshold,
+                    predictive_for_ms: i64::try_from(o.prediction.for_s.saturating_mul(1000))
+                        .unwrap_or(i64::MAX),
                     feature_names: Arc::new(o.feature_names()),
+                    signal_names: Arc::new(
+                        o.value_signals()
+                            .iter()
+                            .map(|s| s.name.to_string())
+                            .collect(),
+                    ),
                 }),
             );
         }
@@ -114,6 +126,9 @@ pub struct MachineAlerts {
     baseline: Baseline,
     keys: Vec<Key>,
     last_ts: Option<i64>,
+    /// Ts of the first row of the current run of scored rows at or above the
+    /// failure threshold.
+    above_since: Option<i64>,
     scratch: Vec<Detection>,
 }
 
@@ -144,6 +159,7 @@ impl MachineAlerts {
             baseline: Baseline::default(),
             keys: Vec::new(),
             last_ts: None,
+            above_since: None,
             scratch: Vec::new(),
         }
     }
@@ -161,15 +177,24 @@ impl MachineAlerts {
         let mut detections = std::mem::take(&mut self.scratch);
         detections.clear();
         for (i, (rule, state)) in self.org.rules.iter().zip(self.rules.iter_mut()).enumerate() {
-            if state.step(rule, ts, f) {
+            if state.step(rule, ts, &row.row.values) {
                 detections.push(Detection::Rule(i));
             }
         }
-        if let (false, Some(v), Some(imp)) = (row.fallback, &row.model_version, &row.importance) {
-            self.baseline.update(v, imp, ts, f);
-            if row.probability >= self.org.failure_threshold {
-                detections.push(Detection::Predictive);
+        match (row.fallback, &row.model_version, &row.importance) {
+            (false, Some(v), Some(imp)) => {
+                self.baseline.update(v, imp, ts, f);
+                if row.probability >= self.org.failure_threshold {
+                    let since = *self.above_since.get_or_insert(ts);
+                    if ts.saturating_sub(since) >= self.org.predictive_for_ms {
+                        detections.push(Detection::Predictive);
+                    }
+                } else {
+                    self.above_since = None;
+                }
             }
+            // An unscored row breaks the run: nothing says the probability held.
+            _ => self.above_since = None,
         }
         let created_at = match s.mode {
             Mode::Live => now,
@@ -219,8 +244,8 @@ impl MachineAlerts {
                                 top_features: signals
                                     .into_iter()
                                     .map(|i| TopFeature {
-                                        name: org.feature_names.get(i).cloned().unwrap_or_default(),
-                                        value: f.get(i).copied().unwrap_or(f64::NAN),
+                                        name: org.signal_names.get(i).cloned().unwrap_or_default(),
+                                        value: row.row.values.get(i).copied().unwrap_or(f64::NAN),
                                         contribution: share,
                                     })
                                     .collect(),

@@ -98,7 +98,8 @@ fn s_to_ms(s: u64) -> i64 {
 }
 
 impl Rule {
-    /// Compile `rule` against the org's feature names (`OrgConfig::feature_names`).
+    /// Compile `rule` against the names of a row's values (declared then derived
+    /// signals, `OrgConfig::value_signals`).
     pub fn compile(rule: &RuleConfig, names: &[String]) -> Result<Rule, RuleError> {
         let (cond, describe) = match &rule.condition {
             Condition::Threshold {
@@ -165,7 +166,11 @@ impl Rule {
 
     /// Compile every rule of `org`.
     pub fn compile_org(org: &OrgConfig) -> Result<Vec<Rule>, RuleError> {
-        let names = org.feature_names();
+        let names: Vec<String> = org
+            .value_signals()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
         org.rules.iter().map(|r| Rule::compile(r, &names)).collect()
     }
 }

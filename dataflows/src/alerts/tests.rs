@@ -303,3 +303,129 @@ fn a_rule_on_an_unknown_signal_is_refused_with_its_name() {
         "rule `r`: signal `nope` is not a signal of the org"
     );
 }
+
+/// An org whose model sees only the temperature's deviation from setpoint, while
+/// its rule reads the fault flag: rules read a row's values, not its features.
+const PREDICTIVE_CONFIG: &str = r#"
+[alerts]
+dedup_window_s = 300
+max_per_window = 3
+resolve_after_s = 600
+
+[orgs.alpha]
+name = "Alpha"
+machine_column = "m"
+time_column = "t"
+[[orgs.alpha.signals]]
+name = "temp"
+column = "T"
+kind = "continuous"
+unit = "degC"
+[[orgs.alpha.signals]]
+name = "setpoint"
+column = "S"
+kind = "continuous"
+unit = "degC"
+[[orgs.alpha.signals]]
+name = "fault"
+column = "F"
+kind = "boolean"
+[orgs.alpha.features]
+derived = [{ name = "dev", kind = "difference", of = ["temp", "setpoint"] }]
+current = ["dev"]
+signals = []
+lags_s = []
+windows_s = []
+[[orgs.alpha.rules]]
+name = "fault"
+severity = "CRITICAL"
+component = "Heater"
+condition = { kind = "fault_flag", signal = "fault" }
+[orgs.alpha.prediction]
+failure_threshold = 0.8
+for_s = 60
+component_mapping = { "0" = "General", "1" = "Heater" }
+"#;
+
+/// `(ts_s, probability, fault)` rows of one machine (NaN probability: unscored)
+/// through `MachineAlerts`; the ts (s) of new notifications of `alert_type`.
+fn notified(config: &str, rows: &[(i64, f64, f64)], alert_type: AlertType) -> Vec<i64> {
+    use super::{AlertSettings, MachineAlerts, Mode};
+    use crate::operators::inference::ScoredRow;
+    use crate::records::{FeatureRow, ModelHealth, SourcePosition};
+    use std::sync::Arc;
+    let config = crate::config::Config::from_toml_str(config).unwrap();
+    let s = AlertSettings::from_config(&config, Mode::Replay).unwrap();
+    let mut m = MachineAlerts::new("alpha", "m1", s.orgs["alpha"].clone());
+    let mut out = Vec::new();
+    for (i, &(t, p, fault)) in rows.iter().enumerate() {
+        let scored = !p.is_nan();
+        let row = ScoredRow {
+            row: FeatureRow {
+                organization_id: "alpha".into(),
+                machine_id: "m1".into(),
+                ts: t * 1000,
+                pos: SourcePosition {
+                    partition: 0,
+                    offset: i as u64,
+                },
+                features: vec![3.0],
+                values: vec![853.0, 850.0, fault, 3.0],
+            },
+            probability: p,
+            confidence: 0.9,
+            component: Arc::from("Heater"),
+            time_to_failure: 6.0,
+            model_version: scored.then(|| Arc::from("v1")),
+            health: ModelHealth::Healthy,
+            fallback: !scored,
+            processing_ms: 0.0,
+            load_ms: 0.0,
+            importance: scored.then(|| Arc::new(vec![(0, 1.0)])),
+        };
+        m.row(&s, &row, 0, &mut out);
+    }
+    m.finish(&s, 0, &mut out);
+    out.iter()
+        .filter(|a| {
+            a.alert_type == alert_type && a.status == AlertStatus::Active && a.suppressed_count == 0
+        })
+        .map(|a| a.ts / 1000)
+        .collect()
+}
+
+#[test]
+fn predictive_alerts_wait_for_the_probability_to_hold_for_s() {
+    let nan = f64::NAN;
+    let rows = [
+        (0, 0.9, 0.0),
+        (30, 0.9, 0.0),
+        (60, 0.5, 0.0), // below: the run restarts
+        (90, 0.9, 0.0),
+        (120, nan, 0.0), // unscored: the run restarts
+        (150, 0.9, 0.0),
+        (180, 0.8, 0.0),  // at the threshold counts
+        (210, 0.95, 0.0), // held 60 s: detected
+        (240, 0.9, 0.0),
+    ];
+    assert_eq!(
+        notified(PREDICTIVE_CONFIG, &rows, AlertType::Predictive),
+        [210, 240]
+    );
+    let immediate = PREDICTIVE_CONFIG.replace("for_s = 60", "for_s = 0");
+    assert_eq!(
+        notified(&immediate, &rows, AlertType::Predictive),
+        [0, 30, 90],
+        "without for_s the first three detections of the window pass"
+    );
+}
+
+#[test]
+fn rules_read_signals_that_are_not_features() {
+    // No model scored these rows; the fault flag is no feature of the model.
+    let rows = [(0, f64::NAN, 0.0), (30, f64::NAN, 1.0), (60, f64::NAN, 0.0)];
+    assert_eq!(
+        notified(PREDICTIVE_CONFIG, &rows, AlertType::Critical),
+        [30]
+    );
+}

@@ -223,6 +223,15 @@ pub struct SignalConfig {
     pub unit: Option<String>,
 }
 
+/// A signal features are computed for: a declared one or a derived one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureSignal<'a> {
+    /// Its name (a declared or derived signal).
+    pub name: &'a str,
+    /// Continuous or boolean (derived signals are continuous).
+    pub kind: SignalKind,
+}
+
 /// A rolling-window statistic of a continuous signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -259,16 +268,84 @@ fn default_stats() -> Vec<Stat> {
     vec![Stat::Mean, Stat::Std, Stat::Min, Stat::Max]
 }
 
-/// Lag and rolling-window features.
+/// How a derived signal is computed from its operands `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DerivedKind {
+    /// `a - b` of `of = [a, b]`, e.g. a zone temperature minus its setpoint.
+    Difference,
+    /// `a / b` of `of = [a, b]`, NaN when `b` is 0.
+    Ratio,
+    /// `a - mean(a)` of `of = [a]`, the mean over `(t - window_s, t]` (NaN ignored):
+    /// the value relative to the machine's own recent level.
+    Deviation,
+}
+
+impl DerivedKind {
+    /// How many operands `of` lists.
+    pub fn operands(self) -> usize {
+        match self {
+            DerivedKind::Difference | DerivedKind::Ratio => 2,
+            DerivedKind::Deviation => 1,
+        }
+    }
+
+    /// The per-row value of a two-operand kind (NaN when either operand is);
+    /// `Deviation` is stateful and computed by the feature state.
+    #[inline]
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            DerivedKind::Difference => a - b,
+            DerivedKind::Ratio if b == 0.0 => f64::NAN,
+            DerivedKind::Ratio => a / b,
+            DerivedKind::Deviation => f64::NAN,
+        }
+    }
+}
+
+/// A continuous signal computed per row from declared continuous signals or earlier
+/// derived ones; it can have a current-value feature and, like a declared signal,
+/// lags, deltas and windows. Trees cannot subtract, so "temperature minus setpoint"
+/// or "oil temperature above its last hour's mean" is invisible to them unless it
+/// is a feature, and raw levels that differ from machine to machine (calibration,
+/// heater power, cooler size) let a model learn the machines it was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedSignalConfig {
+    /// Canonical name (`[a-z][a-z0-9_]*`), distinct from every declared signal.
+    pub name: String,
+    /// Difference, ratio or deviation.
+    pub kind: DerivedKind,
+    /// Operands: `[a, b]` (difference, ratio) or `[a]` (deviation); declared
+    /// continuous signals or derived signals listed earlier.
+    pub of: Vec<String>,
+    /// Deviation only: the window of the mean, in seconds.
+    #[serde(default)]
+    pub window_s: Option<u64>,
+}
+
+/// Current-value, lag, delta and rolling-window features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
-    /// Signals that get lag and window features; all signals when absent.
+    /// Signals (declared or derived) whose current value is a feature, in feature
+    /// order; all declared signals and then all derived ones when absent.
+    #[serde(default)]
+    pub current: Option<Vec<String>>,
+    /// Signals (declared or derived) that get lag, delta and window features; all
+    /// declared signals and then all derived ones when absent.
     #[serde(default)]
     pub signals: Option<Vec<String>>,
+    /// Signals computed per row, in order (an operand must be listed before use).
+    #[serde(default)]
+    pub derived: Vec<DerivedSignalConfig>,
     /// Lags in seconds, ascending.
     #[serde(default = "default_lags_s")]
     pub lags_s: Vec<u64>,
+    /// Delta spans in seconds, ascending: `{signal}_delta_{L}s` is the current value
+    /// minus the lag-`L` value (same lag rule and tolerance; NaN when either is NaN).
+    #[serde(default)]
+    pub deltas_s: Vec<u64>,
     /// Rolling windows in seconds, ascending; each covers `(t - W, t]`.
     #[serde(default = "default_windows_s")]
     pub windows_s: Vec<u64>,
@@ -280,8 +357,11 @@ pub struct FeaturesConfig {
 impl Default for FeaturesConfig {
     fn default() -> Self {
         FeaturesConfig {
+            current: None,
             signals: None,
+            derived: Vec::new(),
             lags_s: default_lags_s(),
+            deltas_s: Vec::new(),
             windows_s: default_windows_s(),
             stats: default_stats(),
         }
@@ -392,6 +472,12 @@ pub struct PredictionConfig {
     /// PREDICTIVE alert when the failure probability reaches this.
     #[serde(default = "default_failure_threshold")]
     pub failure_threshold: f64,
+    /// ... and has stayed at or above it on every scored row of the machine for
+    /// this long, in event time (0: the first such row alerts). One row above the
+    /// threshold between normal ones is usually noise; a failure building up
+    /// keeps the probability high.
+    #[serde(default)]
+    pub for_s: u64,
     /// The predicted component is used when its probability reaches this.
     #[serde(default = "default_confidence_threshold")]
     pub confidence_threshold: f64,
@@ -495,9 +581,10 @@ impl Default for TrainingConfig {
     }
 }
 
-/// LightGBM hyperparameters (the seed's names in snake_case).
+/// LightGBM hyperparameters (the seed's names in snake_case); a key left out
+/// keeps its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Hyperparameters {
     /// Maximum leaves per tree.
     pub num_leaves: u32,
@@ -714,29 +801,71 @@ impl OrgConfig {
         self.signals.iter().find(|s| s.name == name)
     }
 
-    /// Signals that get lag and window features, in feature order.
-    pub fn feature_signals(&self) -> Vec<&SignalConfig> {
-        match &self.features.signals {
-            None => self.signals.iter().collect(),
-            Some(names) => names.iter().filter_map(|n| self.signal(n)).collect(),
+    /// Every value a row's features are computed from: the declared signals, then
+    /// the derived ones (always continuous).
+    pub fn value_signals(&self) -> Vec<FeatureSignal<'_>> {
+        self.signals
+            .iter()
+            .map(|s| FeatureSignal {
+                name: &s.name,
+                kind: s.kind,
+            })
+            .chain(self.features.derived.iter().map(|d| FeatureSignal {
+                name: &d.name,
+                kind: SignalKind::Continuous,
+            }))
+            .collect()
+    }
+
+    /// `names` resolved against the value signals (unknown names skipped: validation
+    /// refuses them); every value signal when `None`.
+    fn resolve<'a>(&'a self, names: &Option<Vec<String>>) -> Vec<FeatureSignal<'a>> {
+        let all = self.value_signals();
+        match names {
+            None => all,
+            Some(names) => names
+                .iter()
+                .filter_map(|n| all.iter().find(|s| s.name == n.as_str()).copied())
+                .collect(),
         }
     }
 
+    /// Signals whose current value is a feature, in feature order.
+    pub fn current_signals(&self) -> Vec<FeatureSignal<'_>> {
+        self.resolve(&self.features.current)
+    }
+
+    /// Signals (declared or derived) that get lag, delta and window features, in
+    /// feature order.
+    pub fn feature_signals(&self) -> Vec<FeatureSignal<'_>> {
+        self.resolve(&self.features.signals)
+    }
+
     /// Feature names in the order the dataflow emits them and models consume them:
-    /// every signal's current value, then lags per feature signal, then windows.
+    /// current values, then lags, deltas and windows, each per feature signal.
     pub fn feature_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.signals.iter().map(|s| s.name.clone()).collect();
+        let f = &self.features;
+        let mut names: Vec<String> = self
+            .current_signals()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
         let fs = self.feature_signals();
         for s in &fs {
-            for l in &self.features.lags_s {
+            for l in &f.lags_s {
                 names.push(format!("{}_lag_{l}s", s.name));
             }
         }
         for s in &fs {
-            for w in &self.features.windows_s {
+            for l in &f.deltas_s {
+                names.push(format!("{}_delta_{l}s", s.name));
+            }
+        }
+        for s in &fs {
+            for w in &f.windows_s {
                 match s.kind {
                     SignalKind::Continuous => {
-                        for st in &self.features.stats {
+                        for st in &f.stats {
                             names.push(format!("{}_rolling_{w}s_{}", s.name, st.name()));
                         }
                     }
@@ -747,18 +876,43 @@ impl OrgConfig {
         names
     }
 
-    /// Longest lag plus tolerance, or longest window, whichever is larger (ms):
-    /// how much history one machine's feature state must keep.
+    /// How far back (ms) a derived signal's value depends on the declared signals:
+    /// its deviation window plus its operands' (0 for declared signals).
+    pub fn derived_history_ms(&self) -> Vec<u64> {
+        let f = &self.features;
+        let mut need: Vec<u64> = Vec::with_capacity(f.derived.len());
+        for d in &f.derived {
+            let operands =
+                d.of.iter()
+                    .filter_map(|n| f.derived.iter().position(|e| &e.name == n))
+                    .filter_map(|j| need.get(j).copied())
+                    .max()
+                    .unwrap_or(0);
+            let own = match d.kind {
+                DerivedKind::Deviation => d.window_s.unwrap_or(0).saturating_mul(1000),
+                _ => 0,
+            };
+            need.push(own.saturating_add(operands));
+        }
+        need
+    }
+
+    /// How much history (ms) a machine's features depend on: the longest lag or
+    /// delta plus the tolerance or the longest window, whichever is larger, plus
+    /// the longest derived-signal history (a lag of a deviation looks back through
+    /// the deviation's window too).
     pub fn history_ms(&self, lag_tolerance_ms: u64) -> u64 {
-        let lag = self
-            .features
+        let f = &self.features;
+        let lag = f
             .lags_s
             .iter()
+            .chain(&f.deltas_s)
             .max()
             .map(|l| l * 1000 + lag_tolerance_ms)
             .unwrap_or(0);
-        let win = self.features.windows_s.iter().max().copied().unwrap_or(0) * 1000;
-        lag.max(win)
+        let win = f.windows_s.iter().max().copied().unwrap_or(0) * 1000;
+        let derived = self.derived_history_ms().into_iter().max().unwrap_or(0);
+        lag.max(win).saturating_add(derived)
     }
 
     fn validate(&self, p: &str) -> Result<(), ConfigError> {
@@ -879,17 +1033,88 @@ impl OrgConfig {
 
     fn validate_features(&self, p: &str) -> Result<(), ConfigError> {
         let f = &self.features;
-        if let Some(list) = &f.signals {
+        let mut derived = BTreeSet::new();
+        for (i, d) in f.derived.iter().enumerate() {
+            let k = format!("{p}.features.derived[{i}]");
+            check(
+                valid_signal_name(&d.name),
+                &format!("{k}.name"),
+                format!(
+                    "`{}` is not a canonical name (a-z, 0-9, '_', starting with a letter)",
+                    d.name
+                ),
+            )?;
+            check(
+                self.signal(&d.name).is_none(),
+                &format!("{k}.name"),
+                format!("`{}` is already a declared signal", d.name),
+            )?;
+            let n = d.kind.operands();
+            check(
+                d.of.len() == n,
+                &format!("{k}.of"),
+                format!(
+                    "a {:?} needs exactly {n} signal{}, got {}",
+                    d.kind,
+                    if n == 1 { "" } else { "s" },
+                    d.of.len()
+                )
+                .to_lowercase(),
+            )?;
+            for (j, o) in d.of.iter().enumerate() {
+                if !derived.contains(o.as_str()) {
+                    let key = format!("{k}.of[{j}]");
+                    if self.signal(o).is_none() {
+                        return check(
+                            false,
+                            &key,
+                            format!(
+                                "`{o}` is not a declared signal or a derived one listed before"
+                            ),
+                        );
+                    }
+                    self.expect_kind(o, SignalKind::Continuous, &key)?;
+                }
+            }
+            check(
+                n < 2 || d.of[0] != d.of[1],
+                &format!("{k}.of"),
+                format!("both operands are `{}`", d.of[0]),
+            )?;
+            match (d.kind, d.window_s) {
+                (DerivedKind::Deviation, Some(w)) => {
+                    check(w > 0, &format!("{k}.window_s"), "must be > 0")?
+                }
+                (DerivedKind::Deviation, None) => check(
+                    false,
+                    &format!("{k}.window_s"),
+                    "a deviation needs the window of its mean",
+                )?,
+                (_, Some(_)) => check(
+                    false,
+                    &format!("{k}.window_s"),
+                    "only a deviation has a window",
+                )?,
+                (_, None) => {}
+            }
+            check(
+                derived.insert(d.name.as_str()),
+                &format!("{k}.name"),
+                format!("derived signal `{}` is declared twice", d.name),
+            )?;
+        }
+        for (list, key) in [(&f.current, "current"), (&f.signals, "signals")] {
+            let Some(list) = list else { continue };
             let mut seen = BTreeSet::new();
             for (i, n) in list.iter().enumerate() {
                 check(
-                    self.signal(n).is_some(),
-                    &format!("{p}.features.signals[{i}]"),
-                    format!("`{n}` is not a declared signal"),
+                    self.signal(n).is_some() || derived.contains(n.as_str()),
+                    &format!("{p}.features.{key}[{i}]"),
+                    format!("`{n}` is not a declared or derived signal"),
                 )?;
                 check(
                     seen.insert(n),
-                    &format!("{p}.features.signals[{i}]"),
+                    &format!("{p}.features.{key}[{i}]"),
                     format!("`{n}` is listed twice"),
                 )?;
             }
@@ -898,6 +1123,11 @@ impl OrgConfig {
             f.lags_s.iter().all(|&l| l > 0) && strictly_ascending(&f.lags_s),
             &format!("{p}.features.lags_s"),
             "lags must be > 0 and strictly ascending",
+        )?;
+        check(
+            f.deltas_s.iter().all(|&l| l > 0) && strictly_ascending(&f.deltas_s),
+            &format!("{p}.features.deltas_s"),
+            "delta spans must be > 0 and strictly ascending",
         )?;
         check(
             f.windows_s.iter().all(|&w| w > 0) && strictly_ascending(&f.windows_s),
@@ -910,6 +1140,18 @@ impl OrgConfig {
             &format!("{p}.features.stats"),
             "a statistic is listed twice",
         )?;
+        // A derived name can spell a generated one (`a_lag_60s`): refuse the clash
+        // rather than emit two columns with one name.
+        let mut names = BTreeSet::new();
+        for n in self.feature_names() {
+            if !names.insert(n.clone()) {
+                return check(
+                    false,
+                    &format!("{p}.features"),
+                    format!("feature `{n}` would be generated twice"),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -982,6 +1224,11 @@ impl PredictionConfig {
             unit_interval(self.failure_threshold, true),
             &format!("{p}.failure_threshold"),
             format!("must be in (0, 1], got {}", self.failure_threshold),
+        )?;
+        check(
+            self.for_s <= 3600,
+            &format!("{p}.for_s"),
+            format!("must be at most 3600 (an hour), got {}", self.for_s),
         )?;
         check(
             unit_interval(self.confidence_threshold, false),

@@ -55,13 +55,17 @@ fn example_parses_with_three_differently_named_schemas() {
         .collect();
     assert_eq!(zone1.len(), 3, "raw zone-1 columns differ per org");
     let acme = &cfg.orgs["acme-heat"];
-    assert_eq!(acme.prediction.failure_threshold, 0.85);
+    assert_eq!(acme.prediction.failure_threshold, 0.6);
+    assert_eq!(acme.prediction.for_s, 30);
     assert_eq!(acme.prediction.confidence_threshold, 0.7);
     assert_eq!(acme.prediction.general_component(), "General Equipment");
     assert_eq!(acme.failure_signals.len(), 4);
-    assert_eq!(acme.training.hyperparameters.num_iterations, 100);
+    assert_eq!(acme.training.hyperparameters.num_iterations, 400);
+    // Cobalt names three hyperparameters; the rest keep their defaults.
+    let cobalt = &cfg.orgs["cobalt-thermal"].training.hyperparameters;
+    assert_eq!((cobalt.max_depth, cobalt.num_leaves), (8, 31));
     // Borealis leaves stage2_gate out: half the failure threshold.
-    assert_eq!(cfg.orgs["borealis-forge"].prediction.stage2_gate(), 0.425);
+    assert_eq!(cfg.orgs["borealis-forge"].prediction.stage2_gate(), 0.3);
     assert_eq!(cfg.runtime, RuntimeConfig::default());
     assert_eq!(cfg.alerts, AlertsConfig::default());
 }
@@ -71,18 +75,28 @@ fn feature_names_follow_config_order() {
     let cfg = Config::from_toml_str(EXAMPLE).unwrap();
     let cobalt = &cfg.orgs["cobalt-thermal"];
     let names = cobalt.feature_names();
-    // 14 current values + 8 signals x 3 lags + 6 continuous x 3 windows x 4 stats
-    // + 2 booleans x 3 windows.
-    assert_eq!(names.len(), 14 + 24 + 72 + 6);
-    assert_eq!(names[0], "zone1_temp");
-    assert_eq!(names[14], "zone1_temp_lag_60s");
-    assert_eq!(names[14 + 24], "zone1_temp_rolling_180s_mean");
-    assert_eq!(names[14 + 24 + 1], "zone1_temp_rolling_180s_std");
+    // 14 current values (8 relative signals, door and cycle, 4 fault flags) + 10
+    // signals x 3 lags + 10 signals x 4 deltas + 8 continuous x 3 windows x 4
+    // stats + 2 booleans x 3 windows.
+    assert_eq!(names.len(), 14 + 30 + 40 + 96 + 6);
+    assert_eq!(names[0], "zone1_dev");
+    assert_eq!(names[9], "cycle_active");
+    assert_eq!(names[13], "carbon_fault");
+    assert_eq!(names[14], "zone1_dev_lag_60s");
+    assert_eq!(names[14 + 30], "zone1_dev_delta_60s");
+    assert_eq!(names[14 + 30 + 40], "zone1_dev_rolling_180s_mean");
+    assert_eq!(names[14 + 30 + 40 + 1], "zone1_dev_rolling_180s_std");
     assert_eq!(names.last().unwrap(), "cycle_active_rolling_600s_rate");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "zone1_temp" || n == "quench_oil_temp"),
+        "raw levels are not features"
+    );
     let unique: BTreeSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), names.len());
-    // max(300 s lag + 60 s tolerance, 600 s window)
-    assert_eq!(cobalt.history_ms(60_000), 600_000);
+    // max(600 s delta + 60 s tolerance, 600 s window) + the 3600 s deviations
+    assert_eq!(cobalt.history_ms(60_000), 4_260_000);
 }
 
 #[test]
@@ -221,7 +235,7 @@ fn each_semantic_mistake_names_its_key() {
                 *at(t, "orgs.acme-heat.features.signals.0") = Value::String("zone9_temp".into())
             }),
             "orgs.acme-heat.features.signals[0]",
-            "not a declared signal",
+            "not a declared or derived signal",
         ),
         (
             Box::new(|t| *at(t, "orgs.acme-heat.prediction.failure_threshold") = Value::Float(1.5)),
@@ -343,6 +357,243 @@ fn each_semantic_mistake_names_its_key() {
     for (edit, key, reason) in cases {
         expect_error(edit, key, reason);
     }
+}
+
+/// Replace acme-heat's derived signals with one `{name, kind, of}`; every signal
+/// then gets features (the example's lists name the derived signals it replaces).
+fn set_derived(t: &mut Table, name: &str, kind: &str, of: &[&str]) {
+    table_at(t, "orgs.acme-heat.features").remove("signals");
+    table_at(t, "orgs.acme-heat.features").remove("current");
+    let mut d = Table::new();
+    d.insert("name".into(), Value::String(name.into()));
+    d.insert("kind".into(), Value::String(kind.into()));
+    d.insert(
+        "of".into(),
+        Value::Array(of.iter().map(|s| Value::String(s.to_string())).collect()),
+    );
+    table_at(t, "orgs.acme-heat.features").insert("derived".into(), Value::Array(vec![d.into()]));
+}
+
+#[test]
+fn feature_mistakes_name_their_key() {
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(|t| {
+                set_derived(
+                    t,
+                    "Zone1 Dev",
+                    "difference",
+                    &["zone1_temp", "temp_setpoint"],
+                )
+            }),
+            "orgs.acme-heat.features.derived[0].name",
+            "not a canonical name",
+        ),
+        (
+            Box::new(|t| {
+                set_derived(
+                    t,
+                    "zone2_temp",
+                    "difference",
+                    &["zone1_temp", "temp_setpoint"],
+                )
+            }),
+            "orgs.acme-heat.features.derived[0].name",
+            "already a declared signal",
+        ),
+        (
+            Box::new(|t| set_derived(t, "zone1_dev", "difference", &["zone1_temp"])),
+            "orgs.acme-heat.features.derived[0].of",
+            "a difference needs exactly 2 signals, got 1",
+        ),
+        (
+            Box::new(|t| set_derived(t, "zone1_dev", "difference", &["zone1_temp", "zone9_temp"])),
+            "orgs.acme-heat.features.derived[0].of[1]",
+            "`zone9_temp` is not a declared signal or a derived one listed before",
+        ),
+        (
+            Box::new(|t| set_derived(t, "door_dev", "difference", &["door_open", "zone1_temp"])),
+            "orgs.acme-heat.features.derived[0].of[0]",
+            "must be a continuous signal",
+        ),
+        (
+            Box::new(|t| set_derived(t, "zero", "difference", &["zone1_temp", "zone1_temp"])),
+            "orgs.acme-heat.features.derived[0].of",
+            "both operands are `zone1_temp`",
+        ),
+        (
+            Box::new(|t| set_derived(t, "zone1_dev", "product", &["zone1_temp", "temp_setpoint"])),
+            "product",
+            "unknown variant",
+        ),
+        (
+            Box::new(|t| {
+                set_derived(
+                    t,
+                    "zone1_temp_lag_60s",
+                    "difference",
+                    &["zone1_temp", "temp_setpoint"],
+                )
+            }),
+            "orgs.acme-heat.features",
+            "feature `zone1_temp_lag_60s` would be generated twice",
+        ),
+        (
+            Box::new(|t| {
+                set_derived(
+                    t,
+                    "zone1_dev",
+                    "difference",
+                    &["zone1_temp", "temp_setpoint"],
+                );
+                let d = at(t, "orgs.acme-heat.features.derived").as_array().unwrap()[0].clone();
+                at(t, "orgs.acme-heat.features.derived")
+                    .as_array_mut()
+                    .unwrap()
+                    .push(d);
+            }),
+            "orgs.acme-heat.features.derived[1].name",
+            "derived signal `zone1_dev` is declared twice",
+        ),
+        (
+            Box::new(|t| {
+                table_at(t, "orgs.acme-heat.features").insert(
+                    "deltas_s".into(),
+                    Value::Array(vec![Value::Integer(60), Value::Integer(60)]),
+                );
+            }),
+            "orgs.acme-heat.features.deltas_s",
+            "strictly ascending",
+        ),
+        (
+            Box::new(|t| set_derived(t, "oil_rel", "deviation", &["quench_oil_temp"])),
+            "orgs.acme-heat.features.derived[0].window_s",
+            "a deviation needs the window of its mean",
+        ),
+        (
+            Box::new(|t| {
+                set_derived(t, "oil_rel", "deviation", &["quench_oil_temp"]);
+                table_at(t, "orgs.acme-heat.features.derived.0")
+                    .insert("window_s".into(), Value::Integer(0));
+            }),
+            "orgs.acme-heat.features.derived[0].window_s",
+            "must be > 0",
+        ),
+        (
+            Box::new(|t| {
+                set_derived(
+                    t,
+                    "zone1_dev",
+                    "difference",
+                    &["zone1_temp", "temp_setpoint"],
+                );
+                table_at(t, "orgs.acme-heat.features.derived.0")
+                    .insert("window_s".into(), Value::Integer(600));
+            }),
+            "orgs.acme-heat.features.derived[0].window_s",
+            "only a deviation has a window",
+        ),
+        (
+            Box::new(|t| {
+                set_derived(
+                    t,
+                    "oil_rel",
+                    "deviation",
+                    &["quench_oil_temp", "zone1_temp"],
+                )
+            }),
+            "orgs.acme-heat.features.derived[0].of",
+            "a deviation needs exactly 1 signal, got 2",
+        ),
+        (
+            Box::new(|t| {
+                table_at(t, "orgs.acme-heat.features").insert(
+                    "current".into(),
+                    Value::Array(vec![
+                        Value::String("zone1_temp".into()),
+                        Value::String("zone1_temp".into()),
+                    ]),
+                );
+            }),
+            "orgs.acme-heat.features.current[1]",
+            "`zone1_temp` is listed twice",
+        ),
+        (
+            Box::new(|t| {
+                table_at(t, "orgs.acme-heat.features").insert(
+                    "signals".into(),
+                    Value::Array(vec![Value::String("no_such_derived".into())]),
+                );
+            }),
+            "orgs.acme-heat.features.signals[0]",
+            "not a declared or derived signal",
+        ),
+    ];
+    for (edit, key, reason) in cases {
+        expect_error(edit, key, reason);
+    }
+}
+
+#[test]
+fn derived_signals_get_features_in_config_order() {
+    let mut t = example_table();
+    table_at(&mut t, "orgs.acme-heat").insert("features".into(), Value::Table(Table::new()));
+    set_derived(
+        &mut t,
+        "zone1_dev",
+        "difference",
+        &["zone1_temp", "temp_setpoint"],
+    );
+    let mut dev = Table::new();
+    dev.insert("name".into(), Value::String("zone1_dev_rel".into()));
+    dev.insert("kind".into(), Value::String("deviation".into()));
+    dev.insert(
+        "of".into(),
+        Value::Array(vec![Value::String("zone1_dev".into())]),
+    );
+    dev.insert("window_s".into(), Value::Integer(1800));
+    at(&mut t, "orgs.acme-heat.features.derived")
+        .as_array_mut()
+        .unwrap()
+        .push(dev.into());
+    let f = table_at(&mut t, "orgs.acme-heat.features");
+    let strings =
+        |v: &[&str]| Value::Array(v.iter().map(|s| Value::String(s.to_string())).collect());
+    f.insert("current".into(), strings(&["zone1_dev_rel", "zone1_temp"]));
+    f.insert("signals".into(), strings(&["zone1_dev", "door_open"]));
+    f.insert("lags_s".into(), Value::Array(vec![Value::Integer(60)]));
+    f.insert("deltas_s".into(), Value::Array(vec![Value::Integer(120)]));
+    f.insert("windows_s".into(), Value::Array(vec![Value::Integer(300)]));
+    f.insert("stats".into(), strings(&["mean"]));
+    let cfg = Config::from_toml_str(&toml::to_string(&t).unwrap()).unwrap();
+    let acme = &cfg.orgs["acme-heat"];
+    assert_eq!(
+        acme.feature_names(),
+        [
+            "zone1_dev_rel",
+            "zone1_temp",
+            "zone1_dev_lag_60s",
+            "door_open_lag_60s",
+            "zone1_dev_delta_120s",
+            "door_open_delta_120s",
+            "zone1_dev_rolling_300s_mean",
+            "door_open_rolling_300s_rate",
+        ]
+    );
+    // max(120 s delta + 60 s tolerance, 300 s window) + the 1800 s deviation
+    assert_eq!(acme.history_ms(60_000), 2_100_000);
+    // A derived signal may build on an earlier one, never on a later one.
+    let mut t = toml::to_string(&cfg).unwrap().parse::<Table>().unwrap();
+    at(&mut t, "orgs.acme-heat.features.derived")
+        .as_array_mut()
+        .unwrap()
+        .reverse();
+    let err = Config::from_table(t).unwrap_err().to_string();
+    assert!(
+        err.contains("orgs.acme-heat.features.derived[0].of[0]")
+            && err.contains("`zone1_dev` is not a declared signal or a derived one listed before"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::spec::FeatureSpec;
 use super::window::{RollingMoments, RollingRate, Samples, shrink_after_burst};
-use crate::config::SignalKind;
+use crate::config::{DerivedKind, SignalKind};
 
 /// Marks "no row within tolerance" in the per-lag scratch.
 const NO_ROW: usize = usize::MAX;
@@ -26,20 +26,33 @@ enum SignalWindows {
     },
 }
 
-/// Incremental feature state of one machine: rows within the lag horizon and, per
-/// feature signal, its non-NaN samples within the longest window.
+/// The mean a deviation-derived signal subtracts: its operand's non-NaN samples.
+#[derive(Debug, Clone)]
+struct Deviation {
+    samples: Samples<f64>,
+    mean: RollingMoments,
+}
+
+/// Incremental feature state of one machine: rows within the lag horizon, per
+/// feature signal its non-NaN samples within the longest window, and per deviation
+/// its operand's samples within its window.
 #[derive(Debug, Clone)]
 pub struct MachineFeatures {
     spec: Arc<FeatureSpec>,
     last_ts: Option<i64>,
+    /// Scratch: the row's declared then derived values.
+    vals: Vec<f64>,
+    /// Per derived signal: its state when it is a deviation.
+    deviations: Vec<Option<Deviation>>,
     /// Absolute index of `row_ts[0]`.
     row_base: u64,
     row_ts: VecDeque<i64>,
     /// Feature-signal values of the retained rows, `feature_signals.len()` per row.
     row_vals: VecDeque<f64>,
-    /// Per lag: number of rows (absolute) with `ts <= t - L`. Monotone because `t` is.
+    /// Per span (lag or delta): number of rows (absolute) with `ts <= t - L`.
+    /// Monotone because `t` is.
     lag_cursor: Vec<u64>,
-    /// Per lag: the chosen row (offset into the retained rows) or [`NO_ROW`].
+    /// Per span: the chosen row (offset into the retained rows) or [`NO_ROW`].
     lag_pick: Vec<usize>,
     windows: Vec<SignalWindows>,
 }
@@ -47,26 +60,23 @@ pub struct MachineFeatures {
 impl MachineFeatures {
     /// Empty state for a machine of the org `spec` was compiled from.
     pub fn new(spec: Arc<FeatureSpec>) -> MachineFeatures {
-        let windows = if spec.windows_ms.is_empty() {
-            Vec::new()
-        } else {
-            spec.feature_signals
-                .iter()
-                .map(|fs| match fs.kind {
-                    SignalKind::Continuous => SignalWindows::Continuous {
+        let windows = spec
+            .feature_signals
+            .iter()
+            .filter_map(|fs| match fs.kind {
+                // No stats: keep no samples rather than compute unused moments.
+                SignalKind::Continuous => (!spec.windows_ms.is_empty() && !spec.stats.is_empty())
+                    .then(|| SignalWindows::Continuous {
                         signal: fs.signal,
                         samples: Samples::new(),
-                        // No stats: keep no samples rather than compute unused moments.
-                        windows: if spec.stats.is_empty() {
-                            Vec::new()
-                        } else {
-                            spec.windows_ms
-                                .iter()
-                                .map(|&w| RollingMoments::new(w))
-                                .collect()
-                        },
-                    },
-                    SignalKind::Boolean => SignalWindows::Boolean {
+                        windows: spec
+                            .windows_ms
+                            .iter()
+                            .map(|&w| RollingMoments::new(w))
+                            .collect(),
+                    }),
+                SignalKind::Boolean => {
+                    (!spec.windows_ms.is_empty()).then(|| SignalWindows::Boolean {
                         signal: fs.signal,
                         samples: Samples::new(),
                         windows: spec
@@ -74,17 +84,29 @@ impl MachineFeatures {
                             .iter()
                             .map(|&w| RollingRate::new(w))
                             .collect(),
-                    },
+                    })
+                }
+            })
+            .collect();
+        let deviations = spec
+            .derived
+            .iter()
+            .map(|d| {
+                (d.kind == DerivedKind::Deviation).then(|| Deviation {
+                    samples: Samples::new(),
+                    mean: RollingMoments::new(d.window_ms),
                 })
-                .collect()
-        };
+            })
+            .collect();
         MachineFeatures {
             last_ts: None,
+            vals: Vec::with_capacity(spec.n_values()),
+            deviations,
             row_base: 0,
             row_ts: VecDeque::new(),
             row_vals: VecDeque::new(),
-            lag_cursor: vec![0; spec.lags_ms.len()],
-            lag_pick: vec![NO_ROW; spec.lags_ms.len()],
+            lag_cursor: vec![0; spec.spans_ms.len()],
+            lag_pick: vec![NO_ROW; spec.spans_ms.len()],
             windows,
             spec,
         }
@@ -101,7 +123,7 @@ impl MachineFeatures {
     /// `ts` must be strictly greater than the previous call's (the caller sorts and
     /// removes duplicates; checked in debug builds only, release builds never panic
     /// on it). `values` holds the canonical signal values in config signal order
-    /// (booleans 0.0/1.0, missing NaN).
+    /// (booleans 0.0/1.0, missing NaN); derived signals are computed here.
     pub fn push(&mut self, ts: i64, values: &[f64], out: &mut Vec<f64>) {
         debug_assert!(
             self.last_ts.is_none_or(|p| ts > p),
@@ -112,10 +134,51 @@ impl MachineFeatures {
         self.last_ts = Some(ts);
         let start = out.len();
         out.reserve(self.spec.len());
-        out.extend_from_slice(&values[..self.spec.n_signals]);
-        if !self.spec.lags_ms.is_empty() {
-            self.push_lags(ts, values, out);
+        let mut vals = std::mem::take(&mut self.vals);
+        vals.clear();
+        vals.extend_from_slice(&values[..self.spec.n_signals]);
+        for (d, dev) in self.spec.derived.iter().zip(&mut self.deviations) {
+            let a = vals.get(d.a).copied().unwrap_or(f64::NAN);
+            let v = match dev {
+                Some(dev) => {
+                    if !a.is_nan() {
+                        dev.samples.push(ts, a);
+                        dev.mean.push(a);
+                    }
+                    dev.mean.advance(&dev.samples, ts);
+                    dev.samples.trim_below(dev.mean.lo());
+                    // NaN when `a` is missing (or the window empty, which then it is).
+                    a - dev.mean.mean()
+                }
+                None => d.kind.apply(a, vals.get(d.b).copied().unwrap_or(f64::NAN)),
+            };
+            vals.push(v);
         }
+        out.extend(self.spec.current.iter().map(|&i| vals[i]));
+        if !self.spec.spans_ms.is_empty() {
+            self.push_lags(ts, &vals, out);
+        }
+        self.push_windows(ts, &vals, out);
+        self.vals = vals;
+        // Windows wrote variances into the std slots; see `Moments::stats`.
+        let row = &mut out[start..];
+        debug_assert_eq!(
+            row.len(),
+            self.spec.len(),
+            "features appended in whole rows"
+        );
+        for &i in &self.spec.std_offsets {
+            row[i] = row[i].sqrt();
+        }
+    }
+
+    /// The last pushed row's declared then derived values (empty before a push).
+    pub fn values(&self) -> &[f64] {
+        &self.vals
+    }
+
+    /// Window features of every feature signal.
+    fn push_windows(&mut self, ts: i64, vals: &[f64], out: &mut Vec<f64>) {
         let spec = &*self.spec;
         for sw in &mut self.windows {
             match sw {
@@ -124,10 +187,7 @@ impl MachineFeatures {
                     samples,
                     windows,
                 } => {
-                    if windows.is_empty() {
-                        continue;
-                    }
-                    let x = values[*signal];
+                    let x = vals[*signal];
                     if !x.is_nan() {
                         samples.push(ts, x);
                         for w in windows.iter_mut() {
@@ -150,7 +210,7 @@ impl MachineFeatures {
                     samples,
                     windows,
                 } => {
-                    let x = values[*signal];
+                    let x = vals[*signal];
                     if !x.is_nan() {
                         let on = x != 0.0;
                         samples.push(ts, on);
@@ -168,27 +228,21 @@ impl MachineFeatures {
                 }
             }
         }
-        // Windows wrote variances into the std slots; see `Moments::stats`.
-        let row = &mut out[start..];
-        debug_assert_eq!(row.len(), spec.len(), "features appended in whole rows");
-        for &i in &spec.std_offsets {
-            row[i] = row[i].sqrt();
-        }
     }
 
-    /// Lag features: `merge_asof(direction="backward", tolerance)` over this
-    /// machine's rows, one monotone cursor per lag.
-    fn push_lags(&mut self, ts: i64, values: &[f64], out: &mut Vec<f64>) {
+    /// Lag and delta features: `merge_asof(direction="backward", tolerance)` over
+    /// this machine's rows, one monotone cursor per distinct span.
+    fn push_lags(&mut self, ts: i64, vals: &[f64], out: &mut Vec<f64>) {
         let spec = &*self.spec;
         self.row_ts.push_back(ts);
         for fs in &spec.feature_signals {
-            self.row_vals.push_back(values[fs.signal]);
+            self.row_vals.push_back(vals[fs.signal]);
         }
         let end = self.row_base + self.row_ts.len() as u64;
-        for (l, &lag) in spec.lags_ms.iter().enumerate() {
+        for (l, &lag) in spec.spans_ms.iter().enumerate() {
             let target = ts.saturating_sub(lag);
             // Rows below `row_base` were dropped because they are older than any
-            // lag's tolerance allows, so starting past them loses no answer.
+            // span's tolerance allows, so starting past them loses no answer.
             let mut c = self.lag_cursor[l].max(self.row_base);
             while c < end && self.row_ts[(c - self.row_base) as usize] <= target {
                 c += 1;
@@ -206,13 +260,19 @@ impl MachineFeatures {
             };
         }
         let nfs = spec.feature_signals.len();
+        let lagged = |f: usize, span: usize| match self.lag_pick[span] {
+            NO_ROW => f64::NAN,
+            i => self.row_vals[i * nfs + f],
+        };
         for f in 0..nfs {
-            for &i in &self.lag_pick {
-                out.push(if i == NO_ROW {
-                    f64::NAN
-                } else {
-                    self.row_vals[i * nfs + f]
-                });
+            for &span in &spec.lag_span {
+                out.push(lagged(f, span));
+            }
+        }
+        for (f, fs) in spec.feature_signals.iter().enumerate() {
+            let x = vals[fs.signal];
+            for &span in &spec.delta_span {
+                out.push(x - lagged(f, span));
             }
         }
         // A row older than t - max(L) - tolerance can never be a lag answer again
@@ -229,7 +289,7 @@ impl MachineFeatures {
     }
 
     /// Rows currently retained: the larger of the lag history and the longest
-    /// per-signal window sample queue.
+    /// per-signal window or deviation sample queue.
     pub fn retained_rows(&self) -> usize {
         let samples = self
             .windows
@@ -238,6 +298,7 @@ impl MachineFeatures {
                 SignalWindows::Continuous { samples, .. } => samples.len(),
                 SignalWindows::Boolean { samples, .. } => samples.len(),
             })
+            .chain(self.deviations.iter().flatten().map(|d| d.samples.len()))
             .max()
             .unwrap_or(0);
         self.row_ts.len().max(samples)
@@ -247,6 +308,8 @@ impl MachineFeatures {
     pub fn heap_bytes(&self) -> usize {
         let mut b = self.row_ts.capacity() * size_of::<i64>()
             + self.row_vals.capacity() * size_of::<f64>()
+            + self.vals.capacity() * size_of::<f64>()
+            + self.deviations.capacity() * size_of::<Option<Deviation>>()
             + self.lag_cursor.capacity() * size_of::<u64>()
             + self.lag_pick.capacity() * size_of::<usize>()
             + self.windows.capacity() * size_of::<SignalWindows>();
@@ -266,6 +329,9 @@ impl MachineFeatures {
                     samples, windows, ..
                 } => samples.heap_bytes() + windows.capacity() * size_of::<RollingRate>(),
             };
+        }
+        for dev in self.deviations.iter().flatten() {
+            b += dev.samples.heap_bytes() + dev.mean.heap_bytes();
         }
         b
     }

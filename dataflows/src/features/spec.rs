@@ -1,27 +1,53 @@
 //! [`FeatureSpec`]: an org's feature definitions compiled once into indices and
 //! milliseconds, so the per-row path does no name lookups.
 
-use crate::config::{OrgConfig, SignalKind, Stat};
+use crate::config::{DerivedKind, OrgConfig, SignalKind, Stat};
 
-/// A signal that gets lag and window features.
+/// A signal that gets lag, delta and window features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FeatureSignal {
-    /// Index into the row's values (config signal order).
+    /// Index into the row's values (declared signals in config order, then derived).
     pub(crate) signal: usize,
     /// Continuous signals get `stats` per window, booleans one rate.
     pub(crate) kind: SignalKind,
 }
 
+/// A derived signal: `kind` applied to earlier values of the row (declared signals
+/// or earlier derived ones); `usize::MAX` marks an operand an unvalidated config
+/// did not resolve (its value is NaN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Derived {
+    pub(crate) kind: DerivedKind,
+    pub(crate) a: usize,
+    pub(crate) b: usize,
+    /// Deviation: the window of the mean.
+    pub(crate) window_ms: i64,
+}
+
 /// Compiled feature definitions of one org (cheap to share: wrap in an `Arc`).
 ///
 /// Feature order is the one [`OrgConfig::feature_names`] fixes: current values, then
-/// lags per feature signal, then windows per feature signal.
+/// lags, deltas and windows, each per feature signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSpec {
+    /// Declared signals: the length of a row's `values`.
     pub(crate) n_signals: usize,
+    /// Declared then derived signal names (indexed like a row's values).
     pub(crate) signal_names: Vec<String>,
+    pub(crate) derived: Vec<Derived>,
+    /// Values whose current value is a feature, in feature order.
+    pub(crate) current: Vec<usize>,
+    /// How far back a derived value depends on declared signals (ms), at most.
+    derived_history_ms: i64,
     pub(crate) feature_signals: Vec<FeatureSignal>,
+    /// Distinct look-backs of lags and deltas, ascending (one cursor each).
+    pub(crate) spans_ms: Vec<i64>,
     pub(crate) lags_ms: Vec<i64>,
+    /// Per lag, its index in `spans_ms`.
+    pub(crate) lag_span: Vec<usize>,
+    pub(crate) deltas_ms: Vec<i64>,
+    /// Per delta, its index in `spans_ms`.
+    pub(crate) delta_span: Vec<usize>,
     pub(crate) windows_ms: Vec<i64>,
     pub(crate) stats: Vec<Stat>,
     /// Per stat, its slot in `Moments::stats`' `[mean, std, min, max]`.
@@ -42,25 +68,70 @@ impl FeatureSpec {
     /// Compile the features of `org`; `lag_tolerance_ms` is the runtime's
     /// `lag_tolerance_ms`.
     pub fn from_org(org: &OrgConfig, lag_tolerance_ms: u64) -> FeatureSpec {
+        let values = org.value_signals();
+        let index = |name: &str| values.iter().position(|s| s.name == name);
         // Same resolution as `OrgConfig::feature_signals` (unknown names skipped), so
         // the names always agree with `OrgConfig::feature_names`.
         let feature_signals: Vec<FeatureSignal> = org
             .feature_signals()
             .iter()
             .filter_map(|fs| {
-                let signal = org.signals.iter().position(|s| s.name == fs.name)?;
                 Some(FeatureSignal {
-                    signal,
+                    signal: index(fs.name)?,
                     kind: fs.kind,
                 })
             })
             .collect();
+        let current = org
+            .current_signals()
+            .iter()
+            .filter_map(|s| index(s.name))
+            .collect();
+        let n_signals = org.signals.len();
+        let derived = org
+            .features
+            .derived
+            .iter()
+            .enumerate()
+            .map(|(j, d)| {
+                // Only values computed before this one (validation guarantees it).
+                let op = |i: usize| {
+                    d.of.get(i)
+                        .and_then(|n| index(n))
+                        .filter(|&v| v < n_signals + j)
+                        .unwrap_or(usize::MAX)
+                };
+                Derived {
+                    kind: d.kind,
+                    a: op(0),
+                    b: op(1),
+                    window_ms: s_to_ms(d.window_s.unwrap_or(0)),
+                }
+            })
+            .collect();
         let f = &org.features;
+        let lags_ms: Vec<i64> = f.lags_s.iter().map(|&l| s_to_ms(l)).collect();
+        let deltas_ms: Vec<i64> = f.deltas_s.iter().map(|&l| s_to_ms(l)).collect();
+        let mut spans_ms: Vec<i64> = lags_ms.iter().chain(&deltas_ms).copied().collect();
+        spans_ms.sort_unstable();
+        spans_ms.dedup();
+        let span_of = |l: &i64| spans_ms.binary_search(l).expect("span listed");
         let mut spec = FeatureSpec {
-            n_signals: org.signals.len(),
-            signal_names: org.signals.iter().map(|s| s.name.clone()).collect(),
+            n_signals,
+            signal_names: values.iter().map(|s| s.name.to_string()).collect(),
+            derived,
+            current,
+            derived_history_ms: org
+                .derived_history_ms()
+                .into_iter()
+                .max()
+                .map_or(0, |ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             feature_signals,
-            lags_ms: f.lags_s.iter().map(|&l| s_to_ms(l)).collect(),
+            lag_span: lags_ms.iter().map(span_of).collect(),
+            delta_span: deltas_ms.iter().map(span_of).collect(),
+            spans_ms: spans_ms.clone(),
+            lags_ms,
+            deltas_ms,
             windows_ms: f.windows_s.iter().map(|&w| s_to_ms(w)).collect(),
             stats: f.stats.clone(),
             stat_slots: f
@@ -77,15 +148,9 @@ impl FeatureSpec {
             std_offsets: Vec::new(),
             len: 0,
         };
-        spec.len = spec.n_signals
-            + spec.feature_signals.len() * spec.lags_ms.len()
-            + spec
-                .feature_signals
-                .iter()
-                .map(|fs| spec.window_width(fs.kind) * spec.windows_ms.len())
-                .sum::<usize>();
-        // Walk the window layout (after current values and lags) for std slots.
-        let mut at = spec.n_signals + spec.feature_signals.len() * spec.lags_ms.len();
+        let nfs = spec.feature_signals.len();
+        // Walk the window layout (after current values, lags and deltas) for std slots.
+        let mut at = spec.current.len() + nfs * (spec.lags_ms.len() + spec.deltas_ms.len());
         for fs in &spec.feature_signals {
             for _ in &spec.windows_ms {
                 if fs.kind == SignalKind::Continuous {
@@ -98,8 +163,13 @@ impl FeatureSpec {
                 at += spec.window_width(fs.kind);
             }
         }
-        debug_assert_eq!(at, spec.len);
+        spec.len = at;
         spec
+    }
+
+    /// Declared plus derived signals: the values a row's features come from.
+    pub(crate) fn n_values(&self) -> usize {
+        self.signal_names.len()
     }
 
     /// Outputs per window of a signal of this kind.
@@ -123,12 +193,22 @@ impl FeatureSpec {
 
     /// Feature names in output order; equal to [`OrgConfig::feature_names`].
     pub fn names(&self) -> Vec<String> {
-        let mut names = self.signal_names.clone();
+        let mut names: Vec<String> = self
+            .current
+            .iter()
+            .map(|&i| self.signal_names[i].clone())
+            .collect();
         // Milliseconds came from whole seconds, so `/ 1000` is exact.
         for fs in &self.feature_signals {
             let s = &self.signal_names[fs.signal];
             for l in &self.lags_ms {
                 names.push(format!("{s}_lag_{}s", l / 1000));
+            }
+        }
+        for fs in &self.feature_signals {
+            let s = &self.signal_names[fs.signal];
+            for l in &self.deltas_ms {
+                names.push(format!("{s}_delta_{}s", l / 1000));
             }
         }
         for fs in &self.feature_signals {
@@ -148,18 +228,21 @@ impl FeatureSpec {
         names
     }
 
-    /// Longest lag plus the lag tolerance.
+    /// Longest lag or delta plus the lag tolerance.
     pub(crate) fn lag_horizon_ms(&self) -> Option<i64> {
-        self.lags_ms
-            .iter()
-            .max()
+        self.spans_ms
+            .last()
             .map(|l| l.saturating_add(self.lag_tolerance_ms))
     }
 
-    /// History one machine's state must cover (ms): the longest window or the
-    /// longest lag plus tolerance, whichever is larger.
+    /// History (ms) a machine's features depend on: the longest window or the
+    /// longest lag or delta plus tolerance, whichever is larger, plus the longest
+    /// derived-signal history; equal to [`OrgConfig::history_ms`].
     pub fn history_ms(&self) -> i64 {
         let win = self.windows_ms.iter().max().copied().unwrap_or(0);
-        self.lag_horizon_ms().unwrap_or(0).max(win)
+        self.lag_horizon_ms()
+            .unwrap_or(0)
+            .max(win)
+            .saturating_add(self.derived_history_ms)
     }
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::{FeatureSpec, MachineFeatures};
-use crate::config::{Config, FeaturesConfig, OrgConfig, SignalConfig, SignalKind, Stat};
+use crate::config::{
+    Config, DerivedKind, DerivedSignalConfig, FeaturesConfig, OrgConfig, SignalConfig, SignalKind,
+    Stat,
+};
 
 const EXAMPLE: &str = include_str!("../../../config/prognos.example.toml");
 const TOL: f64 = 1e-12;
@@ -66,38 +69,152 @@ enum Expect {
     /// Mean or std: within `TOL` relative, or `TOL * scale` absolute (`scale` =
     /// largest |x| in the window) where cancellation makes relative error meaningless.
     Close { v: f64, scale: f64 },
+    /// Anything computed from a deviation (a value minus a mean): within `TOL *
+    /// scale` absolute, `scale` bounding the magnitudes the mean was taken of; no
+    /// relative bound (the difference may cancel to ~0).
+    Dev { v: f64, scale: f64 },
 }
 
-/// Reference features of row `i`, straight from the definitions.
-fn reference(org: &OrgConfig, tol_ms: i64, rows: &[(i64, Vec<f64>)], i: usize) -> Vec<Expect> {
-    let (t, values) = &rows[i];
-    let t = *t;
-    let idx = |name: &str| org.signals.iter().position(|s| s.name == name).unwrap();
+/// Every row's declared values followed by its derived ones, straight from the
+/// config (a deviation's mean by error-free summation over a scan of the window),
+/// and per value signal the magnitude its error is relative to: 0 for values the
+/// implementation must reproduce exactly (declared signals, differences and
+/// ratios of exact values), else a bound on the magnitudes that went into it.
+fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let names: Vec<&str> = org.value_signals().iter().map(|s| s.name).collect();
+    let idx = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    let mut vals: Vec<Vec<f64>> = Vec::with_capacity(rows.len());
+    for (j, (t, values)) in rows.iter().enumerate() {
+        let mut v = values.clone();
+        for d in &org.features.derived {
+            let a = v[idx(&d.of[0])];
+            let x = match d.kind {
+                DerivedKind::Difference => a - v[idx(&d.of[1])],
+                DerivedKind::Ratio => {
+                    let b = v[idx(&d.of[1])];
+                    if b == 0.0 { f64::NAN } else { a / b }
+                }
+                DerivedKind::Deviation => {
+                    let k = idx(&d.of[0]);
+                    let lo = t - d.window_s.unwrap() as i64 * 1000;
+                    let mut xs: Vec<f64> = (0..j)
+                        .rev()
+                        .take_while(|&q| rows[q].0 > lo)
+                        .map(|q| vals[q][k])
+                        .filter(|x| !x.is_nan())
+                        .collect();
+                    if !a.is_nan() {
+                        xs.push(a);
+                    }
+                    a - exact_mean(&xs)
+                }
+            };
+            v.push(x);
+        }
+        vals.push(v);
+    }
+    let mut scale = vec![0.0f64; names.len()];
+    let magnitude = |k: usize, vals: &[Vec<f64>]| {
+        vals.iter()
+            .map(|v| v[k])
+            .filter(|x| !x.is_nan())
+            .fold(0.0f64, |m, x| m.max(x.abs()))
+    };
+    for (j, d) in org.features.derived.iter().enumerate() {
+        let k = org.signals.len() + j;
+        let ops: Vec<usize> = d.of.iter().map(|n| idx(n)).collect();
+        let inherited: f64 = ops.iter().map(|&o| scale[o]).sum();
+        scale[k] = match d.kind {
+            DerivedKind::Deviation => magnitude(ops[0], &vals) + 2.0 * inherited,
+            _ if inherited > 0.0 => {
+                inherited + ops.iter().map(|&o| magnitude(o, &vals)).sum::<f64>()
+            }
+            _ => 0.0,
+        };
+    }
+    (vals, scale)
+}
+
+/// Mean of `xs` by error-free summation, NaN when empty.
+fn exact_mean(xs: &[f64]) -> f64 {
+    fsum(xs.iter().copied()) / xs.len() as f64
+}
+
+/// Reference features of row `i` from the expanded rows, straight from the
+/// definitions.
+fn reference(
+    org: &OrgConfig,
+    tol_ms: i64,
+    rows: &[(i64, Vec<f64>)],
+    (vals, approx): (&[Vec<f64>], &[f64]),
+    i: usize,
+) -> Vec<Expect> {
+    let t = rows[i].0;
+    let names: Vec<&str> = org.value_signals().iter().map(|s| s.name).collect();
+    let idx = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    // A copied value of signal `k`: exact unless it came out of a deviation.
+    let copied = |k: usize, v: f64| {
+        if approx[k] > 0.0 {
+            Expect::Dev {
+                v,
+                scale: 2.0 * approx[k],
+            }
+        } else {
+            Expect::Exact(v)
+        }
+    };
     let fs = org.feature_signals();
-    let mut out: Vec<Expect> = values.iter().map(|&v| Expect::Exact(v)).collect();
+    let mut out: Vec<Expect> = org
+        .current_signals()
+        .iter()
+        .map(|s| copied(idx(s.name), vals[i][idx(s.name)]))
+        .collect();
+    // The row a lag/delta of `l` seconds takes, if any.
+    let lag_row = |l: u64| {
+        let target = t - l as i64 * 1000;
+        (0..=i)
+            .rev()
+            .find(|&j| rows[j].0 <= target)
+            .filter(|&j| rows[j].0 >= target - tol_ms)
+    };
     for s in &fs {
-        let k = idx(&s.name);
+        let k = idx(s.name);
         for &l in &org.features.lags_s {
-            let target = t - l as i64 * 1000;
-            let row = (0..=i).rev().find(|&j| rows[j].0 <= target);
-            out.push(Expect::Exact(match row {
-                Some(j) if rows[j].0 >= target - tol_ms => rows[j].1[k],
-                _ => f64::NAN,
-            }));
+            out.push(copied(k, lag_row(l).map_or(f64::NAN, |j| vals[j][k])));
         }
     }
     for s in &fs {
-        let k = idx(&s.name);
+        let k = idx(s.name);
+        for &l in &org.features.deltas_s {
+            // One subtraction of two exact values: exact.
+            let v = lag_row(l).map_or(f64::NAN, |j| vals[i][k] - vals[j][k]);
+            out.push(if approx[k] > 0.0 {
+                Expect::Dev {
+                    v,
+                    scale: 4.0 * approx[k],
+                }
+            } else {
+                Expect::Exact(v)
+            });
+        }
+    }
+    // Non-NaN samples of value `k` with ts in (t - w, t], newest first.
+    let window = |k: usize, w: u64| -> Vec<f64> {
+        let lo = t - w as i64 * 1000;
+        (0..=i)
+            .rev()
+            .take_while(|&j| rows[j].0 > lo)
+            .map(|j| vals[j][k])
+            .filter(|x| !x.is_nan())
+            .collect()
+    };
+    let scale_of = |xs: &[f64]| xs.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    for s in &fs {
+        let k = idx(s.name);
         for &w in &org.features.windows_s {
-            let lo = t - w as i64 * 1000;
-            let xs: Vec<f64> = (0..=i)
-                .rev()
-                .take_while(|&j| rows[j].0 > lo)
-                .map(|j| rows[j].1[k])
-                .filter(|x| !x.is_nan())
-                .collect();
+            let xs = window(k, w);
             let n = xs.len() as f64;
-            let scale = xs.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            let scale = scale_of(&xs);
             match s.kind {
                 SignalKind::Boolean => {
                     let ones = xs.iter().filter(|&&x| x != 0.0).count() as f64;
@@ -108,7 +225,7 @@ fn reference(org: &OrgConfig, tol_ms: i64, rows: &[(i64, Vec<f64>)], i: usize) -
                     }));
                 }
                 SignalKind::Continuous => {
-                    let mean = fsum(xs.iter().copied()) / n;
+                    let mean = exact_mean(&xs);
                     // Corrected two-pass: sum (x-m)^2 - (sum (x-m))^2 / n, squares
                     // split exactly with fma, so the rounding of m costs nothing.
                     let d: Vec<f64> = xs.iter().map(|x| x - mean).collect();
@@ -119,7 +236,7 @@ fn reference(org: &OrgConfig, tol_ms: i64, rows: &[(i64, Vec<f64>)], i: usize) -
                     let sd = fsum(d.iter().copied());
                     let var = (sq - sd * sd / n) / (n - 1.0);
                     for st in &org.features.stats {
-                        out.push(match st {
+                        let e = match st {
                             _ if xs.is_empty() => Expect::Exact(f64::NAN),
                             Stat::Mean => Expect::Close { v: mean, scale },
                             Stat::Std if xs.len() < 2 => Expect::Exact(f64::NAN),
@@ -129,6 +246,15 @@ fn reference(org: &OrgConfig, tol_ms: i64, rows: &[(i64, Vec<f64>)], i: usize) -
                             },
                             Stat::Min => Expect::Exact(xs.iter().copied().fold(f64::NAN, f64::min)),
                             Stat::Max => Expect::Exact(xs.iter().copied().fold(f64::NAN, f64::max)),
+                        };
+                        out.push(match e {
+                            Expect::Exact(v) | Expect::Close { v, .. } if approx[k] > 0.0 => {
+                                Expect::Dev {
+                                    v,
+                                    scale: 4.0 * approx[k] + scale,
+                                }
+                            }
+                            e => e,
                         });
                     }
                 }
@@ -154,6 +280,7 @@ fn check(
     let mut m = MachineFeatures::new(spec.clone());
     let mut out = Vec::new();
     let mut max_rel = 0.0f64;
+    let (vals, approx) = expand(org, rows);
     for (i, (ts, values)) in rows.iter().enumerate() {
         out.clear();
         m.push(*ts, values, &mut out);
@@ -167,7 +294,7 @@ fn check(
         if i % every != 0 {
             continue;
         }
-        let want = reference(org, tol_ms as i64, rows, i);
+        let want = reference(org, tol_ms as i64, rows, (&vals, &approx), i);
         if want.len() != out.len() {
             return Err(format!("row {i}: reference has {} features", want.len()));
         }
@@ -184,6 +311,9 @@ fn check(
                         }
                         err <= TOL * v.abs() || err <= TOL * scale
                     }
+                }
+                Expect::Dev { v, scale } => {
+                    (v.is_nan() && got.is_nan()) || (got - v).abs() <= TOL * scale
                 }
             };
             if !ok {
@@ -212,17 +342,16 @@ fn names_match_config_for_example_orgs() {
         );
     }
     let cobalt = FeatureSpec::from_org(&cfg.orgs["cobalt-thermal"], 60_000);
-    assert_eq!(cobalt.len(), 116, "the benchmark's default furnace");
+    assert_eq!(cobalt.len(), 186, "the benchmark's default furnace");
 }
 
 fn one_signal(kind: SignalKind, lags_s: Vec<u64>, windows_s: Vec<u64>) -> OrgConfig {
     org_with(
         &[kind],
         FeaturesConfig {
-            signals: None,
             lags_s,
             windows_s,
-            stats: vec![Stat::Mean, Stat::Std, Stat::Min, Stat::Max],
+            ..FeaturesConfig::default()
         },
     )
 }
@@ -298,6 +427,137 @@ fn lag_boundaries() {
     assert_eq!(f[1], 1.0);
     let f = last(&org, 0, &[(0, 1.0), (60_001, 2.0)]);
     assert!(f[1].is_nan());
+}
+
+#[test]
+fn deltas_follow_the_lag_rule() {
+    let org = org_with(
+        &[SignalKind::Continuous],
+        FeaturesConfig {
+            lags_s: vec![60],
+            deltas_s: vec![60, 120],
+            windows_s: vec![],
+            ..FeaturesConfig::default()
+        },
+    );
+    // [current, lag 60, delta 60, delta 120]
+    let f = last(&org, 10_000, &[(0, 1.0), (60_000, 3.5)]);
+    assert_eq!(f[1..3], [1.0, 2.5], "delta = current - lag value");
+    assert!(f[3].is_nan(), "no row within 120 s + tolerance");
+    let f = last(&org, 10_000, &[(0, 1.0), (59_999, 2.0)]);
+    assert!(f[2].is_nan(), "ts > t - L is no lag row");
+    let f = last(&org, 10_000, &[(0, 1.0), (70_001, 2.0)]);
+    assert!(f[2].is_nan(), "ts < t - L - tol is no lag row");
+    let f = last(&org, 10_000, &[(0, 1.0), (60_000, f64::NAN)]);
+    assert!(f[2].is_nan(), "missing current value");
+    let f = last(&org, 10_000, &[(0, f64::NAN), (60_000, 2.0)]);
+    assert!(f[2].is_nan(), "missing lag value");
+    let f = last(&org, 10_000, &[(0, 4.0), (60_000, 1.0), (120_000, 2.0)]);
+    assert_eq!((f[2], f[3]), (1.0, -2.0));
+}
+
+fn derived(
+    name: &str,
+    kind: DerivedKind,
+    of: &[&str],
+    window_s: Option<u64>,
+) -> DerivedSignalConfig {
+    DerivedSignalConfig {
+        name: name.into(),
+        kind,
+        of: of.iter().map(|s| s.to_string()).collect(),
+        window_s,
+    }
+}
+
+#[test]
+fn derived_signals_are_features_like_declared_ones() {
+    use SignalKind::*;
+    let org = org_with(
+        &[Continuous, Continuous, Boolean],
+        FeaturesConfig {
+            current: Some(vec![
+                "d_diff".into(),
+                "s2".into(),
+                "d_ratio".into(),
+                "d_dev".into(),
+            ]),
+            signals: Some(vec!["d_ratio".into(), "s0".into(), "d_dev".into()]),
+            derived: vec![
+                derived("d_diff", DerivedKind::Difference, &["s0", "s1"], None),
+                derived("d_ratio", DerivedKind::Ratio, &["s0", "s1"], None),
+                derived("d_dev", DerivedKind::Deviation, &["d_diff"], Some(600)),
+            ],
+            lags_s: vec![60],
+            deltas_s: vec![60],
+            windows_s: vec![120],
+            stats: vec![Stat::Max],
+        },
+    );
+    let names = org.feature_names();
+    assert_eq!(
+        names,
+        [
+            "d_diff",
+            "s2",
+            "d_ratio",
+            "d_dev",
+            "d_ratio_lag_60s",
+            "s0_lag_60s",
+            "d_dev_lag_60s",
+            "d_ratio_delta_60s",
+            "s0_delta_60s",
+            "d_dev_delta_60s",
+            "d_ratio_rolling_120s_max",
+            "s0_rolling_120s_max",
+            "d_dev_rolling_120s_max",
+        ]
+    );
+    let spec = Arc::new(FeatureSpec::from_org(&org, 0));
+    assert_eq!(spec.names(), names);
+    assert_eq!(spec.history_ms(), 720_000, "120 s window + 600 s deviation");
+    assert_eq!(org.history_ms(0), 720_000);
+    let mut m = MachineFeatures::new(spec);
+    let mut out = Vec::new();
+    m.push(0, &[6.0, 3.0, 1.0], &mut out);
+    assert_eq!(
+        out[..4],
+        [3.0, 1.0, 2.0, 0.0],
+        "a lone sample is its own mean"
+    );
+    out.clear();
+    m.push(60_000, &[8.0, 0.0, 0.0], &mut out);
+    assert_eq!(out[..2], [8.0, 0.0], "the difference, a declared value");
+    assert!(out[2].is_nan(), "ratio by zero is NaN");
+    assert_eq!(out[3], 2.5, "8 - mean(3, 8)");
+    assert_eq!(out[4..7], [2.0, 6.0, 0.0], "lags");
+    assert!(out[7].is_nan(), "delta of a NaN current value");
+    assert_eq!(out[8..10], [2.0, 2.5], "deltas");
+    assert_eq!(out[10..13], [2.0, 8.0, 2.5], "the window max skips NaN");
+}
+
+#[test]
+fn deviation_is_value_minus_its_window_mean() {
+    let org = org_with(
+        &[SignalKind::Continuous],
+        FeaturesConfig {
+            derived: vec![derived("dev", DerivedKind::Deviation, &["s0"], Some(600))],
+            lags_s: vec![],
+            windows_s: vec![],
+            ..FeaturesConfig::default()
+        },
+    );
+    // [current s0, current dev]
+    let f = last(&org, 0, &[(0, 1.0), (300_000, 3.0)]);
+    assert_eq!(f[1], 1.0);
+    let f = last(&org, 0, &[(0, 1.0), (600_000, 3.0)]);
+    assert_eq!(f[1], 0.0, "the sample at t - W is out");
+    let f = last(&org, 0, &[(0, 1.0), (300_000, f64::NAN)]);
+    assert!(f[1].is_nan());
+    let f = last(&org, 0, &[(0, 1.0), (1, f64::NAN), (300_000, 5.0)]);
+    assert_eq!(f[1], 2.0, "NaN is not a sample");
+    let f = last(&org, 0, &[(0, 1.0), (1, 2.0), (5_000_000, 5.0)]);
+    assert_eq!(f[1], 0.0, "a gap empties the window but the current sample");
 }
 
 #[test]
@@ -401,6 +661,21 @@ fn long_run_does_not_drift() {
 }
 
 #[test]
+fn long_run_with_derived_and_deltas_does_not_drift() {
+    let mut org = furnace_org();
+    org.features.derived = vec![
+        derived("d0", DerivedKind::Difference, &["s0", "s2"], None),
+        derived("d1", DerivedKind::Ratio, &["s1", "s0"], None),
+        derived("d2", DerivedKind::Deviation, &["s0"], Some(3600)),
+        derived("d3", DerivedKind::Deviation, &["d0"], Some(600)),
+    ];
+    org.features.deltas_s = vec![60, 300];
+    let rows = furnace_rows(100_000, 7);
+    let max_rel = check(&org, 60_000, &rows, 41).unwrap();
+    assert!(max_rel < 1e-13, "max relative error {max_rel:e}");
+}
+
+#[test]
 fn memory_stays_bounded() {
     let org = furnace_org();
     let spec = Arc::new(FeatureSpec::from_org(&org, 60_000));
@@ -480,15 +755,69 @@ struct Case {
     rows: Vec<(i64, Vec<f64>)>,
 }
 
+/// Derived signals from raw picks `(kind, a, b, window)`: operands are taken modulo
+/// the signals available to the pick (declared continuous ones, plus earlier
+/// derived ones except for a ratio, whose error would not be bounded); picks with
+/// no operand are dropped.
+fn derived_from(
+    kinds: &[SignalKind],
+    picks: Vec<(u8, usize, usize, u64)>,
+) -> Vec<DerivedSignalConfig> {
+    let mut exact: Vec<String> = (0..kinds.len())
+        .filter(|&i| kinds[i] == SignalKind::Continuous)
+        .map(|i| format!("s{i}"))
+        .collect();
+    let mut any = exact.clone();
+    let mut out = Vec::new();
+    for (kind, a, b, w) in picks {
+        let (kind, pool) = match kind {
+            0 => (DerivedKind::Difference, &any),
+            1 => (DerivedKind::Ratio, &exact),
+            _ => (DerivedKind::Deviation, &any),
+        };
+        if pool.is_empty() || (kind != DerivedKind::Deviation && pool.len() < 2) {
+            continue;
+        }
+        let a = a % pool.len();
+        let b = (a + 1 + b % (pool.len() - 1).max(1)) % pool.len();
+        let name = format!("d{}", out.len());
+        let d = match kind {
+            DerivedKind::Deviation => derived(&name, kind, &[&pool[a]], Some(w)),
+            _ => derived(&name, kind, &[&pool[a], &pool[b]], None),
+        };
+        if kind == DerivedKind::Difference && exact.contains(&d.of[0]) && exact.contains(&d.of[1]) {
+            exact.push(name.clone());
+        }
+        any.push(name);
+        out.push(d);
+    }
+    out
+}
+
 fn case() -> impl Strategy<Value = Case> {
     (1..=4usize)
         .prop_flat_map(|n| {
             (
                 prop::collection::vec(any::<bool>(), n),
+                prop::collection::vec(
+                    (
+                        0..3u8,
+                        0..8usize,
+                        0..8usize,
+                        prop::sample::select(vec![1u64, 60, 600, 3600]),
+                    ),
+                    0..=3,
+                ),
                 prop::option::of(
-                    prop::sample::subsequence((0..n).collect::<Vec<_>>(), 0..=n).prop_shuffle(),
+                    prop::sample::subsequence((0..n + 3).collect::<Vec<_>>(), 0..=n + 3)
+                        .prop_shuffle(),
+                ),
+                prop::option::of(
+                    prop::sample::subsequence((0..n + 3).collect::<Vec<_>>(), 0..=n + 3)
+                        .prop_shuffle(),
                 ),
                 prop::sample::subsequence(vec![1u64, 2, 5, 30, 60, 120, 300], 0..=3),
+                prop::sample::subsequence(vec![1u64, 2, 30, 60, 300], 0..=2),
                 prop::sample::subsequence(vec![1u64, 3, 10, 60, 180, 600], 0..=3),
                 prop::sample::subsequence(vec![Stat::Mean, Stat::Std, Stat::Min, Stat::Max], 0..=4)
                     .prop_shuffle(),
@@ -496,41 +825,63 @@ fn case() -> impl Strategy<Value = Case> {
                 prop::collection::vec((gap(), prop::collection::vec(value(), n)), 1..250),
             )
         })
-        .prop_map(|(bools, subset, lags_s, windows_s, stats, tol_ms, steps)| {
-            let kinds: Vec<SignalKind> = bools
-                .iter()
-                .map(|&b| {
-                    if b {
-                        SignalKind::Boolean
-                    } else {
-                        SignalKind::Continuous
-                    }
-                })
-                .collect();
-            let org = org_with(
-                &kinds,
-                FeaturesConfig {
-                    signals: subset.map(|s| s.iter().map(|i| format!("s{i}")).collect()),
-                    lags_s,
-                    windows_s,
-                    stats,
-                },
-            );
-            let mut ts = 0i64;
-            let rows = steps
-                .into_iter()
-                .map(|(g, mut v)| {
-                    ts += g;
-                    for (x, k) in v.iter_mut().zip(&kinds) {
-                        if *k == SignalKind::Boolean && !x.is_nan() {
-                            *x = if *x > 900.0 { 1.0 } else { 0.0 };
+        .prop_map(
+            |(bools, picks, current, subset, lags_s, deltas_s, windows_s, stats, tol_ms, steps)| {
+                let kinds: Vec<SignalKind> = bools
+                    .iter()
+                    .map(|&b| {
+                        if b {
+                            SignalKind::Boolean
+                        } else {
+                            SignalKind::Continuous
                         }
-                    }
-                    (ts, v)
-                })
-                .collect();
-            Case { org, tol_ms, rows }
-        })
+                    })
+                    .collect();
+                let n = kinds.len();
+                let derived = derived_from(&kinds, picks);
+                let nd = derived.len();
+                let names = |list: Option<Vec<usize>>| {
+                    list.map(|l| {
+                        l.into_iter()
+                            .filter(|&i| i < n + nd)
+                            .map(|i| {
+                                if i < n {
+                                    format!("s{i}")
+                                } else {
+                                    format!("d{}", i - n)
+                                }
+                            })
+                            .collect()
+                    })
+                };
+                let org = org_with(
+                    &kinds,
+                    FeaturesConfig {
+                        current: names(current),
+                        signals: names(subset),
+                        derived,
+                        lags_s,
+                        deltas_s,
+                        windows_s,
+                        stats,
+                    },
+                );
+                let mut ts = 0i64;
+                let rows = steps
+                    .into_iter()
+                    .map(|(g, mut v)| {
+                        ts += g;
+                        for (x, k) in v.iter_mut().zip(&kinds) {
+                            if *k == SignalKind::Boolean && !x.is_nan() {
+                                *x = if *x > 900.0 { 1.0 } else { 0.0 };
+                            }
+                        }
+                        (ts, v)
+                    })
+                    .collect();
+                Case { org, tol_ms, rows }
+            },
+        )
 }
 
 proptest! {

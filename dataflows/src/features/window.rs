@@ -282,6 +282,17 @@ impl RollingMoments {
         }
     }
 
+    /// Mean of the window's samples, NaN when it has none.
+    #[inline]
+    pub(crate) fn mean(&self) -> f64 {
+        let m = self.moments();
+        if m.n >= 1.0 {
+            self.anchor + m.mean
+        } else {
+            f64::NAN
+        }
+    }
+
     /// The value the moments are anchored at: the window mean is `anchor + mean`.
     #[inline]
     pub(crate) fn anchor(&self) -> f64 {

@@ -116,12 +116,17 @@ pub fn features<'s>(
                         let mut features = Vec::with_capacity(m.state.spec().len());
                         m.state.push(row.ts, &row.values, &mut features);
                         tally.add(&row.organization_id, outcome::FEATURED);
+                        // Declared values as they came, then the derived ones.
+                        let mut values = row.values;
+                        values
+                            .extend_from_slice(m.state.values().get(values.len()..).unwrap_or(&[]));
                         session.give(FeatureRow {
                             organization_id: row.organization_id,
                             machine_id: row.machine_id,
                             ts: row.ts,
                             pos: row.pos,
                             features,
+                            values,
                         });
                     }
                     m.dirty = !m.pending.is_empty();

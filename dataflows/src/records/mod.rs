@@ -91,6 +91,11 @@ pub struct FeatureRow {
     /// Feature values in the org's feature order; NaN when undefined.
     #[serde(with = "nan_as_null_vec")]
     pub features: Vec<f64>,
+    /// The row's own values the features came from: declared signals in config
+    /// order, then derived signals (`OrgConfig::value_signals`). Rules read these,
+    /// so they work on any signal whether or not it is a model feature.
+    #[serde(default, with = "nan_as_null_vec")]
+    pub values: Vec<f64>,
 }
 
 /// Health of the model that scored a row (the seed's `modelHealth`).

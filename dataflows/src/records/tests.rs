@@ -109,9 +109,10 @@ proptest! {
 
     #[test]
     fn feature_row_round_trips(row in canonical_row()) {
-        let f = FeatureRow { organization_id: row.organization_id, machine_id: row.machine_id, ts: row.ts, pos: row.pos, features: row.values };
+        let f = FeatureRow { organization_id: row.organization_id, machine_id: row.machine_id, ts: row.ts, pos: row.pos, features: row.values.clone(), values: row.values.iter().map(|v| v * 2.0).collect() };
         let back = round_trip(&f);
         prop_assert!(same_floats(&back.features, &f.features));
+        prop_assert!(same_floats(&back.values, &f.values));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! a simulated org stream); partition ids are global across workers, and every row
 //! carries its `(partition, offset)`.
 
-use crate::records::RawRow;
+use crate::records::{RawRow, SourcePosition};
 use std::time::Duration;
 
 /// What a source delivers.
@@ -35,7 +35,24 @@ pub enum SourceStatus {
 pub trait Source: 'static {
     /// Append at most `max_rows` rows (plus partition events) to `out`.
     fn poll(&mut self, out: &mut Vec<SourceEvent>, max_rows: usize) -> SourceStatus;
+
+    /// Called once before the first poll with a function that schedules the
+    /// operator again. A source whose data arrives on other threads (Kafka) calls
+    /// it when data becomes available, so the operator need not poll while idle.
+    fn set_waker(&mut self, waker: Waker) {
+        let _ = waker;
+    }
+
+    /// Told, for every row it delivered, the row's event time once mapped
+    /// (`None` when the row could not be mapped). Sources that checkpoint keep
+    /// it to know where to resume; the default ignores it.
+    fn mapped(&mut self, pos: SourcePosition, ts: Option<i64>) {
+        let _ = (pos, ts);
+    }
 }
+
+/// Schedules the ingest operator again; callable from any thread.
+pub type Waker = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// An in-memory source: the given events, then finished. For tests and replays
 /// of already-loaded data.

@@ -204,8 +204,18 @@ fn run(rows: Vec<ScoredRow>, workers: usize, seed: u64) -> Vec<Alert> {
         let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<ScoredRow>>>::new();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             let s = scope.input_from(&mut input);
+            let dedup = settings().dedup;
             alerts(s, "Alerts", settings(), Arc::new(Stats::default()))
-                .inspect(move |a: &Alert| sink.lock().unwrap().push(a.clone()))
+                .inspect_core(move |event| {
+                    if let Ok((stamp, batch)) = event {
+                        // Every record travels at its due time, whatever the batching.
+                        let t = stamp.least().copied();
+                        for a in batch.iter() {
+                            assert_eq!(t, Some(dedup.due(a) as u64), "timely time of {a:?}");
+                            sink.lock().unwrap().push(a.clone());
+                        }
+                    }
+                })
                 .probe()
                 .0
         });

@@ -39,6 +39,18 @@ impl DedupSettings {
         }
     }
 
+    /// The event time at which a record of this key is due, the same in every
+    /// run: a notification at its detection's ts, a closing re-emission at the end
+    /// of its window, a resolution at its own ts. The alerts operator emits each
+    /// record at this timely time, so a sink's frontier says which records exist.
+    pub fn due(&self, a: &Alert) -> i64 {
+        if a.status == AlertStatus::Resolved || a.suppressed_count == 0 {
+            a.ts
+        } else {
+            self.window_start(a.ts).saturating_add(self.window_ms)
+        }
+    }
+
     /// Start of the epoch-aligned window holding `ts`.
     pub fn window_start(&self, ts: i64) -> i64 {
         ts - ts.rem_euclid(self.window_ms)

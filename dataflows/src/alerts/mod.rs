@@ -34,6 +34,11 @@ pub enum Mode {
     /// resolves every open key as if event time ran on: the output depends on the
     /// rows alone, byte for byte.
     Replay,
+    /// A worker reading a log it can resume (Kafka): `createdAt` is the event
+    /// time, so a restart that replays from a checkpoint emits the same bytes;
+    /// the end of the input (shutdown) emits nothing, neither closing windows nor
+    /// resolving keys: the restart continues them.
+    Stream,
 }
 
 /// One org's compiled alerting.
@@ -198,7 +203,7 @@ impl MachineAlerts {
         }
         let created_at = match s.mode {
             Mode::Live => now,
-            Mode::Replay => ts,
+            Mode::Replay | Mode::Stream => ts,
         };
         let from = out.len();
         for &d in &detections {
@@ -308,6 +313,9 @@ impl MachineAlerts {
 
     /// End of input: in a replay, resolve every open key; close every window.
     pub fn finish(&mut self, s: &AlertSettings, now: i64, out: &mut Vec<Alert>) {
+        if s.mode == Mode::Stream {
+            return;
+        }
         let from = out.len();
         for k in &mut self.keys {
             if s.mode == Mode::Replay {
@@ -333,7 +341,7 @@ fn stamp_resolutions(s: &AlertSettings, now: i64, out: &mut [Alert]) {
     for a in out.iter_mut().filter(|a| a.status == AlertStatus::Resolved) {
         a.created_at = match s.mode {
             Mode::Live => now,
-            Mode::Replay => a.ts,
+            Mode::Replay | Mode::Stream => a.ts,
         };
     }
 }

@@ -636,6 +636,41 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// How far before a checkpoint's output frontier a restart must re-read rows
+    /// so every operator's state is rebuilt (ARCHITECTURE.md, "Recovery"): the
+    /// dedup window and the resolution delay, plus, for the org that needs most,
+    /// its feature history, its longest rule `for_s` and rate window, its
+    /// prediction `for_s`, and three time constants of the explanation baseline
+    /// (which then weighs the missing past at under 5%).
+    pub fn replay_margin_ms(&self) -> u64 {
+        let alerts = (self.alerts.dedup_window_s + self.alerts.resolve_after_s) * 1000;
+        let baseline = (3.0 * crate::alerts::explain::BASELINE_TAU_MS) as u64;
+        let per_org = self
+            .orgs
+            .values()
+            .map(|o| {
+                let rules = o
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        let window = match &r.condition {
+                            Condition::RateOfChange { window_s, .. } => *window_s,
+                            _ => 0,
+                        };
+                        (r.for_s + window) * 1000
+                    })
+                    .max()
+                    .unwrap_or(0);
+                o.history_ms(self.runtime.lag_tolerance_ms)
+                    + rules
+                    + o.prediction.for_s * 1000
+                    + baseline
+            })
+            .max()
+            .unwrap_or(0);
+        alerts + per_org
+    }
+
     /// Parse a TOML document (no environment overrides) and validate it.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {

@@ -9,7 +9,11 @@
 //!
 //! Records of one key come out in the same order for any batching or worker count;
 //! records of different machines interleave as the workers run, so a sink that
-//! needs a reproducible file order sorts (replay does, by `(ts, id)`).
+//! needs a reproducible file order sorts (replay does, by `(ts, id)`). Each record
+//! travels at its due timely time ([`DedupSettings::due`]), so downstream
+//! "frontier beyond t" means every record due before t has been emitted.
+//!
+//! [`DedupSettings::due`]: crate::alerts::dedup::DedupSettings::due
 
 use crate::alerts::{AlertSettings, MachineAlerts};
 use crate::operators::features::machine_hash;
@@ -123,7 +127,14 @@ pub fn alerts<'s>(
                 for a in &out {
                     tally.add(&a.organization_id, alert_outcome(a));
                 }
-                output.session(&*c).give_iterator(out.drain(..));
+                // Each record at its due time (not the frontier it happened to
+                // be found at): the same timely time in every run and batching.
+                let at = |a: &Alert| (settings.dedup.due(a).max(0) as u64).max(*c.time());
+                while let Some(first) = out.first() {
+                    let t = at(first);
+                    let n = out.iter().take_while(|a| at(a) == t).count();
+                    output.session(&c.delayed(&t)).give_iterator(out.drain(..n));
+                }
             }
             tally.flush(&stats);
             match limit {

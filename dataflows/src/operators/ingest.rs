@@ -49,7 +49,12 @@ pub fn ingest<'s>(
     let idle_tick = Duration::from_millis((runtime.idle_timeout_ms / 4).max(1));
     let worker = scope.worker();
     source(scope, name, move |cap, info| {
-        let activator = worker.activator_for(info.address);
+        let activator = worker.activator_for(info.address.clone());
+        let sync = worker.sync_activator_for(info.address.to_vec());
+        src.set_waker(Arc::new(move || {
+            // Fails only when the dataflow is gone: nothing left to wake.
+            let _ = sync.activate();
+        }));
         let mut cap = Some(cap);
         let started = Instant::now();
         let mut events = Vec::with_capacity(POLL_ROWS + 16);
@@ -67,7 +72,9 @@ pub fn ingest<'s>(
                         SourceEvent::PartitionEnd(p) => clocks.finish(p),
                         SourceEvent::Row(raw) => {
                             let p = raw.pos.partition;
-                            let out = match mapper.map(&raw) {
+                            let mapped = mapper.map(&raw);
+                            src.mapped(raw.pos, mapped.as_ref().ok().map(|r| r.ts));
+                            let out = match mapped {
                                 Ok(row) => match clocks.admit(p, row.ts, now_ms) {
                                     Ok(()) => {
                                         tally.add(&row.organization_id, outcome::MAPPED);

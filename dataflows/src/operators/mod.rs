@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod features;
+pub mod flushing_sink;
 pub mod inference;
 pub mod ingest;
 pub mod ordered_sink;

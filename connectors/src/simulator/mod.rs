@@ -28,7 +28,7 @@ pub use plan::{
 pub use render::rfc3339_ms;
 pub use run::{
     ORG_FIELD, OrgSummary, SimSummary, failure_events, run_to_dir, run_to_dir_with_threads,
-    run_to_writer,
+    run_to_records, run_to_writer,
 };
 pub use schema::{BoolFormat, Component, OrgSchema, Signal, TimeFormat, standard_component_names};
 pub use source::{Failure, OrgStream, RowInfo, machine_seed};

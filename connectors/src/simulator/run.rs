@@ -300,6 +300,50 @@ fn write_org(
     Ok((index, summary, stream.failure_events().to_vec()))
 }
 
+/// Hands every org's rows, one JSON object each (no newline), merged in
+/// `(ts, org index, machine)` order and paced by `speed`, to `emit(org index,
+/// machine index, row)`: the simulator as a producer for a message bus. Returns
+/// the number of rows.
+pub fn run_to_records(
+    cfg: &SimConfig,
+    schemas: &[OrgSchema],
+    speed: Speed,
+    emit: &mut dyn FnMut(usize, usize, &[u8]),
+) -> Result<u64, SimError> {
+    let factor = validate_all(cfg, schemas, speed)?;
+    let mut streams: Vec<OrgStream> = schemas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| OrgStream::build(cfg, i, s, None))
+        .collect();
+    let mut pacer = Pacer::new(factor, cfg.start_ms);
+    let mut buf = Vec::with_capacity(1024);
+    let mut rows = 0u64;
+    loop {
+        let mut best: Option<(i64, usize)> = None;
+        for (i, s) in streams.iter().enumerate() {
+            if let Some(ts) = s.peek_ts()
+                && best.is_none_or(|(b, _)| ts < b)
+            {
+                best = Some((ts, i));
+            }
+        }
+        let Some((ts, i)) = best else { break };
+        if let Some(wait) = pacer.wait_for(ts) {
+            std::thread::sleep(wait);
+        }
+        buf.clear();
+        if let Some(info) = streams[i].next_into(&mut buf, OutputFormat::Jsonl) {
+            while buf.last().is_some_and(|b| *b == b'\n') {
+                buf.pop();
+            }
+            emit(i, info.machine, &buf);
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
 /// Writes every org's rows as JSONL to `w`, merged in (ts, org index, machine)
 /// order, each row starting with `"org":"<org_id>"`. Failure events are not
 /// written; get them from [`failure_events`].

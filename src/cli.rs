@@ -54,6 +54,15 @@ pub enum Command {
     /// dedup) and print event recall, lead time and false alarms per org and
     /// component against known failures: the backtest before trusting a model.
     Replay(commands::replay::ReplayArgs),
+    /// One process of the cluster: read the SCADA topic's partitions of its timely
+    /// workers from Kafka, run the dataflow, write alerts to the alerts topic;
+    /// checkpoints make a restart lose and repeat nothing. timely's own arguments
+    /// (-w -n -p -h) go after `--`.
+    Worker(commands::worker::WorkerArgs),
+    /// The cluster's control plane: the store and the API, training and the model
+    /// registry; consumes the alerts topic into the store and publishes model
+    /// activations on the control topic for the workers.
+    Controller(commands::controller::ControllerArgs),
     /// Add, list, remove API users and set their passwords (while the service is stopped).
     Users(commands::users::UsersArgs),
 }
@@ -122,6 +131,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Models(a) => commands::train::run_models(a),
         Command::Replay(a) => commands::replay::run(a),
         Command::Users(a) => commands::users::run(a),
+        Command::Worker(a) => commands::worker::run(a),
+        Command::Controller(a) => commands::controller::run(a),
     }
 }
 

@@ -459,7 +459,7 @@ fn publish(stats: &Stats, seen: &mut BTreeMap<(String, String), u64>, metrics: &
 }
 
 /// Ctrl-C, or SIGTERM (how Kubernetes stops a pod).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let term = async {
         match term.as_mut() {

@@ -50,6 +50,16 @@ pub struct SimulateArgs {
     /// Row format of the files in --out.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
+    /// Produce the rows to Kafka instead (brokers `host:port,...`): key = org,
+    /// partition = hash of (org, machine) so each furnace keeps its order.
+    #[arg(long, value_name = "BROKERS", conflicts_with = "out")]
+    pub kafka: Option<String>,
+    /// Topic for --kafka.
+    #[arg(long, default_value = "prognos.scada", requires = "kafka")]
+    pub topic: String,
+    /// Partitions to create the topic with when it does not exist (--kafka).
+    #[arg(long, default_value_t = 4, requires = "kafka")]
+    pub partitions: i32,
     /// Take the organizations and their column names from this configuration
     /// instead of the built-in three schemas.
     #[command(flatten)]
@@ -177,6 +187,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     );
     let progress = |rows: u64| bar.set_position(rows);
     let t0 = std::time::Instant::now();
+    if let Some(brokers) = &args.kafka {
+        bar.finish_and_clear();
+        return to_kafka(&cfg, &schemas, brokers, &args, t0);
+    }
     match &args.out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -214,6 +228,49 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             tracing::info!(rows = summary.rows_total(), "simulation written to stdout");
         }
     }
+    Ok(())
+}
+
+/// `simulate --kafka`: every row to the topic, keyed by org, then flush.
+fn to_kafka(
+    cfg: &SimConfig,
+    schemas: &[OrgSchema],
+    brokers: &str,
+    args: &SimulateArgs,
+    t0: std::time::Instant,
+) -> anyhow::Result<()> {
+    use prognos_connectors::kafka::{KafkaClient, RecordProducer, admin};
+    let client = KafkaClient::new(brokers);
+    let wait = std::time::Duration::from_secs(60);
+    admin::create_topic(&client, &args.topic, args.partitions, false, wait)?;
+    let n = admin::partitions(&admin::reader(&client)?, &args.topic)?;
+    let producer = RecordProducer::new(&client, &args.topic)?;
+    let ids: Vec<Vec<String>> = schemas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| simulator::OrgStream::new(cfg, i, s).map(|st| st.machine_ids().to_vec()))
+        .collect::<Result<_, _>>()?;
+    let mut emit = |org: usize, machine: usize, row: &[u8]| {
+        let org_id = schemas[org].org_id.as_bytes();
+        let p = prognos_connectors::kafka::machine_partition(
+            &schemas[org].org_id,
+            &ids[org][machine],
+            n,
+        );
+        producer.send_to(Some(p), org_id, row, 0);
+        producer.service();
+    };
+    let rows = simulator::run_to_records(cfg, schemas, args.speed, &mut emit)?;
+    producer.flush(std::time::Duration::from_secs(120))?;
+    let secs = t0.elapsed().as_secs_f64();
+    tracing::info!(
+        rows,
+        topic = %args.topic,
+        partitions = n,
+        seconds = format!("{secs:.2}"),
+        rows_per_s = format!("{:.0}", rows as f64 / secs.max(1e-9)),
+        "simulation produced to Kafka"
+    );
     Ok(())
 }
 

@@ -1,0 +1,271 @@
+//! `prognos controller`: the cluster's control plane. It owns the product store
+//! (sled is single-process), serves the REST/WebSocket API, trains and registers
+//! models, consumes the alerts topic the workers write into the store (which
+//! groups records into alerts and numbers every change for the WebSocket), and
+//! publishes model activations on the compacted control topic every worker reads.
+//!
+//! Alerts-topic offsets are kept in the store, so a restart continues where it
+//! stopped; re-reading a record is harmless (the store's upsert is idempotent).
+
+use crate::api::{self, ApiDeps, ApiSettings, ApiState, SimulatorTrainer};
+use crate::cli::{ConfigArg, DataDirArg, ListenArg};
+use crate::metrics::Metrics;
+use crate::outputs::AlertOutputs;
+use crate::store::{AlertStore, Change};
+use crate::training::registry::Registry;
+use crate::{onnx_runtime, settings};
+use anyhow::Context;
+use clap::Args;
+use prognos_connectors::kafka::{KafkaClient, ReaderContext, RecordProducer, admin};
+use prognos_dataflows::models::activations::Activations;
+use prognos_dataflows::records::Alert;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Arguments of `prognos controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Configuration (organizations, thresholds, training).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Where the store and the models live.
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// API address.
+    #[command(flatten)]
+    pub listen: ListenArg,
+    /// Kafka brokers, `host:port[,host:port...]`.
+    #[arg(long, env = "PROGNOS_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// The topic the workers write alerts to.
+    #[arg(long, default_value = "prognos.alerts")]
+    pub alerts_topic: String,
+    /// The compacted topic model activations are published on.
+    #[arg(long, default_value = "prognos.control")]
+    pub control_topic: String,
+}
+
+const OFFSETS_TREE: &str = "controller_offsets";
+
+/// Run until Ctrl-C or SIGTERM.
+pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let config = settings::load(args.config.config.as_deref())?.config;
+    let ort = onnx_runtime::init()?;
+    tracing::info!(library = %ort.located.path.display(), "ONNX Runtime loaded");
+    let data_dir = args.data_dir.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let store_dir = data_dir.join("store");
+    let registry = Arc::new(Registry::open(&store_dir).with_context(|| {
+        format!(
+            "cannot open the store in {} (is another prognos process using this data dir?)",
+            store_dir.display()
+        )
+    })?);
+    let store = AlertStore::open(&registry.db())?;
+    let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
+    let metrics = Metrics::new();
+    let live = Arc::new(Activations::from_log(registry.activation_log()?));
+    let ready = Arc::new(AtomicBool::new(false));
+    let client = KafkaClient::new(&args.brokers);
+    let wait = Duration::from_secs(120);
+    admin::create_topic(&client, &args.alerts_topic, 1, false, wait)?;
+    admin::create_topic(&client, &args.control_topic, 1, true, wait)?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(args.listen.listen))
+        .with_context(|| format!("cannot listen on {}", args.listen.listen))?;
+    let addr = listener.local_addr()?;
+    let api_state = ApiState::open(ApiDeps {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        registry: registry.clone(),
+        store: store.clone(),
+        changes: changes.clone(),
+        live: live.clone(),
+        orgs: config.orgs.keys().cloned().collect(),
+        data_dir: data_dir.clone(),
+        trainer: Some(Arc::new(SimulatorTrainer {
+            config: config.clone(),
+            config_path: args.config.config.clone(),
+            data_dir: data_dir.clone(),
+            registry: registry.clone(),
+            live: live.clone(),
+            store: store.clone(),
+        })),
+        settings: ApiSettings::from_env(),
+    })
+    .context("cannot start the API")?;
+    let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();
+    let api_task = rt.spawn(api::run(listener, api_state, async {
+        let _ = stop_api_rx.await;
+    }));
+    tracing::info!("API listening on http://{addr}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let outputs = AlertOutputs {
+        store: store.clone(),
+        changes,
+        jsonl: None,
+        metrics,
+    };
+    let consumer = {
+        let (client, topic, stop) = (client.clone(), args.alerts_topic.clone(), stop.clone());
+        let offsets = registry.db().open_tree(OFFSETS_TREE)?;
+        std::thread::Builder::new()
+            .name("alerts-topic".into())
+            .spawn(move || consume_alerts(&client, &topic, &offsets, &outputs, &stop))?
+    };
+    let publisher = {
+        let (client, topic, stop) = (client.clone(), args.control_topic.clone(), stop.clone());
+        let registry = registry.clone();
+        std::thread::Builder::new()
+            .name("control-topic".into())
+            .spawn(move || publish_activations(&client, &topic, &registry, &stop))?
+    };
+    ready.store(true, Ordering::Release);
+    rt.block_on(crate::commands::run::shutdown_signal());
+    tracing::info!("shutdown requested");
+    stop.store(true, Ordering::Release);
+    for (name, t) in [
+        ("alerts consumer", consumer),
+        ("activation publisher", publisher),
+    ] {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the {name} failed"),
+            Err(_) => tracing::error!("the {name} panicked"),
+        }
+    }
+    store.flush()?;
+    let _ = stop_api.send(());
+    let _ = rt.block_on(api_task);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Every partition of the alerts topic into the store, from the stored offsets.
+fn consume_alerts(
+    client: &KafkaClient,
+    topic: &str,
+    offsets: &sled::Tree,
+    outputs: &AlertOutputs,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let c: BaseConsumer<ReaderContext> = client
+        .config()
+        .set("group.id", "prognos-controller")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(ReaderContext)?;
+    let mut owned: BTreeSet<i32> = BTreeSet::new();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_look = std::time::Instant::now() - Duration::from_secs(60);
+    let mut batch: Vec<Alert> = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        // Pick up new partitions now and then.
+        if last_look.elapsed() >= Duration::from_secs(5) {
+            last_look = std::time::Instant::now();
+            match admin::partitions(&admin::reader(client)?, topic) {
+                Ok(n) => {
+                    let mut tpl = TopicPartitionList::new();
+                    let new: Vec<i32> = (0..n).filter(|p| !owned.contains(p)).collect();
+                    for p in new {
+                        let from = offsets
+                            .get(p.to_be_bytes())?
+                            .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes))
+                            .unwrap_or(0);
+                        tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
+                        owned.insert(p);
+                        tracing::info!(topic, partition = p, from, "reading alerts");
+                    }
+                    if tpl.count() > 0 {
+                        c.incremental_assign(&tpl)?;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the alerts topic's partitions (retrying)")
+                }
+            }
+        }
+        match c.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "alerts topic read error (retrying)"),
+            Some(Ok(m)) => {
+                match serde_json::from_slice::<Alert>(m.payload().unwrap_or_default()) {
+                    Ok(a) => batch.push(a),
+                    Err(e) => {
+                        tracing::error!(error = %e, partition = m.partition(), offset = m.offset(),
+                        "an unreadable record on the alerts topic was skipped")
+                    }
+                }
+                next.insert(m.partition(), m.offset() + 1);
+                // Take what is already there before delivering.
+                while batch.len() < 1024 {
+                    match c.poll(Duration::ZERO) {
+                        Some(Ok(m)) => {
+                            if let Ok(a) =
+                                serde_json::from_slice::<Alert>(m.payload().unwrap_or_default())
+                            {
+                                batch.push(a);
+                            }
+                            next.insert(m.partition(), m.offset() + 1);
+                        }
+                        _ => break,
+                    }
+                }
+                outputs.deliver(&batch);
+                batch.clear();
+                for (p, o) in &next {
+                    offsets.insert(p.to_be_bytes(), &o.to_be_bytes())?;
+                }
+            }
+        }
+    }
+    offsets.flush()?;
+    Ok(())
+}
+
+/// Publish every activation of the registry's log not yet published (key
+/// `org/effective_ts`, so compaction keeps one record per activation).
+fn publish_activations(
+    client: &KafkaClient,
+    topic: &str,
+    registry: &Registry,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let producer = RecordProducer::new(client, topic)?;
+    let mut published: BTreeSet<(String, i64)> = BTreeSet::new();
+    while !stop.load(Ordering::Acquire) {
+        match registry.activation_log() {
+            Ok(log) => {
+                for a in log {
+                    let key = (a.organization_id.clone(), a.effective_ts);
+                    if published.contains(&key) {
+                        continue;
+                    }
+                    let k = format!("{}/{}", key.0, key.1);
+                    producer.send(k.as_bytes(), &serde_json::to_vec(&a)?, 0);
+                    tracing::info!(org = %a.organization_id, version = ?a.version, "activation published");
+                    published.insert(key);
+                }
+                if let Err(e) = producer.flush(Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, "activations not yet acknowledged (retrying)");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the activation log"),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}

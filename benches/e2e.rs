@@ -29,8 +29,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prognos");
@@ -157,6 +157,7 @@ fn main() {
             &machines.to_string(),
         ])
         .args(["--hours", &format!("{hours}"), "--seed", "11"])
+        .args(["--interval-ms", "10000"])
         .args(extra);
         c
     };
@@ -227,11 +228,11 @@ fn main() {
         Duration::from_secs(30),
     )
     .unwrap();
-    // (org, machine, ts) → when the broker acknowledged the row.
-    let acked: Arc<Mutex<HashMap<RowKey, Instant>>> = Arc::default();
+    // (org, machine, ts) → when the broker had acknowledged the row.
+    let mut acked: HashMap<RowKey, Instant> = HashMap::new();
     let done = Arc::new(AtomicBool::new(false));
     let receiver = {
-        let (addr, acked, done) = (addr.clone(), acked.clone(), done.clone());
+        let (addr, done) = (addr.clone(), done.clone());
         std::thread::spawn(move || {
             let c: BaseConsumer<ReaderContext> = KafkaClient::new(&addr)
                 .config()
@@ -254,8 +255,7 @@ fn main() {
             tpl.add_partition_offset("lat.alerts", 0, Offset::Beginning)
                 .unwrap();
             c.assign(&tpl).unwrap();
-            let mut lat = Vec::new();
-            let mut unmatched = 0u64;
+            let mut received: Vec<(RowKey, Instant)> = Vec::new();
             let mut idle_since = None;
             loop {
                 match c.poll(Duration::from_millis(100)) {
@@ -270,11 +270,7 @@ fn main() {
                         if a.status != AlertStatus::Active || a.suppressed_count > 0 {
                             continue; // re-emissions and resolutions have no row of their own
                         }
-                        let key = (a.organization_id, a.machine_id, a.ts);
-                        match acked.lock().unwrap().get(&key) {
-                            Some(t) => lat.push(now.duration_since(*t).as_secs_f64() * 1000.0),
-                            None => unmatched += 1,
-                        }
+                        received.push(((a.organization_id, a.machine_id, a.ts), now));
                     }
                     _ => {
                         if done.load(Ordering::Acquire) {
@@ -286,7 +282,7 @@ fn main() {
                     }
                 }
             }
-            (lat, unmatched)
+            received
         })
     };
     let producer: BaseProducer = KafkaClient::new(&addr)
@@ -299,7 +295,7 @@ fn main() {
     let limit = ((target * 30.0) as usize).min(total); // 30 s of paced load
     let t0 = Instant::now();
     let mut sent = 0usize;
-    let mut pending: Vec<((String, String, i64), Instant)> = Vec::new();
+    let mut pending: Vec<RowKey> = Vec::new();
     'outer: for i in 0.. {
         let mut any = false;
         for (k, org) in orgs.iter().enumerate() {
@@ -325,11 +321,7 @@ fn main() {
             if let Some(wait) = due.checked_sub(t0.elapsed()) {
                 producer.flush(Duration::from_secs(10)).unwrap();
                 let at = Instant::now();
-                let mut a = acked.lock().unwrap();
-                for (key, _) in pending.drain(..) {
-                    a.insert(key, at);
-                }
-                drop(a);
+                acked.extend(pending.drain(..).map(|k| (k, at)));
                 std::thread::sleep(wait.saturating_sub(at.elapsed()));
             }
             loop {
@@ -343,10 +335,7 @@ fn main() {
                     Err(_) => producer.poll(Duration::from_millis(5)),
                 }
             }
-            pending.push((
-                (row.organization_id, row.machine_id, row.ts),
-                Instant::now(),
-            ));
+            pending.push((row.organization_id, row.machine_id, row.ts));
             sent += 1;
             if sent >= limit {
                 break 'outer;
@@ -357,16 +346,19 @@ fn main() {
         }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-    {
-        let at = Instant::now();
-        let mut a = acked.lock().unwrap();
-        for (key, _) in pending.drain(..) {
-            a.insert(key, at);
-        }
-    }
+    let at = Instant::now();
+    acked.extend(pending.drain(..).map(|k| (k, at)));
     let paced_s = t0.elapsed().as_secs_f64();
     done.store(true, Ordering::Release);
-    let (mut lat, unmatched) = receiver.join().unwrap();
+    let received = receiver.join().unwrap();
+    let mut unmatched = 0;
+    let mut lat: Vec<f64> = Vec::new();
+    for (key, at) in received {
+        match acked.get(&key) {
+            Some(t) => lat.push(at.saturating_duration_since(*t).as_secs_f64() * 1000.0),
+            None => unmatched += 1,
+        }
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &latency_worker.id().to_string()])
         .status();

@@ -236,45 +236,80 @@ fn two_processes_of_two_workers_give_the_same_alerts_as_one_by_one() {
     assert_eq!(multiset(&two), multiset(&one));
 }
 
-#[test]
-fn kill_9_mid_stream_then_restart_writes_every_alert_exactly_once() {
+/// Run `processes` worker processes (1 worker each) over the first half of the
+/// rows, kill them all with SIGKILL once they have written alerts and
+/// checkpointed, produce the second half, restart them to the end, and check
+/// the alerts topic against the reference: every record exactly once.
+fn kill_and_restart(processes: usize, name: &str) {
     let _g = serial();
     let broker = Broker::start(&root());
     let expected = identities(&reference(&broker));
     let addr = broker.addr();
-    let dir = data().dir.path().join(format!("crash-{}", broker.port()));
-    produce(&addr, "crash.scada", "first");
-    let mut first = Guard(
-        worker(&addr, "crash.scada", "crash.alerts", &dir)
-            .args(["--checkpoint-ms", "100"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // Let it write alerts and checkpoint, then kill it without warning.
+    let (topic, alerts) = (format!("{name}.scada"), format!("{name}.alerts"));
+    let dir = data().dir.path().join(format!("{name}-{}", broker.port()));
+    let hosts = dir.with_extension("hosts");
+    std::fs::write(
+        &hosts,
+        (0..processes)
+            .map(|_| format!("127.0.0.1:{}\n", free_port()))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let cluster = |p: usize, c: &mut Command| {
+        if processes > 1 {
+            c.arg("--")
+                .args(["-n", &processes.to_string(), "-p", &p.to_string(), "-h"])
+                .arg(&hosts);
+        }
+    };
+    produce(&addr, &topic, "first");
+    let mut first: Vec<Guard> = (0..processes)
+        .map(|p| {
+            let mut c = worker(&addr, &topic, &alerts, &dir);
+            c.args(["--checkpoint-ms", "100"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cluster(p, &mut c);
+            Guard(c.spawn().unwrap())
+        })
+        .collect();
+    // Let them write alerts and checkpoint, then kill them without warning.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while alerts_of(&addr, "crash.alerts").len() < 10 {
+    while alerts_of(&addr, &alerts).len() < 10 {
         assert!(Instant::now() < deadline, "the first run wrote no alerts");
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_secs(1));
-    first.0.kill().unwrap(); // SIGKILL
-    first.0.wait().unwrap();
-    let before = alerts_of(&addr, "crash.alerts").len();
-    produce(&addr, "crash.scada", "second");
-    let log = run(worker(&addr, "crash.scada", "crash.alerts", &dir).arg("--until-end"));
-    let got = identities(&alerts_of(&addr, "crash.alerts"));
+    for w in &mut first {
+        w.0.kill().unwrap(); // SIGKILL
+        w.0.wait().unwrap();
+    }
+    let before = alerts_of(&addr, &alerts).len();
+    produce(&addr, &topic, "second");
+    let restarted: Vec<Guard> = (0..processes)
+        .map(|p| {
+            let mut c = worker(&addr, &topic, &alerts, &dir);
+            c.arg("--until-end")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cluster(p, &mut c);
+            Guard(c.spawn().unwrap())
+        })
+        .collect();
+    for mut w in restarted {
+        assert!(w.0.wait().unwrap().success(), "a restarted worker failed");
+    }
+    let got = identities(&alerts_of(&addr, &alerts));
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "records written twice: {twice:?}");
     let missing: BTreeSet<_> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: BTreeSet<_> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}, unexpected {extra:?}; {before} written before the kill\n{log}"
+        "missing {missing:?}, unexpected {extra:?}; {before} written before the kill"
     );
     println!(
-        "kill -9: {} alert records expected, {} distinct received ({} in all), {before} written before the kill",
+        "kill -9 of {processes} process(es): {} alert records expected, {} distinct received ({} in all), {before} written before the kill",
         expected.len(),
         got.len(),
         got.values().sum::<usize>()
@@ -284,6 +319,16 @@ fn kill_9_mid_stream_then_restart_writes_every_alert_exactly_once() {
         "killed mid-stream ({before} of {})",
         expected.len()
     );
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_writes_every_alert_exactly_once() {
+    kill_and_restart(1, "crash");
+}
+
+#[test]
+fn kill_9_of_a_two_process_cluster_then_restart_writes_every_alert_exactly_once() {
+    kill_and_restart(2, "crash2");
 }
 
 #[test]

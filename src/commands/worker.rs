@@ -73,7 +73,8 @@ pub struct WorkerArgs {
     /// How often to checkpoint (ms).
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_ms: u64,
-    /// Ignore any checkpoint and start every partition from the beginning.
+    /// Ignore any checkpoint and start every partition from the beginning (records
+    /// already on the alerts topic are still not written again).
     #[arg(long)]
     pub from_beginning: bool,
     /// timely's own arguments after `--`: `-w THREADS -n PROCESSES -p INDEX -h HOSTFILE`.
@@ -135,43 +136,62 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     })?;
     let tree = db.open_tree("checkpoints")?;
     let ckey = format!("{}->{}", args.topic, args.alerts_topic);
-    let resume: Option<Checkpoint> = if args.from_beginning {
-        None
+    let processes = timely_processes(&timely_config);
+    let fronts_topic = format!("{}.checkpoints", args.alerts_topic);
+    admin::create_topic(&client, &fronts_topic, 1, true, wait)?;
+    let resume = if args.from_beginning {
+        Resume::default()
     } else {
-        tree.get(&ckey)?
-            .map(|v| serde_json::from_slice(&v))
-            .transpose()
-            .context("the stored checkpoint is unreadable (start with --from-beginning)")?
+        plan_resume(
+            &client,
+            &fronts_topic,
+            &tree,
+            &ckey,
+            process,
+            processes,
+            wait,
+        )?
     };
     let margin = config.replay_margin_ms();
-    // Records already in the alerts topic at or after the resume frontier.
-    let (resume_frontier, skip) = match &resume {
-        Some(c) => {
-            let written = admin::read_all(&client, &args.alerts_topic, &c.alerts_from, wait)?;
-            let skip: HashSet<String> = written
-                .iter()
-                .filter_map(|r| identity_of_json(&r.payload))
-                .collect();
-            tracing::info!(
-                frontier = %prognos_dataflows::time::format_rfc3339_ms(c.frontier as i64),
-                partitions = c.offsets.len(),
-                already_written = skip.len(),
-                "resuming from the checkpoint"
-            );
-            (c.frontier, skip)
-        }
+    // Records already in the alerts topic at or after where this process resumes.
+    let resume_frontier = resume.frontier;
+    // Without a checkpoint, the whole topic: an earlier run may have written
+    // records before its first checkpoint.
+    let from = resume
+        .checkpoint
+        .as_ref()
+        .map(|c| c.alerts_from.clone())
+        .unwrap_or_default();
+    admin::create_topic(&client, &args.alerts_topic, 1, false, wait)?;
+    let skip: HashSet<String> = admin::read_all(&client, &args.alerts_topic, &from, wait)?
+        .iter()
+        .filter_map(|r| identity_of_json(&r.payload))
+        .collect();
+    match &resume.checkpoint {
+        Some(c) => tracing::info!(
+            frontier = %prognos_dataflows::time::format_rfc3339_ms(resume.frontier as i64),
+            checkpoint = %prognos_dataflows::time::format_rfc3339_ms(c.frontier as i64),
+            partitions = c.offsets.len(),
+            already_written = skip.len(),
+            "resuming from the checkpoint"
+        ),
+        None if resume.frontier > 0 => tracing::warn!(
+            frontier = resume.frontier,
+            already_written = skip.len(),
+            "no checkpoint of this process at or before the cluster's frontier: replaying every partition from the beginning"
+        ),
         None => {
-            tracing::info!(topic = %args.topic, "no checkpoint: reading every partition from the beginning");
-            (0, HashSet::new())
+            tracing::info!(topic = %args.topic, already_written = skip.len(), "no checkpoint: reading every partition from the beginning")
         }
-    };
+    }
+    let resume = resume.checkpoint;
     let start_offsets = resume
         .as_ref()
         .map(|c| c.offsets.clone())
         .unwrap_or_default();
 
-    admin::create_topic(&client, &args.alerts_topic, 1, false, wait)?;
     let alerts = Arc::new(RecordProducer::new(&client, &args.alerts_topic)?);
+    let fronts = Arc::new(RecordProducer::new(&client, &fronts_topic)?);
     let dead = match &args.dead_letters_topic {
         Some(t) => {
             admin::create_topic(&client, t, 1, false, wait)?;
@@ -381,12 +401,32 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             if checkpointer && last.elapsed() >= every {
                 last = Instant::now();
                 if let Some(f) = last_frontier {
-                    checkpoint(&tracker, &alerts, &prev_alerts, f, margin, &tree2, &ckey2);
+                    checkpoint(
+                        &tracker,
+                        &alerts,
+                        &fronts,
+                        process,
+                        &prev_alerts,
+                        f,
+                        margin,
+                        &tree2,
+                        &ckey2,
+                    );
                 }
             }
         }
         if checkpointer && let Some(f) = last_frontier {
-            checkpoint(&tracker, &alerts, &prev_alerts, f, margin, &tree2, &ckey2);
+            checkpoint(
+                &tracker,
+                &alerts,
+                &fronts,
+                process,
+                &prev_alerts,
+                f,
+                margin,
+                &tree2,
+                &ckey2,
+            );
         }
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
@@ -430,6 +470,8 @@ fn flush_ok(p: &RecordProducer) -> bool {
 fn checkpoint(
     tracker: &OffsetTracker,
     alerts: &RecordProducer,
+    fronts: &RecordProducer,
+    process: usize,
     previous: &BTreeMap<i32, i64>,
     frontier: u64,
     margin: u64,
@@ -453,13 +495,110 @@ fn checkpoint(
         })
     })();
     match result.and_then(|c| {
-        tree.insert(key, serde_json::to_vec(&c)?)?;
-        tree.flush()?;
+        store_checkpoint(tree, key, &c)?;
+        // Tell the other processes (a restart resumes from their minimum).
+        fronts.send(
+            process_key(process).as_bytes(),
+            c.frontier.to_string().as_bytes(),
+            0,
+        );
+        fronts.flush(Duration::from_secs(5))?;
         Ok(c)
     }) {
         Ok(c) => tracing::debug!(frontier = c.frontier, offsets = ?c.offsets, "checkpoint"),
         Err(e) => tracing::warn!(error = %e, "checkpoint skipped (will retry)"),
     }
+}
+
+/// Checkpoints kept per process: a restart may need one older than the latest
+/// (the cluster resumes from the minimum over its processes).
+const HISTORY: usize = 1024;
+
+fn process_key(process: usize) -> String {
+    format!("process-{process}")
+}
+
+fn timely_processes(c: &timely::Config) -> usize {
+    match &c.communication {
+        timely::CommunicationConfig::Cluster { addresses, .. } => addresses.len().max(1),
+        _ => 1,
+    }
+}
+
+/// Append a checkpoint to the history (key `<ckey>/<frontier, 20 digits>`),
+/// dropping the oldest beyond [`HISTORY`].
+fn store_checkpoint(tree: &sled::Tree, ckey: &str, c: &Checkpoint) -> anyhow::Result<()> {
+    tree.insert(format!("{ckey}/{:020}", c.frontier), serde_json::to_vec(c)?)?;
+    let keys: Vec<sled::IVec> = tree
+        .scan_prefix(format!("{ckey}/"))
+        .keys()
+        .collect::<Result<_, _>>()?;
+    for k in keys.iter().take(keys.len().saturating_sub(HISTORY)) {
+        tree.remove(k)?;
+    }
+    tree.flush()?;
+    Ok(())
+}
+
+/// Where a restarting process resumes.
+#[derive(Debug, Default)]
+struct Resume {
+    /// Records due before this are already in the topics: the minimum over the
+    /// cluster's processes of their latest checkpoint.
+    frontier: u64,
+    /// This process's newest checkpoint at or before `frontier` (replay offsets
+    /// and where its records start on the alerts topic); `None`: from the beginning.
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Agree on the frontier with the other processes through the compacted
+/// checkpoints topic (each process publishes its latest frontier after storing
+/// it), then pick this process's newest checkpoint at or before it. Every
+/// process then replays from at or before `frontier − margin` and drops only
+/// what is due before `frontier`: each machine's state is rebuilt from enough
+/// rows whichever process reads its partition.
+fn plan_resume(
+    client: &KafkaClient,
+    fronts_topic: &str,
+    tree: &sled::Tree,
+    ckey: &str,
+    process: usize,
+    processes: usize,
+    wait: Duration,
+) -> anyhow::Result<Resume> {
+    let history: BTreeMap<u64, Checkpoint> = tree
+        .scan_prefix(format!("{ckey}/"))
+        .values()
+        .map(|v| Ok(serde_json::from_slice::<Checkpoint>(&v?)?))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .map(|c| (c.frontier, c))
+        .collect();
+    let Some(own_latest) = history.keys().next_back().copied() else {
+        return Ok(Resume::default());
+    };
+    let mut published: BTreeMap<String, u64> = BTreeMap::new();
+    for r in admin::read_all(client, fronts_topic, &BTreeMap::new(), wait)? {
+        if let Some(f) = std::str::from_utf8(&r.payload)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            published.insert(String::from_utf8_lossy(&r.key).into_owned(), f);
+        }
+    }
+    let mut frontier = own_latest;
+    for p in (0..processes).filter(|p| *p != process) {
+        // A process that never checkpointed may have written anything.
+        frontier = frontier.min(published.get(&process_key(p)).copied().unwrap_or(0));
+    }
+    let checkpoint = history
+        .range(..=frontier)
+        .next_back()
+        .map(|(_, c)| c.clone());
+    Ok(Resume {
+        frontier,
+        checkpoint,
+    })
 }
 
 /// Read the control topic to its end now (activations already published apply

@@ -72,6 +72,9 @@ impl KafkaSource {
                 if cfg.stop_at_end { "true" } else { "false" },
             )
             .set("auto.offset.reset", "earliest")
+            // Latency: a fetch that finds nothing waits at most this long at the
+            // broker before asking again (librdkafka's default is 500 ms).
+            .set("fetch.wait.max.ms", "50")
             .create_with_context(super::ReaderContext)
             .map_err(KafkaConnectorError::kafka("create consumer"))?;
         let mut s = KafkaSource {

@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod onnx_runtime;
 pub mod outputs;
 pub mod settings;
+pub mod status;
 pub mod store;
 pub mod training;

@@ -12,6 +12,7 @@ use prognos::api::{ApiDeps, ApiSettings, ApiState, TrainRequest, Trainer};
 use prognos::auth::Role;
 use prognos::commands::train::TrainOutcome;
 use prognos::metrics::Metrics;
+use prognos::status::PipelineStatus;
 use prognos::store::{AlertStore, Change};
 use prognos::training::registry::Registry;
 use prognos_dataflows::config::Severity;
@@ -85,6 +86,7 @@ struct Server {
     store: AlertStore,
     registry: Arc<Registry>,
     changes: tokio::sync::broadcast::Sender<Change>,
+    pipeline: Arc<PipelineStatus>,
     dir: tempfile::TempDir,
     http: reqwest::Client,
     doc: Value,
@@ -105,6 +107,7 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
     let store = AlertStore::open(&registry.db()).unwrap();
     let live: Arc<Activations> = Arc::default();
     let changes = tokio::sync::broadcast::channel(capacity).0;
+    let pipeline: Arc<PipelineStatus> = Arc::default();
     let state = ApiState::open(ApiDeps {
         metrics: Metrics::new(),
         ready: Arc::new(AtomicBool::new(true)),
@@ -119,6 +122,7 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
             registry: registry.clone(),
             live,
         })),
+        pipeline: pipeline.clone(),
         settings: ApiSettings {
             jwt_secret: Some(SECRET.into()),
             admin_username: "root".into(),
@@ -148,6 +152,7 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
         store,
         registry,
         changes,
+        pipeline,
         dir,
         http: reqwest::Client::new(),
         doc: prognos::api::openapi::document(),
@@ -414,7 +419,7 @@ async fn role_org_route_isolation_matrix() {
         .iter()
         .filter(|r| matches!(r.access, Access::Roles(_)) && r.path != "/ws")
         .collect();
-    assert_eq!(protected.len(), 16);
+    assert_eq!(protected.len(), 20);
 
     for r in &protected {
         let path = concrete(r.path, &a_ids[0]);
@@ -1276,6 +1281,180 @@ async fn model_routes_deploy_rollback_train_and_audit() {
             .iter()
             .all(|e| e["organizationId"] == B)
     );
+}
+
+/// A `/api/health/*` answer for `user` (its schema is checked by `call`).
+async fn health(s: &Server, route: &str, token: &str) -> Value {
+    let (st, v) = s.get(&format!("/api/health/{route}"), token).await;
+    assert_eq!(st, 200, "{route}: {v}");
+    v
+}
+
+fn org_ids(v: &Value) -> Vec<&str> {
+    v["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["organizationId"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_routes_report_the_pipeline_per_org_without_leaks() {
+    use prognos_dataflows::models::CacheStats;
+    let s = server().await;
+    let (op_a, op_b, root) = (
+        s.login("op-a").await,
+        s.login("op-b").await,
+        s.login("root").await,
+    );
+    // Before the pipeline starts: every pipeline-backed check is unhealthy.
+    for route in ["prediction-service", "model-cache", "background-monitor"] {
+        let v = health(&s, route, &op_a).await;
+        assert_eq!(v["status"], "unhealthy", "{route}: {v}");
+        assert_eq!(org_ids(&v), vec![A], "{route}");
+    }
+
+    // Org A runs on its model v1; org B has no model (rules only) and its rows
+    // stopped two minutes ago; one worker's cache holds A's v1 and refused a B version.
+    s.registry
+        .register(&version_dir(s.dir.path(), A, "v1"), 1)
+        .unwrap();
+    s.registry
+        .activate(A, Some("v1"), 2, &Activations::default())
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let rows = |v: &[(&str, &str, u64)]| -> BTreeMap<(String, String), u64> {
+        v.iter()
+            .map(|(o, k, n)| ((o.to_string(), k.to_string()), *n))
+            .collect()
+    };
+    let caches = BTreeMap::from([(
+        0,
+        CacheStats {
+            hits: 7,
+            misses: 1,
+            bytes: 4096,
+            models: 1,
+            loaded: vec![(A.into(), "v1".into())],
+            failed: vec![(B.into(), "v9".into(), "feature names differ".into())],
+            ..CacheStats::default()
+        },
+    )]);
+    let orgs = [A.to_string(), B.to_string()];
+    s.pipeline.start(now - 120_000, &orgs);
+    let event_time = BTreeMap::from([(A.to_string(), T0), (B.to_string(), T0)]);
+    s.pipeline.update(
+        now - 120_000,
+        &rows(&[(A, "featured", 5), (B, "featured", 5), (B, "fallback", 5)]),
+        &event_time,
+        &caches,
+    );
+    s.pipeline.update(
+        now,
+        &rows(&[
+            (A, "featured", 10),
+            (A, "scored", 10),
+            (B, "featured", 5),
+            (B, "fallback", 5),
+        ]),
+        &event_time,
+        &caches,
+    );
+    s.state.metrics.publish_cache(&caches);
+
+    // Prediction service: A scores with v1; B is on rules; each sees only itself.
+    let v = health(&s, "prediction-service", &op_a).await;
+    assert_eq!(
+        (&v["status"], org_ids(&v)),
+        (&json!("healthy"), vec![A]),
+        "{v}"
+    );
+    let a = &v["organizations"][0];
+    assert_eq!(
+        (&a["activeVersion"], &a["mode"], &a["rowsScored"]),
+        (&json!("v1"), &json!("model"), &json!(10))
+    );
+    let v = health(&s, "prediction-service", &op_b).await;
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["fallbackOrganizations"], json!([B]));
+    assert_eq!(v["organizations"][0]["rowsFallback"], 5);
+    let v = health(&s, "prediction-service", &root).await;
+    assert_eq!(
+        (&v["status"], org_ids(&v)),
+        (&json!("degraded"), vec![A, B])
+    );
+    let (_, v) = s
+        .get(&format!("/api/health/prediction-service?org={A}"), &root)
+        .await;
+    assert_eq!((&v["status"], org_ids(&v)), (&json!("healthy"), vec![A]));
+
+    // Model cache: per-org residency; process totals only for a super admin over all orgs.
+    let v = health(&s, "model-cache", &op_a).await;
+    assert_eq!(v["status"], "healthy");
+    assert_eq!(v["organizations"][0]["loaded"], json!(["v1"]));
+    assert_eq!(v["organizations"][0]["activeLoaded"], true);
+    assert_eq!(v["organizations"][0]["failed"], json!([]));
+    assert!(v.get("totals").is_none(), "{v}");
+    let v = health(&s, "model-cache", &op_b).await;
+    assert_eq!(v["organizations"][0]["loaded"], json!([]));
+    assert_eq!(v["organizations"][0]["failed"][0]["version"], "v9");
+    let v = health(&s, "model-cache", &root).await;
+    assert_eq!(
+        (
+            &v["totals"]["hits"],
+            &v["totals"]["misses"],
+            &v["totals"]["bytes"]
+        ),
+        (&json!(7), &json!(1), &json!(4096))
+    );
+    assert_eq!(v["totals"]["hitRatio"], json!(7.0 / 8.0));
+
+    // Background monitor: A moves, B stalled two minutes ago.
+    let v = health(&s, "background-monitor", &op_a).await;
+    assert_eq!(v["status"], "healthy", "{v}");
+    assert_eq!(v["pipeline"]["running"], true);
+    let a = &v["organizations"][0];
+    assert_eq!(
+        (&a["rowsFeatured"], &a["stalled"]),
+        (&json!(10), &json!(false))
+    );
+    assert!(a["secondsSinceProgress"].as_f64().unwrap() < 60.0, "{a}");
+    assert!(a["rows"].get("fallback").is_none(), "no org-B counts: {a}");
+    let v = health(&s, "background-monitor", &op_b).await;
+    assert_eq!(v["status"], "unhealthy", "its only org is stalled: {v}");
+    assert!(
+        v["organizations"][0]["secondsSinceProgress"]
+            .as_f64()
+            .unwrap()
+            >= 120.0
+    );
+    let v = health(&s, "background-monitor", &root).await;
+    assert_eq!(v["status"], "degraded", "{v}");
+
+    // Training service: a failed run of A degrades A's view, never B's.
+    let v = health(&s, "training-service", &op_a).await;
+    assert_eq!(
+        (&v["status"], &v["trainerAvailable"], &v["queued"]),
+        (&json!("healthy"), &json!(true), &json!(0))
+    );
+    let ad_a = s.login("ad-a").await;
+    let (st, job) = s.post("/api/ml/train", &ad_a, json!({"seed": 666})).await;
+    assert_eq!(st, 202, "{job}");
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        v = health(&s, "training-service", &op_a).await;
+        if v["organizations"][0]["lastJob"]["status"] == "FAILED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["organizations"][0]["lastJob"]["id"], job["id"]);
+    assert_eq!(v["organizations"][0]["lastJob"]["error"], "asked to fail");
+    let v = health(&s, "training-service", &op_b).await;
+    assert_eq!((&v["status"], org_ids(&v)), (&json!("healthy"), vec![B]));
+    assert!(v["organizations"][0]["lastJob"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -294,6 +294,11 @@ impl Jobs {
         Ok(job)
     }
 
+    /// Whether jobs can run (the service has a trainer).
+    pub fn available(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// The jobs of `org`, newest first.
     pub fn of_org(&self, org: &str) -> Vec<TrainJob> {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());

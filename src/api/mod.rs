@@ -23,6 +23,7 @@
 
 mod alerts;
 pub mod error;
+mod health;
 mod login;
 pub mod metrics;
 pub mod ml;
@@ -38,6 +39,7 @@ pub use request::{Caller, Scope};
 
 use crate::auth::{AuditLog, LoginLimiter, Role, TokenKeys, UserStore};
 use crate::metrics::Metrics;
+use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::registry::Registry;
 use prognos_dataflows::models::activations::Activations;
@@ -133,6 +135,8 @@ pub struct ApiDeps {
     pub data_dir: PathBuf,
     /// Trains a version for `POST /api/ml/train`; `None` answers 503.
     pub trainer: Option<Arc<dyn Trainer>>,
+    /// What the running pipeline reports (the health routes read it).
+    pub pipeline: Arc<PipelineStatus>,
     /// Tunables.
     pub settings: ApiSettings,
 }
@@ -168,6 +172,7 @@ pub(crate) struct Services {
     pub limiter: LoginLimiter,
     pub login_slots: tokio::sync::Semaphore,
     pub jobs: Arc<ml::Jobs>,
+    pub pipeline: Arc<PipelineStatus>,
     pub m: metrics::ApiMetrics,
 }
 
@@ -241,6 +246,7 @@ impl ApiState {
             users,
             audit,
             jobs,
+            pipeline: deps.pipeline,
             m,
         };
         Ok(ApiState {

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::request::{Reply, Req};
-use super::{ApiState, alerts, login, ml};
+use super::{ApiState, alerts, health, login, ml};
 use crate::auth::Role;
 use warp::http::Method;
 
@@ -235,6 +235,46 @@ pub static ROUTES: &[Route] = &[
         access: Access::Public,
         ok: (200, Body::Text),
         handler: Handler::Json(login::metrics),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/prediction-service",
+        operation_id: "healthPredictionService",
+        summary: "Per org: the active model version and whether rows are scored by it or by the rules alone (fallback).",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("PredictionServiceHealth")),
+        handler: Handler::Json(health::prediction_service),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/training-service",
+        operation_id: "healthTrainingService",
+        summary: "The training queue; per org its queued and running jobs and its latest training run with its outcome.",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("TrainingServiceHealth")),
+        handler: Handler::Json(health::training_service),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/model-cache",
+        operation_id: "healthModelCache",
+        summary: "Per org: versions held by the model caches and versions that failed their load check; process-wide counters for a super admin without ?org=.",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("ModelCacheHealth")),
+        handler: Handler::Json(health::model_cache),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/background-monitor",
+        operation_id: "healthBackgroundMonitor",
+        summary: "The pipeline: running, and per org its row counts, the event time reached and the seconds since it last made progress.",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("BackgroundMonitorHealth")),
+        handler: Handler::Json(health::background_monitor),
         ..BASE
     },
     Route {

@@ -58,6 +58,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
     let alert_type = en(&["CRITICAL", "WARNING", "PREDICTIVE"]);
     let status = en(&["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]);
     let role = en(&["operator", "admin", "super_admin"]);
+    let health = en(&["healthy", "degraded", "unhealthy"]);
     vec![
         (
             "Error",
@@ -78,6 +79,161 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ),
         ("Health", obj(&[("status", s())], &[])),
         ("Ready", obj(&[("ready", boolean())], &[])),
+        (
+            "PredictionServiceHealth",
+            obj(
+                &[
+                    ("status", health.clone()),
+                    ("checkedAt", dt()),
+                    ("pipelineRunning", boolean()),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("activeVersion", null(s())),
+                                ("mode", en(&["model", "rules"])),
+                                ("rowsScored", int()),
+                                ("rowsFallback", int()),
+                                ("lastScoredAt", null(dt())),
+                                ("lastFallbackAt", null(dt())),
+                                ("modelError", null(s())),
+                            ],
+                            &[],
+                        )),
+                    ),
+                    ("fallbackOrganizations", arr(s())),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "TrainingServiceHealth",
+            obj(
+                &[
+                    ("status", health.clone()),
+                    ("checkedAt", dt()),
+                    ("trainerAvailable", boolean()),
+                    ("queued", int()),
+                    ("running", int()),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("queued", int()),
+                                ("running", int()),
+                                (
+                                    "lastRun",
+                                    null(obj(
+                                        &[
+                                            ("id", s()),
+                                            ("status", s()),
+                                            ("version", s()),
+                                            ("startedAt", dt()),
+                                            ("completedAt", null(dt())),
+                                            ("error", null(s())),
+                                        ],
+                                        &[],
+                                    )),
+                                ),
+                                (
+                                    "lastJob",
+                                    null(obj(
+                                        &[
+                                            ("id", s()),
+                                            ("status", s()),
+                                            ("queuedAt", dt()),
+                                            ("completedAt", null(dt())),
+                                            ("error", null(s())),
+                                        ],
+                                        &[],
+                                    )),
+                                ),
+                            ],
+                            &[],
+                        )),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "ModelCacheHealth",
+            obj(
+                &[
+                    ("status", health.clone()),
+                    ("checkedAt", dt()),
+                    ("pipelineRunning", boolean()),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("activeVersion", null(s())),
+                                ("activeLoaded", boolean()),
+                                ("loaded", arr(s())),
+                                ("failed", arr(obj(&[("version", s()), ("error", s())], &[]))),
+                            ],
+                            &[],
+                        )),
+                    ),
+                ],
+                &[(
+                    "totals",
+                    obj(
+                        &[
+                            ("hits", int()),
+                            ("misses", int()),
+                            ("evictions", int()),
+                            ("hitRatio", null(num())),
+                            ("loadSeconds", num()),
+                            ("bytes", int()),
+                            ("models", int()),
+                        ],
+                        &[],
+                    ),
+                )],
+            ),
+        ),
+        (
+            "BackgroundMonitorHealth",
+            obj(
+                &[
+                    ("status", health),
+                    ("checkedAt", dt()),
+                    (
+                        "pipeline",
+                        obj(
+                            &[
+                                ("ready", boolean()),
+                                ("running", boolean()),
+                                ("startedAt", null(dt())),
+                                ("updatedAt", null(dt())),
+                                ("secondsSinceUpdate", null(num())),
+                            ],
+                            &[],
+                        ),
+                    ),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("rows", counts()),
+                                ("rowsFeatured", int()),
+                                ("eventTime", null(dt())),
+                                ("lastProgressAt", null(dt())),
+                                ("secondsSinceProgress", null(num())),
+                                ("stalled", boolean()),
+                            ],
+                            &[],
+                        )),
+                    ),
+                ],
+                &[],
+            ),
+        ),
         (
             "OpenApiDocument",
             json!({"type": "object", "description": "An OpenAPI 3.0 document."}),

@@ -12,6 +12,7 @@ use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
 use crate::outputs::{AlertOutputs, LineSink, PredictionOutput};
+use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::bootstrap::{Bootstrap, orgs_without_model};
 use crate::training::python::MlEnv;
@@ -118,6 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // The live activation log: the dataflow scores with it, deploy and rollback
     // (CLI-free, through the API) append to it.
     let live = Arc::new(Activations::from_log(registry.activation_log()?));
+    let pipeline = Arc::new(PipelineStatus::default());
     let api_state = ApiState::open(ApiDeps {
         metrics: metrics.clone(),
         ready: ready.clone(),
@@ -135,6 +137,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             live: live.clone(),
             store: store.clone(),
         })),
+        pipeline: pipeline.clone(),
         settings: ApiSettings::from_env(),
     })
     .context("cannot start the API")?;
@@ -168,6 +171,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         store: store.clone(),
         changes,
         live,
+        pipeline,
     };
     let result = run_pipeline(
         &config,
@@ -195,6 +199,7 @@ struct Services {
     store: AlertStore,
     changes: tokio::sync::broadcast::Sender<Change>,
     live: Arc<Activations>,
+    pipeline: Arc<PipelineStatus>,
 }
 
 /// The embedded pipeline: simulator partitions (one per org) spread over the
@@ -353,6 +358,9 @@ fn run_pipeline(
         });
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
+    services
+        .pipeline
+        .start(chrono::Utc::now().timestamp_millis(), config.orgs.keys());
     ready.store(true, Ordering::Release);
     start_first_models(config, args, services, &activations, live_start_ms, stop)?;
 
@@ -369,11 +377,23 @@ fn run_pipeline(
             Err(e) => anyhow::bail!("timely workers vanished: {e}"),
         }
         publish(&stats, &mut seen, metrics);
-        metrics.publish_cache(&cache_stats.lock().unwrap_or_else(|e| e.into_inner()));
+        let caches = cache_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        metrics.publish_cache(&caches);
         let t = clock.load(Ordering::Relaxed);
         for org in config.orgs.keys() {
             metrics.source_event_time.with_label_values(&[org]).set(t);
         }
+        let event_time: BTreeMap<String, i64> =
+            config.orgs.keys().map(|o| (o.clone(), t)).collect();
+        services.pipeline.update(
+            chrono::Utc::now().timestamp_millis(),
+            &seen,
+            &event_time,
+            &caches,
+        );
         if last_status.elapsed() >= Duration::from_secs(10) {
             let featured: u64 = seen
                 .iter()

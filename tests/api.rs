@@ -1563,7 +1563,10 @@ async fn metrics_exposition_parses() {
             .iter()
             .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
         assert!(typed.contains(name) || typed.contains(family), "{line}");
-        assert!(name.starts_with("prognos_"), "{line}");
+        assert!(
+            name.starts_with("prognos_") || name.starts_with("process_"),
+            "{line}"
+        );
     }
     assert!(
         text.contains(r#"prognos_login_attempts_total{outcome="ok"} 1"#),

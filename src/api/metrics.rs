@@ -78,6 +78,13 @@ impl ApiMetrics {
         registry.register(Box::new(ws_disconnects.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(training_runs.clone()))?;
+        // Every outcome exists from the start, so rate() and dashboards see zeros.
+        for outcome in ["completed", "rejected", "failed"] {
+            training_runs.with_label_values(&[outcome]);
+        }
+        for outcome in ["ok", "failed", "rate_limited"] {
+            logins.with_label_values(&[outcome]);
+        }
         Ok(ApiMetrics {
             requests,
             duration,

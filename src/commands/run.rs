@@ -100,6 +100,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
 
     let metrics = Metrics::new();
+    metrics.init_orgs(config.orgs.keys());
     metrics
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), onnx_runtime::EXPECTED_VERSION])
@@ -464,8 +465,11 @@ fn start_first_models(
     Ok(())
 }
 
-/// Move new counts from the dataflow's stats into the Prometheus counters.
+/// Move new counts and batch timings from the dataflow's stats into the
+/// Prometheus counters and histograms.
 fn publish(stats: &Stats, seen: &mut BTreeMap<(String, String), u64>, metrics: &Metrics) {
+    let (batches, dropped) = stats.take_batches();
+    metrics.observe_batches(&batches, dropped);
     for (k, v) in stats.snapshot() {
         let before = seen.get(&k).copied().unwrap_or(0);
         if v > before {

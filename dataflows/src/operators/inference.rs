@@ -14,7 +14,7 @@ use crate::models::activations::Activations;
 use crate::models::cache::{CacheLimits, CacheStats, ModelCache, ModelRoot};
 use crate::models::runner::Score;
 use crate::records::{FeatureMap, FeatureRow, ModelHealth, Prediction, PredictionMetadata};
-use crate::stats::{Stats, Tally};
+use crate::stats::{BatchSample, Stage, Stats, Tally};
 use ort::environment::Environment;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -208,6 +208,7 @@ pub fn inference<'s>(
         let mut versions: Vec<Option<Arc<str>>> = Vec::new();
         let mut scores: Vec<Score> = Vec::new();
         let mut tally = Tally::default();
+        let mut timed: Vec<BatchSample> = Vec::new();
         move |(input, frontier), output| {
             input.for_each(|_cap, data| pending.append(data));
             let Some(c) = cap.as_mut() else { return };
@@ -285,7 +286,9 @@ pub fn inference<'s>(
                     match model.score(&refs, &mut scores) {
                         Ok(()) => {
                             breaker.errors = 0;
-                            let per_row = t0.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
+                            let seconds = t0.elapsed().as_secs_f64();
+                            timed.push(BatchSample { stage: Stage::Inference, org: Some(org.clone()), rows: batch.len(), seconds });
+                            let per_row = seconds * 1000.0 / batch.len() as f64;
                             for (row, s) in batch.into_iter().zip(scores.iter()) {
                                 let (component, confidence) = match s.component {
                                     Some((k, q)) if q >= settings.confidence_threshold => {
@@ -334,6 +337,7 @@ pub fn inference<'s>(
             }
             drop(session);
             tally.flush(&ctx.stats);
+            ctx.stats.add_batches(&mut timed);
             if let Some(cache) = cache.as_ref() {
                 ctx.cache_stats
                     .lock()

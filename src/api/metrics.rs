@@ -85,6 +85,9 @@ impl ApiMetrics {
         for outcome in ["ok", "failed", "rate_limited"] {
             logins.with_label_values(&[outcome]);
         }
+        for reason in ["client", "slow", "lagged", "heartbeat", "error", "shutdown"] {
+            ws_disconnects.with_label_values(&[reason]);
+        }
         Ok(ApiMetrics {
             requests,
             duration,

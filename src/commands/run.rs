@@ -269,6 +269,11 @@ fn run_pipeline(
     let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
     let dead_sink = Arc::new(Mutex::new(Some(JsonlSink::create(&dead_path)?)));
     let failures = metrics.simulated_failures.clone();
+    for s in &schemas {
+        for c in &s.component_names {
+            failures.with_label_values(&[s.org_id.as_str(), c.as_str()]);
+        }
+    }
     let live_start_ms = sim.start_ms;
     let settings = AlertSettings::from_config(config, Mode::Live)?;
     let alerts_out = AlertOutputs {

@@ -1,0 +1,170 @@
+"""`/metrics` of a running `prognos run`, parsed with the Prometheus project's own
+text-format parser (prometheus_client), and checked against the README's metric
+table, so it cannot name a metric the service does not expose. The health routes
+are read from the same live process."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PASSWORD = "metrics test password"
+NAME = re.compile(r"\b((?:prognos|process)_[a-z0-9_]+)\b")
+
+
+def _get(url: str, token: str | None = None) -> bytes:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+def _families(text: str) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _sample(families: dict, name: str, **labels) -> float:
+    for f in families.values():
+        for s in f.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+@pytest.fixture(scope="module")
+def service(prognos_bin, example_config, tmp_path_factory):
+    """`prognos run` on port 0, sped up, on a fresh data dir; its base URL."""
+    data = tmp_path_factory.mktemp("data")
+    env = dict(
+        os.environ,
+        PROGNOS_ADMIN_PASSWORD=PASSWORD,
+        PROGNOS_SIMULATOR__MACHINES_PER_ORG="2",
+        RUST_LOG="info",
+    )
+    proc = subprocess.Popen(
+        [str(prognos_bin), "run", "--config", str(example_config), "--listen", "127.0.0.1:0",
+         "--data-dir", str(data), "--speed", "600", "--no-first-models"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    log: list[str] = []
+    found = threading.Event()
+    addr: list[str] = []
+
+    def drain():
+        for line in proc.stderr:
+            log.append(line)
+            m = re.search(r"API listening on (http://\S+)", line)
+            if m and not addr:
+                addr.append(m.group(1))
+                found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        if not found.wait(120):
+            pytest.fail("prognos run did not start:\n" + "".join(log))
+        yield addr[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def scrape(service) -> str:
+    """The exposition once rows have gone through features and inference."""
+    deadline = time.monotonic() + 180
+    while True:
+        text = _get(f"{service}/metrics").decode()
+        fams = _families(text)
+        try:
+            featured = _sample(fams, "prognos_rows_total", outcome="featured")
+            timed = _sample(fams, "prognos_features_duration_seconds_count")
+        except AssertionError:
+            featured = timed = 0
+        if featured > 0 and timed > 0:
+            return text
+        if time.monotonic() > deadline:
+            pytest.fail("no featured rows within 180 s:\n" + text)
+        time.sleep(1)
+
+
+def test_exposition_parses_with_the_prometheus_parser(scrape):
+    fams = _families(scrape)
+    for name, f in fams.items():
+        assert f.type in {"counter", "gauge", "histogram"}, (name, f.type)
+        assert f.documentation, f"{name} has no HELP"
+        assert name.startswith(("prognos_", "process_")), name
+    # Histograms: cumulative buckets ending in +Inf equal to _count, per label set.
+    for name in ["prognos_features_duration_seconds", "prognos_features_batch_rows",
+                 "prognos_inference_duration_seconds", "prognos_inference_batch_rows",
+                 "prognos_http_request_duration_seconds"]:
+        f = fams[name]
+        assert f.type == "histogram", name
+        series: dict = {}
+        for s in f.samples:
+            key = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+            series.setdefault(key, {"buckets": [], "count": None})
+            if s.name.endswith("_bucket"):
+                series[key]["buckets"].append((float(s.labels["le"]), s.value))
+            elif s.name.endswith("_count"):
+                series[key]["count"] = s.value
+        assert series, name
+        for key, v in series.items():
+            b = sorted(v["buckets"])
+            assert b[-1][0] == float("inf") and b[-1][1] == v["count"], (name, key)
+            assert all(x[1] <= y[1] for x, y in zip(b, b[1:])), (name, key, b)
+    # Real values from the process.
+    assert _sample(fams, "process_resident_memory_bytes") > 10 * 2**20
+    assert _sample(fams, "process_cpu_seconds_total") > 0
+    assert _sample(fams, "prognos_features_batch_rows_sum") >= 1
+    assert _sample(fams, "prognos_rows_total", outcome="fallback") > 0, "no model: rules only"
+    orgs = {s.labels["org"] for s in fams["prognos_inference_batch_rows"].samples}
+    assert orgs == {"acme-heat", "borealis-forge", "cobalt-thermal"}
+
+
+def test_readme_documents_every_exposed_metric_and_nothing_else(scrape):
+    exposed = {f.name for f in text_string_to_metric_families(scrape)}
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Metrics", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            documented |= set(NAME.findall(line.split("|")[1]))
+    # The parser names counter families without `_total`.
+    documented = {n[: -len("_total")] if n.endswith("_total") else n for n in documented}
+    assert documented == exposed, (
+        f"undocumented: {sorted(exposed - documented)}; not exposed: {sorted(documented - exposed)}")
+
+
+def test_health_routes_report_the_live_pipeline(service, scrape):
+    body = json.dumps({"username": "admin", "password": PASSWORD}).encode()
+    req = urllib.request.Request(f"{service}/api/auth/login", data=body,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        token = json.load(r)["token"]
+    mon = json.loads(_get(f"{service}/api/health/background-monitor", token))
+    assert mon["status"] == "healthy", mon
+    assert mon["pipeline"]["running"] is True
+    assert {o["organizationId"] for o in mon["organizations"]} == {
+        "acme-heat", "borealis-forge", "cobalt-thermal"}
+    assert all(o["rowsFeatured"] > 0 and not o["stalled"] for o in mon["organizations"]), mon
+    pred = json.loads(_get(f"{service}/api/health/prediction-service", token))
+    assert pred["status"] == "degraded", "no models yet: every org on rules"
+    assert sorted(pred["fallbackOrganizations"]) == ["acme-heat", "borealis-forge", "cobalt-thermal"]
+    assert all(o["rowsFallback"] > 0 and o["mode"] == "rules" for o in pred["organizations"])
+    cache = json.loads(_get(f"{service}/api/health/model-cache", token))
+    assert cache["status"] == "healthy" and cache["totals"]["models"] == 0, cache
+    train = json.loads(_get(f"{service}/api/health/training-service", token))
+    assert train["trainerAvailable"] is True and train["status"] == "healthy", train

@@ -1,7 +1,7 @@
 """`/metrics` of a running `prognos run`, parsed with the Prometheus project's own
 text-format parser (prometheus_client), and checked against the README's metric
-table, so it cannot name a metric the service does not expose. The health routes
-are read from the same live process."""
+table and the Grafana dashboard in k8s/, so neither can name a metric the service
+does not expose. The health routes are read from the same live process."""
 
 import json
 import os
@@ -146,6 +146,33 @@ def test_readme_documents_every_exposed_metric_and_nothing_else(scrape):
     documented = {n[: -len("_total")] if n.endswith("_total") else n for n in documented}
     assert documented == exposed, (
         f"undocumented: {sorted(exposed - documented)}; not exposed: {sorted(documented - exposed)}")
+
+
+def test_grafana_dashboard_names_only_exposed_metrics(scrape):
+    samples = {s.name for f in text_string_to_metric_families(scrape) for s in f.samples}
+    dash = json.loads((ROOT / "k8s/grafana-dashboard.json").read_text())
+    used = set()
+    for p in dash["panels"]:
+        if p["type"] == "row":
+            continue
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            names = NAME.findall(t["expr"])
+            assert names, (p["title"], t["expr"])
+            used |= set(names)
+    for v in dash["templating"]["list"]:
+        if v["type"] == "query":
+            used |= set(NAME.findall(v["definition"]))
+    missing = sorted(used - samples)
+    assert not missing, f"the dashboard queries series /metrics does not have: {missing}"
+    # It charts what the issue asks for.
+    for want in ["prognos_rows_total", "prognos_alerts_total", "prognos_alerts_suppressed_total",
+                 "prognos_inference_duration_seconds_bucket", "prognos_features_duration_seconds_bucket",
+                 "prognos_inference_batch_rows_bucket", "prognos_model_cache_hits_total",
+                 "prognos_model_cache_misses_total", "prognos_model_load_seconds_total",
+                 "prognos_ws_clients", "prognos_training_runs_total",
+                 "process_resident_memory_bytes"]:
+        assert want in used, want
 
 
 def test_health_routes_report_the_live_pipeline(service, scrape):

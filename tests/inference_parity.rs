@@ -307,6 +307,39 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
     }
     assert!(differ > 0, "the other version really scores differently");
 
+    // 3b. A confidence threshold changed while running applies from its ts on:
+    //     above 1 from the middle, no row names a component but the general one.
+    let acts = Arc::new(Activations::default());
+    acts.activate(ORG, Some("v1".into()), i64::MIN);
+    acts.set_thresholds(
+        ORG,
+        prognos_dataflows::models::activations::Thresholds {
+            failure_threshold: 0.85,
+            for_s: 0,
+            confidence_threshold: 1.5,
+        },
+        mid,
+    );
+    let strict = score(&f, acts, 1);
+    let general = f.config.orgs[ORG]
+        .prediction
+        .general_component()
+        .to_string();
+    let mut named_before = 0;
+    for (a, b) in strict.iter().zip(&scored) {
+        assert_eq!(a.probability.to_bits(), b.probability.to_bits());
+        if a.row.ts < mid {
+            assert_eq!(a.component, b.component, "before the change: as configured");
+            named_before += (*a.component != *general) as usize;
+        } else {
+            assert_eq!(&*a.component, general.as_str(), "ts {}", a.row.ts);
+        }
+    }
+    assert!(
+        named_before > 0,
+        "some rows named a component before the change"
+    );
+
     // 4. The cache evicts by count and reloads what it evicted.
     let env = onnx_runtime::init().unwrap().environment;
     let names = f.config.orgs[ORG].feature_names();

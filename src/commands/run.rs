@@ -275,7 +275,9 @@ fn run_pipeline(
         }
     }
     let live_start_ms = sim.start_ms;
-    let settings = AlertSettings::from_config(config, Mode::Live)?;
+    let mut settings = AlertSettings::from_config(config, Mode::Live)?;
+    // Threshold changes made through the API reach the alerts operator here.
+    settings.live = Some(activations.clone());
     let alerts_out = AlertOutputs {
         store: services.store.clone(),
         changes: services.changes.clone(),

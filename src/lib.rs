@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod metrics;
 pub mod onnx_runtime;
+pub mod orgs;
 pub mod outputs;
 pub mod settings;
 pub mod status;

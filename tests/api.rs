@@ -87,6 +87,7 @@ struct Server {
     registry: Arc<Registry>,
     changes: tokio::sync::broadcast::Sender<Change>,
     pipeline: Arc<PipelineStatus>,
+    live: Arc<Activations>,
     dir: tempfile::TempDir,
     http: reqwest::Client,
     doc: Value,
@@ -120,9 +121,10 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
         trainer: Some(Arc::new(FakeTrainer {
             root: dir.path().to_path_buf(),
             registry: registry.clone(),
-            live,
+            live: live.clone(),
         })),
         pipeline: pipeline.clone(),
+        config: Some(test_config()),
         settings: ApiSettings {
             jwt_secret: Some(SECRET.into()),
             admin_username: "root".into(),
@@ -153,11 +155,28 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
         registry,
         changes,
         pipeline,
+        live,
         dir,
         http: reqwest::Client::new(),
         doc: prognos::api::openapi::document(),
         stop: Some(stop),
     }
+}
+
+/// The example configuration with its first two orgs as org A and org B.
+fn test_config() -> prognos_dataflows::config::Config {
+    let mut c = prognos_dataflows::config::Config::from_toml_str(prognos::settings::EXAMPLE_CONFIG)
+        .unwrap();
+    let a = c.orgs.remove("acme-heat").unwrap();
+    let b = c.orgs.remove("borealis-forge").unwrap();
+    c.orgs = BTreeMap::from([(A.to_string(), a), (B.to_string(), b)]);
+    c.validate().unwrap();
+    c
+}
+
+/// Org A's configuration as the API reads and writes it.
+fn org_a_json() -> Value {
+    serde_json::to_value(&test_config().orgs[A]).unwrap()
 }
 
 async fn server() -> Server {
@@ -259,6 +278,7 @@ impl Server {
         let mut rq = match method {
             Verb::Get => self.http.get(url),
             Verb::Post => self.http.post(url),
+            Verb::Put => self.http.put(url),
         };
         if let Some(t) = token {
             rq = rq.bearer_auth(t);
@@ -383,11 +403,14 @@ fn check_schema(doc: &Value, name: &str, v: &Value) {
     }
 }
 
-/// A concrete path for a route template, with `id` for `{id}` and `Heater` for `{component}`.
+/// A concrete path for a route template, with `id` for `{id}`, `Heater` for
+/// `{component}` and the org the alert id belongs to for `{org}`.
 fn concrete(template: &str, id: &str) -> String {
+    let org = if id.starts_with(B) { B } else { A };
     template
         .replace("{id}", id)
         .replace("{component}", "Heater")
+        .replace("{org}", org)
 }
 
 fn body_for(route: &prognos::api::routes::Route) -> Option<Value> {
@@ -396,6 +419,8 @@ fn body_for(route: &prognos::api::routes::Route) -> Option<Value> {
         "FeedbackRequest" => json!({"isAccurate": true}),
         "DeployRequest" => json!({"version": "v1"}),
         "LoginRequest" => json!({"username": "nobody", "password": "nothing"}),
+        "OrgConfig" => org_a_json(),
+        "CreateOrgRequest" => json!({"id": "org-new", "config": org_a_json()}),
         _ => json!({}),
     })
 }
@@ -419,7 +444,7 @@ async fn role_org_route_isolation_matrix() {
         .iter()
         .filter(|r| matches!(r.access, Access::Roles(_)) && r.path != "/ws")
         .collect();
-    assert_eq!(protected.len(), 20);
+    assert_eq!(protected.len(), 24);
 
     for r in &protected {
         let path = concrete(r.path, &a_ids[0]);
@@ -486,7 +511,11 @@ async fn role_org_route_isolation_matrix() {
             if r.method == Verb::Post && (r.path.contains("resolve") || r.path.contains("train")) {
                 continue;
             }
-            let p = format!("{}?org={org}", concrete(r.path, &ids[2]));
+            let p = if r.query.iter().any(|q| q.name == "org") {
+                format!("{}?org={org}", concrete(r.path, &ids[2]))
+            } else {
+                concrete(r.path, &ids[2])
+            };
             let (st, v) = s
                 .call(r.method, &p, Some(&tokens["root"]), body_for(r))
                 .await;
@@ -1455,6 +1484,177 @@ async fn health_routes_report_the_pipeline_per_org_without_leaks() {
     let v = health(&s, "training-service", &op_b).await;
     assert_eq!((&v["status"], org_ids(&v)), (&json!("healthy"), vec![B]));
     assert!(v["organizations"][0]["lastJob"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_config_routes_validate_store_audit_and_apply_thresholds_live() {
+    let s = server().await;
+    let root = s.login("root").await;
+    let ad_a = s.login("ad-a").await;
+    let org_a = format!("/api/orgs/{A}");
+
+    let (st, v) = s.get("/api/orgs", &root).await;
+    assert_eq!(st, 200, "{v}");
+    let ids: Vec<&str> = v["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![A, B]);
+    assert_eq!(v["organizations"][0]["source"], "file");
+    assert_eq!(v["organizations"][0]["running"], true);
+    // Only super admins, even for their own org.
+    assert_eq!(s.get(&org_a, &ad_a).await.0, 403);
+    let (st, _) = s
+        .call(Verb::Put, &org_a, Some(&ad_a), Some(org_a_json()))
+        .await;
+    assert_eq!(st, 403);
+    let (st, v) = s.get(&org_a, &root).await;
+    assert_eq!((st, &v["config"]), (200, &org_a_json()));
+    assert_eq!(s.get("/api/orgs/no-such-org", &root).await.0, 404);
+
+    // Refused with the key that is wrong; nothing stored, each refusal audited.
+    let put = |body: Value| s.call(Verb::Put, &org_a, Some(&root), Some(body));
+    let mut bad = org_a_json();
+    bad["prediction"]["failure_threshold"] = json!(1.5);
+    let (st, v) = put(bad).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["fields"]["prediction.failure_threshold"].is_string(),
+        "{v}"
+    );
+    let mut bad = org_a_json();
+    bad["prediction"]["failure_threshold"] = json!("high");
+    let (st, v) = put(bad).await;
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]["fields"]["prediction.failure_threshold"].is_string(),
+        "{v}"
+    );
+    let mut bad = org_a_json();
+    bad["prediction"]["nope"] = json!(1);
+    let (st, v) = put(bad).await;
+    assert_eq!(
+        (st, v["error"]["fields"]["nope"].is_string()),
+        (400, true),
+        "{v}"
+    );
+    assert!(
+        prognos::orgs::OrgStore::open(&s.registry.db())
+            .unwrap()
+            .list()
+            .unwrap()
+            .is_empty()
+    );
+    let mut seen = 0;
+    assert!(s.live.thresholds_if_changed(&mut seen).is_none());
+
+    // Thresholds of a running org: applied at once, in event time.
+    let mut cfg = org_a_json();
+    cfg["prediction"]["failure_threshold"] = json!(0.6);
+    cfg["prediction"]["confidence_threshold"] = json!(0.9);
+    let before = chrono::Utc::now().timestamp_millis();
+    let (st, v) = put(cfg.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["restartKeys"], json!([]));
+    assert_eq!(v["pendingRestart"], false);
+    assert_eq!(v["appliedLive"]["thresholds"]["failureThreshold"], 0.6);
+    let eff = v["appliedLive"]["effectiveTs"].as_i64().unwrap();
+    assert!(eff >= before, "never before the request");
+    let log = s.live.thresholds_if_changed(&mut seen).expect("changed");
+    let t = prognos_dataflows::models::activations::thresholds_at(&log, A, eff).unwrap();
+    assert_eq!((t.failure_threshold, t.confidence_threshold), (0.6, 0.9));
+    assert!(prognos_dataflows::models::activations::thresholds_at(&log, A, eff - 1).is_none());
+    assert!(prognos_dataflows::models::activations::thresholds_at(&log, B, eff).is_none());
+
+    // A schema change is stored and waits for the next start.
+    cfg["time_column"] = json!("event_time");
+    let (st, v) = put(cfg.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["restartKeys"], json!(["time_column"]));
+    assert_eq!(v["pendingRestart"], true);
+    assert!(v["appliedLive"].is_null());
+    assert!(s.live.thresholds_if_changed(&mut seen).is_none());
+    let (_, v) = s.get(&org_a, &root).await;
+    assert_eq!(
+        (&v["source"], &v["updatedBy"], &v["config"]["time_column"]),
+        (&json!("api"), &json!("root"), &json!("event_time"))
+    );
+
+    // A new org: validated (its id too), stored, processed from the next start.
+    let post = |body: Value| s.call(Verb::Post, "/api/orgs", Some(&root), Some(body));
+    let (st, v) = post(json!({"id": "Bad Id", "config": org_a_json()})).await;
+    assert_eq!(
+        (st, v["error"]["fields"]["id"].is_string()),
+        (400, true),
+        "{v}"
+    );
+    let mut bad = org_a_json();
+    bad["signals"] = json!([]);
+    let (st, v) = post(json!({"id": "org-c", "config": bad})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["fields"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| k.starts_with("config.")),
+        "{v}"
+    );
+    let (st, v) = post(json!({"id": "org-c", "config": org_a_json()})).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (&v["pendingRestart"], &v["organization"]["running"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(
+        post(json!({"id": "org-c", "config": org_a_json()})).await.0,
+        409
+    );
+    let (_, v) = s.get("/api/orgs", &root).await;
+    assert_eq!(v["organizations"].as_array().unwrap().len(), 3);
+
+    // What the next start lays over the file.
+    let stored = prognos::orgs::OrgStore::open(&s.registry.db())
+        .unwrap()
+        .list()
+        .unwrap();
+    let next = prognos::orgs::overlay(test_config(), &stored).unwrap();
+    assert_eq!(next.orgs[A].time_column, "event_time");
+    assert_eq!(next.orgs[A].prediction.failure_threshold, 0.6);
+    assert!(next.orgs.contains_key("org-c"));
+
+    // Every change and refusal is in the audit log, with who and which org.
+    let (entries, _) = s.state.audit().list(None, 100, None).unwrap();
+    let org_ops: Vec<(&str, &str, Option<&str>)> = entries
+        .iter()
+        .filter(|e| e.action.starts_with("orgs."))
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.outcome.as_str(),
+                e.organization_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        org_ops,
+        vec![
+            ("orgs.create", "ok", Some("org-c")),
+            ("orgs.create", "refused", Some("org-c")),
+            ("orgs.create", "refused", Some("Bad Id")),
+            ("orgs.update", "ok", Some(A)),
+            ("orgs.update", "ok", Some(A)),
+            ("orgs.update", "refused", Some(A)),
+        ],
+        "newest first; the serde-level refusals (bad type, unknown field) never reach validation"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.actor == "root" || !e.action.starts_with("orgs."))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

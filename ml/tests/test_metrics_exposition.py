@@ -195,3 +195,35 @@ def test_health_routes_report_the_live_pipeline(service, scrape):
     assert cache["status"] == "healthy" and cache["totals"]["models"] == 0, cache
     train = json.loads(_get(f"{service}/api/health/training-service", token))
     assert train["trainerAvailable"] is True and train["status"] == "healthy", train
+
+
+def test_threshold_change_applies_live_after_the_rows_already_scored(service, scrape):
+    """PUT /api/orgs/{org} on the running service: the new threshold takes effect
+    from an event time beyond the rows already scored (the simulator runs event
+    time ahead of the wall clock, so that is later than the request)."""
+    body = json.dumps({"username": "admin", "password": PASSWORD}).encode()
+    req = urllib.request.Request(f"{service}/api/auth/login", data=body,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        token = json.load(r)["token"]
+    org = json.loads(_get(f"{service}/api/orgs/acme-heat", token))
+    assert org["running"] is True and org["source"] == "file"
+    config = org["config"]
+    config["prediction"]["failure_threshold"] = 0.75
+    wall_ms = time.time() * 1000
+    req = urllib.request.Request(f"{service}/api/orgs/acme-heat", data=json.dumps(config).encode(),
+                                 method="PUT", headers={"content-type": "application/json",
+                                                        "authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        change = json.load(r)
+    assert change["restartKeys"] == [] and change["pendingRestart"] is False, change
+    assert change["appliedLive"]["thresholds"]["failureThreshold"] == 0.75
+    effective = change["appliedLive"]["effectiveTs"]
+    assert effective > wall_ms + 60_000, "from the scored rows' frontier, not the wall clock"
+    # ... an event time the source really reaches (its metric is published twice a second).
+    deadline = time.monotonic() + 60
+    while _sample(_families(_get(f"{service}/metrics").decode()),
+                  "prognos_source_event_time_ms", org="acme-heat") < effective:
+        assert time.monotonic() < deadline, effective
+        time.sleep(0.2)
+    assert json.loads(_get(f"{service}/api/orgs/acme-heat", token))["source"] == "api"

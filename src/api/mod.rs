@@ -28,6 +28,7 @@ mod login;
 pub mod metrics;
 pub mod ml;
 pub mod openapi;
+mod orgs;
 mod request;
 pub mod routes;
 pub mod schemas;
@@ -137,6 +138,9 @@ pub struct ApiDeps {
     pub trainer: Option<Arc<dyn Trainer>>,
     /// What the running pipeline reports (the health routes read it).
     pub pipeline: Arc<PipelineStatus>,
+    /// The configuration in force (stored org configurations laid over the
+    /// file's); `None`: `/api/orgs` answers 503.
+    pub config: Option<prognos_dataflows::config::Config>,
     /// Tunables.
     pub settings: ApiSettings,
 }
@@ -156,6 +160,9 @@ pub enum ApiInitError {
     /// Metrics already registered in this registry.
     #[error("API metrics")]
     Metrics(#[from] prometheus::Error),
+    /// The org configuration tree.
+    #[error("organization configurations")]
+    Orgs(#[from] crate::orgs::OrgStoreError),
 }
 
 /// Shared by every request.
@@ -173,6 +180,8 @@ pub(crate) struct Services {
     pub login_slots: tokio::sync::Semaphore,
     pub jobs: Arc<ml::Jobs>,
     pub pipeline: Arc<PipelineStatus>,
+    pub config: Option<std::sync::Mutex<prognos_dataflows::config::Config>>,
+    pub org_store: crate::orgs::OrgStore,
     pub m: metrics::ApiMetrics,
 }
 
@@ -247,6 +256,8 @@ impl ApiState {
             audit,
             jobs,
             pipeline: deps.pipeline,
+            config: deps.config.map(std::sync::Mutex::new),
+            org_store: crate::orgs::OrgStore::open(&db)?,
             m,
         };
         Ok(ApiState {

@@ -53,6 +53,53 @@ fn obj(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
     o
 }
 
+/// An `[orgs.<id>]` table as JSON: the top level and the prediction settings
+/// spelled out; signals, features, rules, failure signals and training are the
+/// file's tables (config/prognos.example.toml), checked by the same validation.
+fn org_config() -> Value {
+    let table = |d: &str| json!({"type": "object", "description": d});
+    let list = |d: &str| json!({"type": "array", "items": {"type": "object"}, "description": d});
+    obj(
+        &[
+            ("name", s()),
+            ("machine_column", s()),
+            ("time_column", s()),
+            (
+                "signals",
+                list("Canonical signals: name, column, kind, unit."),
+            ),
+            (
+                "prediction",
+                obj(
+                    &[(
+                        "component_mapping",
+                        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+                    )],
+                    &[
+                        ("enabled", boolean()),
+                        ("failure_threshold", num()),
+                        ("for_s", int()),
+                        ("confidence_threshold", num()),
+                        ("stage2_gate", null(num())),
+                        ("horizon_minutes", int()),
+                        ("time_to_failure_minutes", int()),
+                    ],
+                ),
+            ),
+        ],
+        &[
+            ("enabled", boolean()),
+            ("features", table("Lags, windows, stats, derived signals.")),
+            ("rules", list("Level rules (CRITICAL / WARNING).")),
+            (
+                "failure_signals",
+                list("Fault flags whose rising edge starts a failure."),
+            ),
+            ("training", table("Schedule and hyperparameters.")),
+        ],
+    )
+}
+
 /// Every named schema.
 pub fn all() -> Vec<(&'static str, Value)> {
     let alert_type = en(&["CRITICAL", "WARNING", "PREDICTIVE"]);
@@ -79,6 +126,93 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ),
         ("Health", obj(&[("status", s())], &[])),
         ("Ready", obj(&[("ready", boolean())], &[])),
+        ("OrgConfig", org_config()),
+        (
+            "CreateOrgRequest",
+            obj(
+                &[
+                    (
+                        "id",
+                        json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}),
+                    ),
+                    ("config", r("OrgConfig")),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "OrgSummary",
+            obj(
+                &[
+                    ("id", s()),
+                    ("name", s()),
+                    ("enabled", boolean()),
+                    ("source", en(&["file", "api"])),
+                    ("updatedAt", null(dt())),
+                    ("updatedBy", null(s())),
+                    (
+                        "running",
+                        json!({"type": "boolean", "description": "Whether the pipeline processes it now (false for an org created since the start)."}),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "OrgList",
+            obj(&[("organizations", arr(r("OrgSummary")))], &[]),
+        ),
+        (
+            "OrgDetail",
+            obj(
+                &[
+                    ("id", s()),
+                    ("name", s()),
+                    ("enabled", boolean()),
+                    ("source", en(&["file", "api"])),
+                    ("updatedAt", null(dt())),
+                    ("updatedBy", null(s())),
+                    ("running", boolean()),
+                    ("config", r("OrgConfig")),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "OrgChange",
+            obj(
+                &[
+                    ("organization", r("OrgDetail")),
+                    (
+                        "appliedLive",
+                        null(obj(
+                            &[
+                                ("effectiveTs", int()),
+                                (
+                                    "thresholds",
+                                    obj(
+                                        &[
+                                            ("failureThreshold", num()),
+                                            ("forS", int()),
+                                            ("confidenceThreshold", num()),
+                                        ],
+                                        &[],
+                                    ),
+                                ),
+                            ],
+                            &[],
+                        )),
+                    ),
+                    (
+                        "restartKeys",
+                        json!({"type": "array", "items": {"type": "string"},
+                            "description": "Changed keys that take effect at the next start (`*`: the whole new org)."}),
+                    ),
+                    ("pendingRestart", boolean()),
+                ],
+                &[],
+            ),
+        ),
         (
             "PredictionServiceHealth",
             obj(

@@ -25,6 +25,7 @@ async fn start() -> (
         data_dir: dir.path().to_path_buf(),
         trainer: None,
         pipeline: Arc::default(),
+        config: None,
         settings: ApiSettings {
             admin_password: Some("bootstrap password".into()),
             ..ApiSettings::default()

@@ -97,6 +97,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?);
     let store = AlertStore::open(&registry.db())?;
+    // Organization configurations changed through the API replace the file's.
+    let stored_orgs = crate::orgs::OrgStore::open(&registry.db())?.list()?;
+    for s in &stored_orgs {
+        tracing::info!(org = %s.id, by = %s.updated_by, "using the organization configuration stored through the API");
+    }
+    let config = crate::orgs::overlay(config, &stored_orgs)
+        .context("the stored organization configurations do not fit the configuration file")?;
     let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
 
     let metrics = Metrics::new();
@@ -139,6 +146,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             store: store.clone(),
         })),
         pipeline: pipeline.clone(),
+        config: Some(config.clone()),
         settings: ApiSettings::from_env(),
     })
     .context("cannot start the API")?;

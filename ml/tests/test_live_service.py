@@ -1,8 +1,10 @@
-"""`/metrics` of a running `prognos run`, parsed with the Prometheus project's own
-text-format parser (prometheus_client), and checked against the README's metric
-table and the Grafana dashboard in k8s/, so neither can name a metric the service
-does not expose. The health routes are read from the same live process."""
+"""A running `prognos run`, from outside: `/metrics` parsed with the Prometheus
+project's own text-format parser (prometheus_client) and checked against the
+README's metric table and the Grafana dashboard in k8s/, so neither can name a
+metric the service does not expose; the health routes; org configuration changes
+applied live (thresholds) and at the next start (everything else)."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -40,10 +42,9 @@ def _sample(families: dict, name: str, **labels) -> float:
     raise AssertionError(f"no sample {name}{labels}")
 
 
-@pytest.fixture(scope="module")
-def service(prognos_bin, example_config, tmp_path_factory):
-    """`prognos run` on port 0, sped up, on a fresh data dir; its base URL."""
-    data = tmp_path_factory.mktemp("data")
+@contextlib.contextmanager
+def _running(prognos_bin, example_config, data):
+    """`prognos run` on port 0, sped up, on `data`; yields its base URL; stops it."""
     env = dict(
         os.environ,
         PROGNOS_ADMIN_PASSWORD=PASSWORD,
@@ -75,10 +76,34 @@ def service(prognos_bin, example_config, tmp_path_factory):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=60)
+            assert proc.wait(timeout=60) == 0, "".join(log)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            pytest.fail("prognos run did not stop on SIGTERM:\n" + "".join(log))
+
+
+@pytest.fixture(scope="module")
+def service(prognos_bin, example_config, tmp_path_factory):
+    """`prognos run` on a fresh data dir; its base URL."""
+    with _running(prognos_bin, example_config, tmp_path_factory.mktemp("data")) as url:
+        yield url
+
+
+def _token(service: str) -> str:
+    body = json.dumps({"username": "admin", "password": PASSWORD}).encode()
+    req = urllib.request.Request(f"{service}/api/auth/login", data=body,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)["token"]
+
+
+def _send(method: str, url: str, token: str, body) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method=method,
+                                 headers={"content-type": "application/json",
+                                          "authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +201,7 @@ def test_grafana_dashboard_names_only_exposed_metrics(scrape):
 
 
 def test_health_routes_report_the_live_pipeline(service, scrape):
-    body = json.dumps({"username": "admin", "password": PASSWORD}).encode()
-    req = urllib.request.Request(f"{service}/api/auth/login", data=body,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        token = json.load(r)["token"]
+    token = _token(service)
     mon = json.loads(_get(f"{service}/api/health/background-monitor", token))
     assert mon["status"] == "healthy", mon
     assert mon["pipeline"]["running"] is True
@@ -201,21 +222,13 @@ def test_threshold_change_applies_live_after_the_rows_already_scored(service, sc
     """PUT /api/orgs/{org} on the running service: the new threshold takes effect
     from an event time beyond the rows already scored (the simulator runs event
     time ahead of the wall clock, so that is later than the request)."""
-    body = json.dumps({"username": "admin", "password": PASSWORD}).encode()
-    req = urllib.request.Request(f"{service}/api/auth/login", data=body,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        token = json.load(r)["token"]
+    token = _token(service)
     org = json.loads(_get(f"{service}/api/orgs/acme-heat", token))
     assert org["running"] is True and org["source"] == "file"
     config = org["config"]
     config["prediction"]["failure_threshold"] = 0.75
     wall_ms = time.time() * 1000
-    req = urllib.request.Request(f"{service}/api/orgs/acme-heat", data=json.dumps(config).encode(),
-                                 method="PUT", headers={"content-type": "application/json",
-                                                        "authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        change = json.load(r)
+    change = _send("PUT", f"{service}/api/orgs/acme-heat", token, config)
     assert change["restartKeys"] == [] and change["pendingRestart"] is False, change
     assert change["appliedLive"]["thresholds"]["failureThreshold"] == 0.75
     effective = change["appliedLive"]["effectiveTs"]
@@ -227,3 +240,33 @@ def test_threshold_change_applies_live_after_the_rows_already_scored(service, sc
         assert time.monotonic() < deadline, effective
         time.sleep(0.2)
     assert json.loads(_get(f"{service}/api/orgs/acme-heat", token))["source"] == "api"
+
+
+def test_stored_org_configurations_apply_at_the_next_start(prognos_bin, example_config, tmp_path):
+    """A new org and a renamed one, stored through the API, are what the next
+    `prognos run` on the same data dir processes."""
+    data = tmp_path / "data"
+    with _running(prognos_bin, example_config, data) as url:
+        token = _token(url)
+        cobalt = json.loads(_get(f"{url}/api/orgs/cobalt-thermal", token))["config"]
+        cobalt["name"] = "Cobalt Thermal (renamed)"
+        change = _send("PUT", f"{url}/api/orgs/cobalt-thermal", token, cobalt)
+        assert change["restartKeys"] == ["name"] and change["pendingRestart"] is True, change
+        created = _send("POST", f"{url}/api/orgs", token,
+                        {"id": "delta-heat", "config": dict(cobalt, name="Delta Heat")})
+        assert created["organization"]["running"] is False
+        mon = json.loads(_get(f"{url}/api/health/background-monitor", token))
+        assert "delta-heat" not in {o["organizationId"] for o in mon["organizations"]}
+    with _running(prognos_bin, example_config, data) as url:
+        token = _token(url)
+        orgs = {o["id"]: o for o in json.loads(_get(f"{url}/api/orgs", token))["organizations"]}
+        assert orgs["delta-heat"]["running"] is True and orgs["delta-heat"]["source"] == "api"
+        assert orgs["cobalt-thermal"]["name"] == "Cobalt Thermal (renamed)"
+        assert orgs["acme-heat"]["source"] == "file"
+        deadline = time.monotonic() + 120
+        while True:
+            mon = json.loads(_get(f"{url}/api/health/background-monitor?org=delta-heat", token))
+            if mon["organizations"][0]["rowsFeatured"] > 0:
+                break
+            assert time.monotonic() < deadline, mon
+            time.sleep(0.5)

@@ -1,6 +1,7 @@
-//! The HTTP and WebSocket API: health, Prometheus metrics, login, the seed's
-//! predictive-alert and model routes, the audit log, the `/ws` alert push, and
-//! the OpenAPI document — all served from one route table ([`routes::ROUTES`])
+//! The HTTP and WebSocket API: health (liveness, readiness and the
+//! `/api/health/*` service checks), Prometheus metrics, login, the seed's
+//! predictive-alert and model routes, organization configurations, the audit
+//! log, the `/ws` alert push, and the OpenAPI document — all served from one route table ([`routes::ROUTES`])
 //! that both dispatches requests and generates the document, so the two cannot
 //! drift.
 //!

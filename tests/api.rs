@@ -1481,6 +1481,16 @@ async fn health_routes_report_the_pipeline_per_org_without_leaks() {
     assert_eq!(v["status"], "degraded", "{v}");
     assert_eq!(v["organizations"][0]["lastJob"]["id"], job["id"]);
     assert_eq!(v["organizations"][0]["lastJob"]["error"], "asked to fail");
+    let text = s.state.metrics.render();
+    assert!(
+        text.contains(r#"prognos_training_runs_total{outcome="failed",trigger="api"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"prognos_training_runs_total{outcome="completed",trigger="first_model"} 0"#
+        )
+    );
     let v = health(&s, "training-service", &op_b).await;
     assert_eq!((&v["status"], org_ids(&v)), (&json!("healthy"), vec![B]));
     assert!(v["organizations"][0]["lastJob"].is_null());

@@ -216,7 +216,7 @@ impl Jobs {
                         })
                         .unwrap_or(job);
                         let outcome = done.status.to_ascii_lowercase();
-                        m.training_runs.with_label_values(&[&outcome]).inc();
+                        m.training_runs.with_label_values(&["api", &outcome]).inc();
                         match &result {
                             Ok(_) => tracing::info!(job = %id, org = %done.organization_id, status = %done.status, version = ?done.version, "training finished (API)"),
                             Err(e) => tracing::error!(job = %id, org = %done.organization_id, error = format!("{e:#}"), "training failed (API)"),

@@ -277,6 +277,12 @@ impl ApiState {
     pub fn audit(&self) -> &AuditLog {
         &self.svc.audit
     }
+
+    /// The training-runs counter (`prognos_training_runs_total{trigger, outcome}`),
+    /// for trainers outside the API.
+    pub fn training_runs(&self) -> prometheus::IntCounterVec {
+        self.svc.m.training_runs.clone()
+    }
 }
 
 fn security_headers() -> warp::http::HeaderMap {

@@ -150,6 +150,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         settings: ApiSettings::from_env(),
     })
     .context("cannot start the API")?;
+    let training_runs = api_state.training_runs();
     let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = rt.spawn(api::run(listener, api_state, async {
         let _ = stop_api_rx.await;
@@ -181,6 +182,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         changes,
         live,
         pipeline,
+        training_runs,
     };
     let result = run_pipeline(
         &config,
@@ -209,6 +211,7 @@ struct Services {
     changes: tokio::sync::broadcast::Sender<Change>,
     live: Arc<Activations>,
     pipeline: Arc<PipelineStatus>,
+    training_runs: prometheus::IntCounterVec,
 }
 
 /// The embedded pipeline: simulator partitions (one per org) spread over the
@@ -472,6 +475,7 @@ fn start_first_models(
         store: services.store.clone(),
         live_start_ms,
         stop: stop.clone(),
+        runs: Some(services.training_runs.clone()),
     };
     std::thread::Builder::new()
         .name("first-models".into())

@@ -8,6 +8,9 @@
 //! - `prediction.failure_threshold`, `prediction.for_s` and
 //!   `prediction.confidence_threshold` of a running org: at once, in event time —
 //!   from an effective ts at or after every row already scored (`appliedLive`).
+//!   The stage-2 gate is part of each model version (recorded at training): a
+//!   failure threshold lowered below it alerts on rows whose component and time
+//!   to failure stay at the org's defaults until a version trained with it is active.
 //! - everything else (name, `enabled`, the schema mapping — columns and signals —,
 //!   features, rules, failure signals, the other prediction settings, training)
 //!   and new orgs: stored now, applied at the next start, when `prognos run` lays

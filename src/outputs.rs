@@ -94,10 +94,17 @@ impl AlertOutputs {
             }
         }
         for a in batch {
+            let kind = kind(a);
             self.metrics
                 .alerts
-                .with_label_values(&[&a.organization_id, a.alert_type.as_str(), kind(a)])
+                .with_label_values(&[&a.organization_id, a.alert_type.as_str(), kind])
                 .inc();
+            if kind == "summary" {
+                self.metrics
+                    .alerts_suppressed
+                    .with_label_values(&[&a.organization_id, a.alert_type.as_str()])
+                    .inc_by(a.suppressed_count as u64);
+            }
             match self.store.apply(a) {
                 Ok(Some(change)) => {
                     log_change(&change, a);

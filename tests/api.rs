@@ -12,6 +12,7 @@ use prognos::api::{ApiDeps, ApiSettings, ApiState, TrainRequest, Trainer};
 use prognos::auth::Role;
 use prognos::commands::train::TrainOutcome;
 use prognos::metrics::Metrics;
+use prognos::status::PipelineStatus;
 use prognos::store::{AlertStore, Change};
 use prognos::training::registry::Registry;
 use prognos_dataflows::config::Severity;
@@ -85,6 +86,8 @@ struct Server {
     store: AlertStore,
     registry: Arc<Registry>,
     changes: tokio::sync::broadcast::Sender<Change>,
+    pipeline: Arc<PipelineStatus>,
+    live: Arc<Activations>,
     dir: tempfile::TempDir,
     http: reqwest::Client,
     doc: Value,
@@ -105,6 +108,7 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
     let store = AlertStore::open(&registry.db()).unwrap();
     let live: Arc<Activations> = Arc::default();
     let changes = tokio::sync::broadcast::channel(capacity).0;
+    let pipeline: Arc<PipelineStatus> = Arc::default();
     let state = ApiState::open(ApiDeps {
         metrics: Metrics::new(),
         ready: Arc::new(AtomicBool::new(true)),
@@ -117,8 +121,10 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
         trainer: Some(Arc::new(FakeTrainer {
             root: dir.path().to_path_buf(),
             registry: registry.clone(),
-            live,
+            live: live.clone(),
         })),
+        pipeline: pipeline.clone(),
+        config: Some(test_config()),
         settings: ApiSettings {
             jwt_secret: Some(SECRET.into()),
             admin_username: "root".into(),
@@ -148,11 +154,29 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
         store,
         registry,
         changes,
+        pipeline,
+        live,
         dir,
         http: reqwest::Client::new(),
         doc: prognos::api::openapi::document(),
         stop: Some(stop),
     }
+}
+
+/// The example configuration with its first two orgs as org A and org B.
+fn test_config() -> prognos_dataflows::config::Config {
+    let mut c = prognos_dataflows::config::Config::from_toml_str(prognos::settings::EXAMPLE_CONFIG)
+        .unwrap();
+    let a = c.orgs.remove("acme-heat").unwrap();
+    let b = c.orgs.remove("borealis-forge").unwrap();
+    c.orgs = BTreeMap::from([(A.to_string(), a), (B.to_string(), b)]);
+    c.validate().unwrap();
+    c
+}
+
+/// Org A's configuration as the API reads and writes it.
+fn org_a_json() -> Value {
+    serde_json::to_value(&test_config().orgs[A]).unwrap()
 }
 
 async fn server() -> Server {
@@ -254,6 +278,7 @@ impl Server {
         let mut rq = match method {
             Verb::Get => self.http.get(url),
             Verb::Post => self.http.post(url),
+            Verb::Put => self.http.put(url),
         };
         if let Some(t) = token {
             rq = rq.bearer_auth(t);
@@ -378,11 +403,14 @@ fn check_schema(doc: &Value, name: &str, v: &Value) {
     }
 }
 
-/// A concrete path for a route template, with `id` for `{id}` and `Heater` for `{component}`.
+/// A concrete path for a route template, with `id` for `{id}`, `Heater` for
+/// `{component}` and the org the alert id belongs to for `{org}`.
 fn concrete(template: &str, id: &str) -> String {
+    let org = if id.starts_with(B) { B } else { A };
     template
         .replace("{id}", id)
         .replace("{component}", "Heater")
+        .replace("{org}", org)
 }
 
 fn body_for(route: &prognos::api::routes::Route) -> Option<Value> {
@@ -391,6 +419,8 @@ fn body_for(route: &prognos::api::routes::Route) -> Option<Value> {
         "FeedbackRequest" => json!({"isAccurate": true}),
         "DeployRequest" => json!({"version": "v1"}),
         "LoginRequest" => json!({"username": "nobody", "password": "nothing"}),
+        "OrgConfig" => org_a_json(),
+        "CreateOrgRequest" => json!({"id": "org-new", "config": org_a_json()}),
         _ => json!({}),
     })
 }
@@ -414,7 +444,7 @@ async fn role_org_route_isolation_matrix() {
         .iter()
         .filter(|r| matches!(r.access, Access::Roles(_)) && r.path != "/ws")
         .collect();
-    assert_eq!(protected.len(), 16);
+    assert_eq!(protected.len(), 24);
 
     for r in &protected {
         let path = concrete(r.path, &a_ids[0]);
@@ -481,7 +511,11 @@ async fn role_org_route_isolation_matrix() {
             if r.method == Verb::Post && (r.path.contains("resolve") || r.path.contains("train")) {
                 continue;
             }
-            let p = format!("{}?org={org}", concrete(r.path, &ids[2]));
+            let p = if r.query.iter().any(|q| q.name == "org") {
+                format!("{}?org={org}", concrete(r.path, &ids[2]))
+            } else {
+                concrete(r.path, &ids[2])
+            };
             let (st, v) = s
                 .call(r.method, &p, Some(&tokens["root"]), body_for(r))
                 .await;
@@ -1278,6 +1312,361 @@ async fn model_routes_deploy_rollback_train_and_audit() {
     );
 }
 
+/// A `/api/health/*` answer for `user` (its schema is checked by `call`).
+async fn health(s: &Server, route: &str, token: &str) -> Value {
+    let (st, v) = s.get(&format!("/api/health/{route}"), token).await;
+    assert_eq!(st, 200, "{route}: {v}");
+    v
+}
+
+fn org_ids(v: &Value) -> Vec<&str> {
+    v["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["organizationId"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_routes_report_the_pipeline_per_org_without_leaks() {
+    use prognos_dataflows::models::CacheStats;
+    let s = server().await;
+    let (op_a, op_b, root) = (
+        s.login("op-a").await,
+        s.login("op-b").await,
+        s.login("root").await,
+    );
+    // Before the pipeline starts: every pipeline-backed check is unhealthy.
+    for route in ["prediction-service", "model-cache", "background-monitor"] {
+        let v = health(&s, route, &op_a).await;
+        assert_eq!(v["status"], "unhealthy", "{route}: {v}");
+        assert_eq!(org_ids(&v), vec![A], "{route}");
+    }
+
+    // Org A runs on its model v1; org B has no model (rules only) and its rows
+    // stopped two minutes ago; one worker's cache holds A's v1 and refused a B version.
+    s.registry
+        .register(&version_dir(s.dir.path(), A, "v1"), 1)
+        .unwrap();
+    s.registry
+        .activate(A, Some("v1"), 2, &Activations::default())
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let rows = |v: &[(&str, &str, u64)]| -> BTreeMap<(String, String), u64> {
+        v.iter()
+            .map(|(o, k, n)| ((o.to_string(), k.to_string()), *n))
+            .collect()
+    };
+    let caches = BTreeMap::from([(
+        0,
+        CacheStats {
+            hits: 7,
+            misses: 1,
+            bytes: 4096,
+            models: 1,
+            loaded: vec![(A.into(), "v1".into())],
+            failed: vec![(B.into(), "v9".into(), "feature names differ".into())],
+            ..CacheStats::default()
+        },
+    )]);
+    let orgs = [A.to_string(), B.to_string()];
+    s.pipeline.start(now - 120_000, &orgs);
+    let event_time = BTreeMap::from([(A.to_string(), T0), (B.to_string(), T0)]);
+    s.pipeline.update(
+        now - 120_000,
+        &rows(&[(A, "featured", 5), (B, "featured", 5), (B, "fallback", 5)]),
+        &event_time,
+        &caches,
+    );
+    s.pipeline.update(
+        now,
+        &rows(&[
+            (A, "featured", 10),
+            (A, "scored", 10),
+            (B, "featured", 5),
+            (B, "fallback", 5),
+        ]),
+        &event_time,
+        &caches,
+    );
+    s.state.metrics.publish_cache(&caches);
+
+    // Prediction service: A scores with v1; B is on rules; each sees only itself.
+    let v = health(&s, "prediction-service", &op_a).await;
+    assert_eq!(
+        (&v["status"], org_ids(&v)),
+        (&json!("healthy"), vec![A]),
+        "{v}"
+    );
+    let a = &v["organizations"][0];
+    assert_eq!(
+        (&a["activeVersion"], &a["mode"], &a["rowsScored"]),
+        (&json!("v1"), &json!("model"), &json!(10))
+    );
+    let v = health(&s, "prediction-service", &op_b).await;
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["fallbackOrganizations"], json!([B]));
+    assert_eq!(v["organizations"][0]["rowsFallback"], 5);
+    let v = health(&s, "prediction-service", &root).await;
+    assert_eq!(
+        (&v["status"], org_ids(&v)),
+        (&json!("degraded"), vec![A, B])
+    );
+    let (_, v) = s
+        .get(&format!("/api/health/prediction-service?org={A}"), &root)
+        .await;
+    assert_eq!((&v["status"], org_ids(&v)), (&json!("healthy"), vec![A]));
+
+    // Model cache: per-org residency; process totals only for a super admin over all orgs.
+    let v = health(&s, "model-cache", &op_a).await;
+    assert_eq!(v["status"], "healthy");
+    assert_eq!(v["organizations"][0]["loaded"], json!(["v1"]));
+    assert_eq!(v["organizations"][0]["activeLoaded"], true);
+    assert_eq!(v["organizations"][0]["failed"], json!([]));
+    assert!(v.get("totals").is_none(), "{v}");
+    let v = health(&s, "model-cache", &op_b).await;
+    assert_eq!(v["organizations"][0]["loaded"], json!([]));
+    assert_eq!(v["organizations"][0]["failed"][0]["version"], "v9");
+    let v = health(&s, "model-cache", &root).await;
+    assert_eq!(
+        (
+            &v["totals"]["hits"],
+            &v["totals"]["misses"],
+            &v["totals"]["bytes"]
+        ),
+        (&json!(7), &json!(1), &json!(4096))
+    );
+    assert_eq!(v["totals"]["hitRatio"], json!(7.0 / 8.0));
+
+    // Background monitor: A moves, B stalled two minutes ago.
+    let v = health(&s, "background-monitor", &op_a).await;
+    assert_eq!(v["status"], "healthy", "{v}");
+    assert_eq!(v["pipeline"]["running"], true);
+    let a = &v["organizations"][0];
+    assert_eq!(
+        (&a["rowsFeatured"], &a["stalled"]),
+        (&json!(10), &json!(false))
+    );
+    assert!(a["secondsSinceProgress"].as_f64().unwrap() < 60.0, "{a}");
+    assert!(a["rows"].get("fallback").is_none(), "no org-B counts: {a}");
+    let v = health(&s, "background-monitor", &op_b).await;
+    assert_eq!(v["status"], "unhealthy", "its only org is stalled: {v}");
+    assert!(
+        v["organizations"][0]["secondsSinceProgress"]
+            .as_f64()
+            .unwrap()
+            >= 120.0
+    );
+    let v = health(&s, "background-monitor", &root).await;
+    assert_eq!(v["status"], "degraded", "{v}");
+
+    // Training service: a failed run of A degrades A's view, never B's.
+    let v = health(&s, "training-service", &op_a).await;
+    assert_eq!(
+        (&v["status"], &v["trainerAvailable"], &v["queued"]),
+        (&json!("healthy"), &json!(true), &json!(0))
+    );
+    let ad_a = s.login("ad-a").await;
+    let (st, job) = s.post("/api/ml/train", &ad_a, json!({"seed": 666})).await;
+    assert_eq!(st, 202, "{job}");
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        v = health(&s, "training-service", &op_a).await;
+        if v["organizations"][0]["lastJob"]["status"] == "FAILED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["organizations"][0]["lastJob"]["id"], job["id"]);
+    assert_eq!(v["organizations"][0]["lastJob"]["error"], "asked to fail");
+    let text = s.state.metrics.render();
+    assert!(
+        text.contains(r#"prognos_training_runs_total{outcome="failed",trigger="api"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"prognos_training_runs_total{outcome="completed",trigger="first_model"} 0"#
+        )
+    );
+    let v = health(&s, "training-service", &op_b).await;
+    assert_eq!((&v["status"], org_ids(&v)), (&json!("healthy"), vec![B]));
+    assert!(v["organizations"][0]["lastJob"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_config_routes_validate_store_audit_and_apply_thresholds_live() {
+    let s = server().await;
+    let root = s.login("root").await;
+    let ad_a = s.login("ad-a").await;
+    let org_a = format!("/api/orgs/{A}");
+
+    let (st, v) = s.get("/api/orgs", &root).await;
+    assert_eq!(st, 200, "{v}");
+    let ids: Vec<&str> = v["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![A, B]);
+    assert_eq!(v["organizations"][0]["source"], "file");
+    assert_eq!(v["organizations"][0]["running"], true);
+    // Only super admins, even for their own org.
+    assert_eq!(s.get(&org_a, &ad_a).await.0, 403);
+    let (st, _) = s
+        .call(Verb::Put, &org_a, Some(&ad_a), Some(org_a_json()))
+        .await;
+    assert_eq!(st, 403);
+    let (st, v) = s.get(&org_a, &root).await;
+    assert_eq!((st, &v["config"]), (200, &org_a_json()));
+    assert_eq!(s.get("/api/orgs/no-such-org", &root).await.0, 404);
+
+    // Refused with the key that is wrong; nothing stored, each refusal audited.
+    let put = |body: Value| s.call(Verb::Put, &org_a, Some(&root), Some(body));
+    let mut bad = org_a_json();
+    bad["prediction"]["failure_threshold"] = json!(1.5);
+    let (st, v) = put(bad).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["fields"]["prediction.failure_threshold"].is_string(),
+        "{v}"
+    );
+    let mut bad = org_a_json();
+    bad["prediction"]["failure_threshold"] = json!("high");
+    let (st, v) = put(bad).await;
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]["fields"]["prediction.failure_threshold"].is_string(),
+        "{v}"
+    );
+    let mut bad = org_a_json();
+    bad["prediction"]["nope"] = json!(1);
+    let (st, v) = put(bad).await;
+    assert_eq!(
+        (st, v["error"]["fields"]["nope"].is_string()),
+        (400, true),
+        "{v}"
+    );
+    assert!(
+        prognos::orgs::OrgStore::open(&s.registry.db())
+            .unwrap()
+            .list()
+            .unwrap()
+            .is_empty()
+    );
+    let mut seen = 0;
+    assert!(s.live.thresholds_if_changed(&mut seen).is_none());
+
+    // Thresholds of a running org: applied at once, in event time.
+    let mut cfg = org_a_json();
+    cfg["prediction"]["failure_threshold"] = json!(0.6);
+    cfg["prediction"]["confidence_threshold"] = json!(0.9);
+    let before = chrono::Utc::now().timestamp_millis();
+    let (st, v) = put(cfg.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["restartKeys"], json!([]));
+    assert_eq!(v["pendingRestart"], false);
+    assert_eq!(v["appliedLive"]["thresholds"]["failureThreshold"], 0.6);
+    let eff = v["appliedLive"]["effectiveTs"].as_i64().unwrap();
+    assert!(eff >= before, "never before the request");
+    let log = s.live.thresholds_if_changed(&mut seen).expect("changed");
+    let t = prognos_dataflows::models::activations::thresholds_at(&log, A, eff).unwrap();
+    assert_eq!((t.failure_threshold, t.confidence_threshold), (0.6, 0.9));
+    assert!(prognos_dataflows::models::activations::thresholds_at(&log, A, eff - 1).is_none());
+    assert!(prognos_dataflows::models::activations::thresholds_at(&log, B, eff).is_none());
+
+    // A schema change is stored and waits for the next start.
+    cfg["time_column"] = json!("event_time");
+    let (st, v) = put(cfg.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["restartKeys"], json!(["time_column"]));
+    assert_eq!(v["pendingRestart"], true);
+    assert!(v["appliedLive"].is_null());
+    assert!(s.live.thresholds_if_changed(&mut seen).is_none());
+    let (_, v) = s.get(&org_a, &root).await;
+    assert_eq!(
+        (&v["source"], &v["updatedBy"], &v["config"]["time_column"]),
+        (&json!("api"), &json!("root"), &json!("event_time"))
+    );
+
+    // A new org: validated (its id too), stored, processed from the next start.
+    let post = |body: Value| s.call(Verb::Post, "/api/orgs", Some(&root), Some(body));
+    let (st, v) = post(json!({"id": "Bad Id", "config": org_a_json()})).await;
+    assert_eq!(
+        (st, v["error"]["fields"]["id"].is_string()),
+        (400, true),
+        "{v}"
+    );
+    let mut bad = org_a_json();
+    bad["signals"] = json!([]);
+    let (st, v) = post(json!({"id": "org-c", "config": bad})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["fields"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| k.starts_with("config.")),
+        "{v}"
+    );
+    let (st, v) = post(json!({"id": "org-c", "config": org_a_json()})).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (&v["pendingRestart"], &v["organization"]["running"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(
+        post(json!({"id": "org-c", "config": org_a_json()})).await.0,
+        409
+    );
+    let (_, v) = s.get("/api/orgs", &root).await;
+    assert_eq!(v["organizations"].as_array().unwrap().len(), 3);
+
+    // What the next start lays over the file.
+    let stored = prognos::orgs::OrgStore::open(&s.registry.db())
+        .unwrap()
+        .list()
+        .unwrap();
+    let next = prognos::orgs::overlay(test_config(), &stored).unwrap();
+    assert_eq!(next.orgs[A].time_column, "event_time");
+    assert_eq!(next.orgs[A].prediction.failure_threshold, 0.6);
+    assert!(next.orgs.contains_key("org-c"));
+
+    // Every change and refusal is in the audit log, with who and which org.
+    let (entries, _) = s.state.audit().list(None, 100, None).unwrap();
+    let org_ops: Vec<(&str, &str, Option<&str>)> = entries
+        .iter()
+        .filter(|e| e.action.starts_with("orgs."))
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.outcome.as_str(),
+                e.organization_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        org_ops,
+        vec![
+            ("orgs.create", "ok", Some("org-c")),
+            ("orgs.create", "refused", Some("org-c")),
+            ("orgs.create", "refused", Some("Bad Id")),
+            ("orgs.update", "ok", Some(A)),
+            ("orgs.update", "ok", Some(A)),
+            ("orgs.update", "refused", Some(A)),
+        ],
+        "newest first; the serde-level refusals (bad type, unknown field) never reach validation"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.actor == "root" || !e.action.starts_with("orgs."))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_is_valid_and_every_route_is_live() {
     let s = server().await;
@@ -1384,7 +1773,10 @@ async fn metrics_exposition_parses() {
             .iter()
             .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
         assert!(typed.contains(name) || typed.contains(family), "{line}");
-        assert!(name.starts_with("prognos_"), "{line}");
+        assert!(
+            name.starts_with("prognos_") || name.starts_with("process_"),
+            "{line}"
+        );
     }
     assert!(
         text.contains(r#"prognos_login_attempts_total{outcome="ok"} 1"#),

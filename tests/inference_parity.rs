@@ -13,7 +13,7 @@ use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
 use prognos_dataflows::operators::ordered_sink::ordered_sink;
 use prognos_dataflows::pipeline::scoring_pipeline;
 use prognos_dataflows::records::ModelHealth;
-use prognos_dataflows::stats::Stats;
+use prognos_dataflows::stats::{Stage, Stats};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,6 +131,16 @@ json.dump([[m, int(t), float(q)] for m, t, q in zip(df["machine"], ts, p)], open
 }
 
 fn score(f: &Fixture, activations: Arc<Activations>, workers: usize) -> Vec<ScoredRow> {
+    score_with(f, activations, workers, Arc::default())
+}
+
+/// Score with `stats` shared by every worker's operators.
+fn score_with(
+    f: &Fixture,
+    activations: Arc<Activations>,
+    workers: usize,
+    stats: Arc<Stats>,
+) -> Vec<ScoredRow> {
     let env = onnx_runtime::init()
         .expect("make setup installs ONNX Runtime")
         .environment;
@@ -146,18 +156,13 @@ fn score(f: &Fixture, activations: Arc<Activations>, workers: usize) -> Vec<Scor
             activations: activations.clone(),
             orgs: InferenceContext::orgs_from(&cfg),
             max_batch_rows: 256,
-            stats: Arc::new(Stats::default()),
+            stats: stats.clone(),
             cache_stats: Arc::default(),
         };
-        let (cfg, out) = (cfg.clone(), out2.clone());
+        let (cfg, out, stats) = (cfg.clone(), out2.clone(), stats.clone());
         worker.dataflow::<u64, _, _>(move |scope| {
-            let (scored, _dead) = scoring_pipeline(
-                scope,
-                &cfg,
-                Box::new(FileSource::new(mine)),
-                Arc::new(Stats::default()),
-                ctx,
-            );
+            let (scored, _dead) =
+                scoring_pipeline(scope, &cfg, Box::new(FileSource::new(mine)), stats, ctx);
             ordered_sink(
                 scored,
                 "Collect",
@@ -185,8 +190,34 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
     // 1. Parity: v1 active from the beginning, 2 workers.
     let acts = Arc::new(Activations::default());
     acts.activate(ORG, Some("v1".into()), i64::MIN);
-    let scored = score(&f, acts, 2);
+    let stats: Arc<Stats> = Arc::default();
+    let scored = score_with(&f, acts, 2, stats.clone());
     assert_eq!(scored.len(), f.python_probs.len(), "every row scored once");
+    // Every scored row is in exactly one timed `ort` batch of at most
+    // max_batch_rows, and every featured row in one timed features activation.
+    let (batches, dropped) = stats.take_batches();
+    assert_eq!(dropped, 0);
+    let rows_in = |stage| -> usize {
+        batches
+            .iter()
+            .filter(|b| b.stage == stage)
+            .map(|b| b.rows)
+            .sum()
+    };
+    assert_eq!(rows_in(Stage::Inference), scored.len());
+    assert_eq!(
+        rows_in(Stage::Features) as u64,
+        stats.get(ORG, prognos_dataflows::stats::outcome::FEATURED)
+    );
+    for b in &batches {
+        assert!(
+            b.rows >= 1 && b.seconds >= 0.0 && b.seconds.is_finite(),
+            "{b:?}"
+        );
+        if b.stage == Stage::Inference {
+            assert!(b.rows <= 256 && b.org.as_deref() == Some(ORG), "{b:?}");
+        }
+    }
     let mut above_gate = 0;
     for r in &scored {
         let want = f.python_probs[&(r.row.machine_id.clone(), r.row.ts)];
@@ -275,6 +306,39 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
         }
     }
     assert!(differ > 0, "the other version really scores differently");
+
+    // 3b. A confidence threshold changed while running applies from its ts on:
+    //     above 1 from the middle, no row names a component but the general one.
+    let acts = Arc::new(Activations::default());
+    acts.activate(ORG, Some("v1".into()), i64::MIN);
+    acts.set_thresholds(
+        ORG,
+        prognos_dataflows::models::activations::Thresholds {
+            failure_threshold: 0.85,
+            for_s: 0,
+            confidence_threshold: 1.5,
+        },
+        mid,
+    );
+    let strict = score(&f, acts, 1);
+    let general = f.config.orgs[ORG]
+        .prediction
+        .general_component()
+        .to_string();
+    let mut named_before = 0;
+    for (a, b) in strict.iter().zip(&scored) {
+        assert_eq!(a.probability.to_bits(), b.probability.to_bits());
+        if a.row.ts < mid {
+            assert_eq!(a.component, b.component, "before the change: as configured");
+            named_before += (*a.component != *general) as usize;
+        } else {
+            assert_eq!(&*a.component, general.as_str(), "ts {}", a.row.ts);
+        }
+    }
+    assert!(
+        named_before > 0,
+        "some rows named a component before the change"
+    );
 
     // 4. The cache evicts by count and reloads what it evicted.
     let env = onnx_runtime::init().unwrap().environment;

@@ -61,6 +61,7 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
     let mut log = Vec::new();
     let mut addr: Option<String> = None;
     let mut metrics: Option<String> = None;
+    let mut trained_metrics: Option<String> = None;
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
         if let Some(rest) = line.split("API listening on http://").nth(1) {
@@ -71,6 +72,12 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
             && let Some(a) = &addr
         {
             metrics = Some(http_get(a, "/metrics"));
+        }
+        if trained_metrics.is_none()
+            && line.contains("first model trained and active")
+            && let Some(a) = &addr
+        {
+            trained_metrics = Some(http_get(a, "/metrics"));
         }
         log.push(line);
         assert!(t0.elapsed() < Duration::from_secs(600), "run did not end");
@@ -92,6 +99,17 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
         metrics.contains("prognos_alerts_total{kind=\"notification\""),
         "{metrics}"
     );
+    let trained = trained_metrics.expect("metrics fetched after a first model");
+    let first_models: f64 = trained
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"prognos_training_runs_total{outcome="completed",trigger="first_model"} "#,
+            )
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("first-model runs are counted");
+    assert!(first_models >= 1.0, "{trained}");
 
     // Predictions: each org starts on rules; at least one switches to its first
     // model mid-run, and once switched never goes back.

@@ -1,5 +1,7 @@
-//! Counters the dataflow keeps for the service's metrics: rows by org and outcome.
-//! Operators add per batch (one lock per activation), never per row.
+//! Counters the dataflow keeps for the service's metrics: rows by org and outcome,
+//! and per-batch samples (rows, seconds) of the features and inference operators
+//! that the service moves into histograms. Operators add per batch (one lock per
+//! activation), never per row.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -14,10 +16,37 @@ pub mod outcome {
     pub const DUPLICATE: &str = "duplicate";
 }
 
+/// Which operator timed a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// One activation of the features operator (every org it had ready rows of).
+    Features,
+    /// One `ort` run of one org's model.
+    Inference,
+}
+
+/// One timed batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSample {
+    /// Which operator.
+    pub stage: Stage,
+    /// The org (inference batches are per org; feature activations are not).
+    pub org: Option<String>,
+    /// Rows in the batch.
+    pub rows: usize,
+    /// Wall-clock seconds the batch took.
+    pub seconds: f64,
+}
+
+/// Batch samples kept until the service takes them; beyond this, new samples are
+/// dropped (and counted) so a process that never takes them stays bounded.
+pub const MAX_PENDING_BATCHES: usize = 16_384;
+
 /// Shared counters, keyed by (org, outcome). Dead letters count under their reason.
 #[derive(Debug, Default)]
 pub struct Stats {
     counts: Mutex<BTreeMap<(String, String), u64>>,
+    batches: Mutex<(Vec<BatchSample>, u64)>,
 }
 
 impl Stats {
@@ -38,6 +67,25 @@ impl Stats {
         c.get(&(org.to_string(), outcome.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Add timed batches (moved out of `local`).
+    pub fn add_batches(&self, local: &mut Vec<BatchSample>) {
+        if local.is_empty() {
+            return;
+        }
+        let mut b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let room = MAX_PENDING_BATCHES.saturating_sub(b.0.len());
+        let n = local.len();
+        b.0.extend(local.drain(..).take(room));
+        b.1 += n.saturating_sub(room) as u64;
+    }
+
+    /// The batches recorded since the last call, and how many were dropped
+    /// (over [`MAX_PENDING_BATCHES`]) since the start.
+    pub fn take_batches(&self) -> (Vec<BatchSample>, u64) {
+        let mut b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut b.0), b.1)
     }
 
     /// Every count.
@@ -100,5 +148,26 @@ mod tests {
         assert_eq!(stats.get("b", "x"), 1);
         assert_eq!(stats.get("a", "y"), 1);
         assert_eq!(stats.snapshot().len(), 3);
+    }
+
+    #[test]
+    fn batches_are_taken_once_and_bounded() {
+        let stats = Stats::default();
+        let sample = |rows| BatchSample {
+            stage: Stage::Inference,
+            org: Some("a".into()),
+            rows,
+            seconds: 0.001,
+        };
+        let mut local = vec![sample(1), sample(2)];
+        stats.add_batches(&mut local);
+        assert!(local.is_empty());
+        let (got, dropped) = stats.take_batches();
+        assert_eq!((got.len(), got[1].rows, dropped), (2, 2, 0));
+        assert!(stats.take_batches().0.is_empty());
+        let mut many: Vec<_> = (0..MAX_PENDING_BATCHES + 5).map(sample).collect();
+        stats.add_batches(&mut many);
+        let (got, dropped) = stats.take_batches();
+        assert_eq!((got.len(), dropped), (MAX_PENDING_BATCHES, 5));
     }
 }

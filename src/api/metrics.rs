@@ -14,7 +14,8 @@ pub const WS_EVENTS_TOTAL: &str = "prognos_ws_events_total";
 pub const WS_DISCONNECTS_TOTAL: &str = "prognos_ws_disconnects_total";
 /// Login attempts by outcome (`ok`, `failed`, `rate_limited`).
 pub const LOGIN_ATTEMPTS_TOTAL: &str = "prognos_login_attempts_total";
-/// Training runs started through the API, by outcome (`completed`, `rejected`, `failed`).
+/// Training runs by trigger (`api`: `POST /api/ml/train`; `first_model`: the
+/// embedded service's first models) and outcome (`completed`, `rejected`, `failed`).
 pub const TRAINING_RUNS_TOTAL: &str = "prognos_training_runs_total";
 
 /// The API's metrics.
@@ -65,11 +66,8 @@ impl ApiMetrics {
             &["outcome"],
         )?;
         let training_runs = IntCounterVec::new(
-            Opts::new(
-                TRAINING_RUNS_TOTAL,
-                "Training runs started through the API, by outcome.",
-            ),
-            &["outcome"],
+            Opts::new(TRAINING_RUNS_TOTAL, "Training runs by trigger and outcome."),
+            &["trigger", "outcome"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -78,6 +76,18 @@ impl ApiMetrics {
         registry.register(Box::new(ws_disconnects.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(training_runs.clone()))?;
+        // Every outcome exists from the start, so rate() and dashboards see zeros.
+        for trigger in ["api", "first_model"] {
+            for outcome in ["completed", "rejected", "failed"] {
+                training_runs.with_label_values(&[trigger, outcome]);
+            }
+        }
+        for outcome in ["ok", "failed", "rate_limited"] {
+            logins.with_label_values(&[outcome]);
+        }
+        for reason in ["client", "slow", "lagged", "heartbeat", "error", "shutdown"] {
+            ws_disconnects.with_label_values(&[reason]);
+        }
         Ok(ApiMetrics {
             requests,
             duration,

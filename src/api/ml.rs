@@ -216,7 +216,7 @@ impl Jobs {
                         })
                         .unwrap_or(job);
                         let outcome = done.status.to_ascii_lowercase();
-                        m.training_runs.with_label_values(&[&outcome]).inc();
+                        m.training_runs.with_label_values(&["api", &outcome]).inc();
                         match &result {
                             Ok(_) => tracing::info!(job = %id, org = %done.organization_id, status = %done.status, version = ?done.version, "training finished (API)"),
                             Err(e) => tracing::error!(job = %id, org = %done.organization_id, error = format!("{e:#}"), "training failed (API)"),
@@ -292,6 +292,11 @@ impl Jobs {
         tx.send(job.id.clone())
             .map_err(|_| ApiError::internal("the training thread is gone"))?;
         Ok(job)
+    }
+
+    /// Whether jobs can run (the service has a trainer).
+    pub fn available(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// The jobs of `org`, newest first.

@@ -1,6 +1,7 @@
-//! The HTTP and WebSocket API: health, Prometheus metrics, login, the seed's
-//! predictive-alert and model routes, the audit log, the `/ws` alert push, and
-//! the OpenAPI document — all served from one route table ([`routes::ROUTES`])
+//! The HTTP and WebSocket API: health (liveness, readiness and the
+//! `/api/health/*` service checks), Prometheus metrics, login, the seed's
+//! predictive-alert and model routes, organization configurations, the audit
+//! log, the `/ws` alert push, and the OpenAPI document — all served from one route table ([`routes::ROUTES`])
 //! that both dispatches requests and generates the document, so the two cannot
 //! drift.
 //!
@@ -23,10 +24,12 @@
 
 mod alerts;
 pub mod error;
+mod health;
 mod login;
 pub mod metrics;
 pub mod ml;
 pub mod openapi;
+mod orgs;
 mod request;
 pub mod routes;
 pub mod schemas;
@@ -38,6 +41,7 @@ pub use request::{Caller, Scope};
 
 use crate::auth::{AuditLog, LoginLimiter, Role, TokenKeys, UserStore};
 use crate::metrics::Metrics;
+use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::registry::Registry;
 use prognos_dataflows::models::activations::Activations;
@@ -133,6 +137,11 @@ pub struct ApiDeps {
     pub data_dir: PathBuf,
     /// Trains a version for `POST /api/ml/train`; `None` answers 503.
     pub trainer: Option<Arc<dyn Trainer>>,
+    /// What the running pipeline reports (the health routes read it).
+    pub pipeline: Arc<PipelineStatus>,
+    /// The configuration in force (stored org configurations laid over the
+    /// file's); `None`: `/api/orgs` answers 503.
+    pub config: Option<prognos_dataflows::config::Config>,
     /// Tunables.
     pub settings: ApiSettings,
 }
@@ -152,6 +161,9 @@ pub enum ApiInitError {
     /// Metrics already registered in this registry.
     #[error("API metrics")]
     Metrics(#[from] prometheus::Error),
+    /// The org configuration tree.
+    #[error("organization configurations")]
+    Orgs(#[from] crate::orgs::OrgStoreError),
 }
 
 /// Shared by every request.
@@ -168,6 +180,9 @@ pub(crate) struct Services {
     pub limiter: LoginLimiter,
     pub login_slots: tokio::sync::Semaphore,
     pub jobs: Arc<ml::Jobs>,
+    pub pipeline: Arc<PipelineStatus>,
+    pub config: Option<std::sync::Mutex<prognos_dataflows::config::Config>>,
+    pub org_store: crate::orgs::OrgStore,
     pub m: metrics::ApiMetrics,
 }
 
@@ -241,6 +256,9 @@ impl ApiState {
             users,
             audit,
             jobs,
+            pipeline: deps.pipeline,
+            config: deps.config.map(std::sync::Mutex::new),
+            org_store: crate::orgs::OrgStore::open(&db)?,
             m,
         };
         Ok(ApiState {
@@ -258,6 +276,12 @@ impl ApiState {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.svc.audit
+    }
+
+    /// The training-runs counter (`prognos_training_runs_total{trigger, outcome}`),
+    /// for trainers outside the API.
+    pub fn training_runs(&self) -> prometheus::IntCounterVec {
+        self.svc.m.training_runs.clone()
     }
 }
 

@@ -179,6 +179,11 @@ pub fn error_response(e: &ApiError) -> warp::reply::Response {
     if let Some(s) = e.retry_after_s {
         h.insert("retry-after", s.into());
     }
+    // The refused body is not read: the connection cannot carry another request
+    // (a client that reused it would write into a closed socket).
+    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+        h.insert("connection", warp::http::HeaderValue::from_static("close"));
+    }
     if let Some(a) = &e.allow
         && let Ok(v) = a.parse()
     {

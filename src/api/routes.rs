@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::request::{Reply, Req};
-use super::{ApiState, alerts, login, ml};
+use super::{ApiState, alerts, health, login, ml, orgs};
 use crate::auth::Role;
 use warp::http::Method;
 
@@ -15,6 +15,8 @@ pub enum Verb {
     Get,
     /// POST.
     Post,
+    /// PUT.
+    Put,
 }
 
 impl Verb {
@@ -23,6 +25,7 @@ impl Verb {
         match self {
             Verb::Get => "GET",
             Verb::Post => "POST",
+            Verb::Put => "PUT",
         }
     }
 
@@ -31,6 +34,7 @@ impl Verb {
         match self {
             Verb::Get => "get",
             Verb::Post => "post",
+            Verb::Put => "put",
         }
     }
 }
@@ -48,6 +52,8 @@ pub enum Access {
 pub const ANY_ROLE: Access = Access::Roles(&[Role::Operator, Role::Admin, Role::SuperAdmin]);
 /// Admins of the org and super admins.
 pub const ADMINS: Access = Access::Roles(&[Role::Admin, Role::SuperAdmin]);
+/// Super admins only.
+pub const SUPER_ADMINS: Access = Access::Roles(&[Role::SuperAdmin]);
 
 /// A handler.
 pub type HandlerFn = fn(&ApiState, &Req) -> Result<Reply, ApiError>;
@@ -235,6 +241,46 @@ pub static ROUTES: &[Route] = &[
         access: Access::Public,
         ok: (200, Body::Text),
         handler: Handler::Json(login::metrics),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/prediction-service",
+        operation_id: "healthPredictionService",
+        summary: "Per org: the active model version and whether rows are scored by it or by the rules alone (fallback).",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("PredictionServiceHealth")),
+        handler: Handler::Json(health::prediction_service),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/training-service",
+        operation_id: "healthTrainingService",
+        summary: "The training queue; per org its queued and running jobs and its latest training run with its outcome.",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("TrainingServiceHealth")),
+        handler: Handler::Json(health::training_service),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/model-cache",
+        operation_id: "healthModelCache",
+        summary: "Per org: versions held by the model caches and versions that failed their load check; process-wide counters for a super admin without ?org=.",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("ModelCacheHealth")),
+        handler: Handler::Json(health::model_cache),
+        ..BASE
+    },
+    Route {
+        path: "/api/health/background-monitor",
+        operation_id: "healthBackgroundMonitor",
+        summary: "The pipeline: running, and per org its row counts, the event time reached and the seconds since it last made progress.",
+        tag: "health",
+        query: &[ORG],
+        ok: (200, Body::Json("BackgroundMonitorHealth")),
+        handler: Handler::Json(health::background_monitor),
         ..BASE
     },
     Route {
@@ -453,6 +499,60 @@ pub static ROUTES: &[Route] = &[
         ..BASE
     },
     Route {
+        path: "/api/orgs",
+        operation_id: "listOrgs",
+        summary: "Organizations with where their configuration comes from (file or API) and whether the pipeline runs them.",
+        tag: "orgs",
+        access: SUPER_ADMINS,
+        ok: (200, Body::Json("OrgList")),
+        errors: &[503],
+        handler: Handler::Json(orgs::list),
+        ..BASE
+    },
+    Route {
+        method: Verb::Post,
+        path: "/api/orgs",
+        operation_id: "createOrg",
+        summary: "Create an organization from an [orgs.<id>] table as JSON, validated like the file; stored and processed from the next start.",
+        tag: "orgs",
+        access: SUPER_ADMINS,
+        body: Some(RequestBody {
+            schema: "CreateOrgRequest",
+            required: true,
+        }),
+        ok: (201, Body::Json("OrgChange")),
+        errors: &[409, 503],
+        handler: Handler::Json(orgs::create),
+        ..BASE
+    },
+    Route {
+        path: "/api/orgs/{org}",
+        operation_id: "getOrg",
+        summary: "One organization's configuration.",
+        tag: "orgs",
+        access: SUPER_ADMINS,
+        ok: (200, Body::Json("OrgDetail")),
+        errors: &[503],
+        handler: Handler::Json(orgs::get),
+        ..BASE
+    },
+    Route {
+        method: Verb::Put,
+        path: "/api/orgs/{org}",
+        operation_id: "updateOrg",
+        summary: "Replace an organization's configuration (validated like the file). The failure threshold, for_s and confidence threshold of a running org apply at once in event time (appliedLive); every other change is stored and applied at the next start (restartKeys).",
+        tag: "orgs",
+        access: SUPER_ADMINS,
+        body: Some(RequestBody {
+            schema: "OrgConfig",
+            required: true,
+        }),
+        ok: (200, Body::Json("OrgChange")),
+        errors: &[503],
+        handler: Handler::Json(orgs::update),
+        ..BASE
+    },
+    Route {
         path: "/ws",
         operation_id: "alertsWebSocket",
         summary: "WebSocket push of alert.created / alert.updated / alert.resolved for the caller's org; `since` replays changes after a store sequence number first. Messages are WsEvent JSON.",
@@ -589,9 +689,12 @@ mod tests {
             assert!(seen.insert((r.method.as_str(), r.path)), "{} twice", r.path);
             assert!(!r.operation_id.is_empty() && !r.summary.is_empty() && !r.tag.is_empty());
             let scoped = matches!(r.access, Access::Roles(_));
+            // The caller's own identity and the org configurations (super admins,
+            // the org in the path) are the protected routes without ?org=.
+            let own_org_free = r.path == "/api/auth/me" || r.path.starts_with("/api/orgs");
             assert_eq!(
                 r.query.iter().any(|q| q.name == "org"),
-                scoped && r.path != "/api/auth/me",
+                scoped && !own_org_free,
                 "{}: protected routes take ?org=",
                 r.path
             );

@@ -53,11 +53,59 @@ fn obj(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
     o
 }
 
+/// An `[orgs.<id>]` table as JSON: the top level and the prediction settings
+/// spelled out; signals, features, rules, failure signals and training are the
+/// file's tables (config/prognos.example.toml), checked by the same validation.
+fn org_config() -> Value {
+    let table = |d: &str| json!({"type": "object", "description": d});
+    let list = |d: &str| json!({"type": "array", "items": {"type": "object"}, "description": d});
+    obj(
+        &[
+            ("name", s()),
+            ("machine_column", s()),
+            ("time_column", s()),
+            (
+                "signals",
+                list("Canonical signals: name, column, kind, unit."),
+            ),
+            (
+                "prediction",
+                obj(
+                    &[(
+                        "component_mapping",
+                        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+                    )],
+                    &[
+                        ("enabled", boolean()),
+                        ("failure_threshold", num()),
+                        ("for_s", int()),
+                        ("confidence_threshold", num()),
+                        ("stage2_gate", null(num())),
+                        ("horizon_minutes", int()),
+                        ("time_to_failure_minutes", int()),
+                    ],
+                ),
+            ),
+        ],
+        &[
+            ("enabled", boolean()),
+            ("features", table("Lags, windows, stats, derived signals.")),
+            ("rules", list("Level rules (CRITICAL / WARNING).")),
+            (
+                "failure_signals",
+                list("Fault flags whose rising edge starts a failure."),
+            ),
+            ("training", table("Schedule and hyperparameters.")),
+        ],
+    )
+}
+
 /// Every named schema.
 pub fn all() -> Vec<(&'static str, Value)> {
     let alert_type = en(&["CRITICAL", "WARNING", "PREDICTIVE"]);
     let status = en(&["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]);
     let role = en(&["operator", "admin", "super_admin"]);
+    let health = en(&["healthy", "degraded", "unhealthy"]);
     vec![
         (
             "Error",
@@ -78,6 +126,248 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ),
         ("Health", obj(&[("status", s())], &[])),
         ("Ready", obj(&[("ready", boolean())], &[])),
+        ("OrgConfig", org_config()),
+        (
+            "CreateOrgRequest",
+            obj(
+                &[
+                    (
+                        "id",
+                        json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}),
+                    ),
+                    ("config", r("OrgConfig")),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "OrgSummary",
+            obj(
+                &[
+                    ("id", s()),
+                    ("name", s()),
+                    ("enabled", boolean()),
+                    ("source", en(&["file", "api"])),
+                    ("updatedAt", null(dt())),
+                    ("updatedBy", null(s())),
+                    (
+                        "running",
+                        json!({"type": "boolean", "description": "Whether the pipeline processes it now (false for an org created since the start)."}),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "OrgList",
+            obj(&[("organizations", arr(r("OrgSummary")))], &[]),
+        ),
+        (
+            "OrgDetail",
+            obj(
+                &[
+                    ("id", s()),
+                    ("name", s()),
+                    ("enabled", boolean()),
+                    ("source", en(&["file", "api"])),
+                    ("updatedAt", null(dt())),
+                    ("updatedBy", null(s())),
+                    ("running", boolean()),
+                    ("config", r("OrgConfig")),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "OrgChange",
+            obj(
+                &[
+                    ("organization", r("OrgDetail")),
+                    (
+                        "appliedLive",
+                        null(obj(
+                            &[
+                                ("effectiveTs", int()),
+                                (
+                                    "thresholds",
+                                    obj(
+                                        &[
+                                            ("failureThreshold", num()),
+                                            ("forS", int()),
+                                            ("confidenceThreshold", num()),
+                                        ],
+                                        &[],
+                                    ),
+                                ),
+                            ],
+                            &[],
+                        )),
+                    ),
+                    (
+                        "restartKeys",
+                        json!({"type": "array", "items": {"type": "string"},
+                            "description": "Changed keys that take effect at the next start (`*`: the whole new org)."}),
+                    ),
+                    ("pendingRestart", boolean()),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "PredictionServiceHealth",
+            obj(
+                &[
+                    ("status", health.clone()),
+                    ("checkedAt", dt()),
+                    ("pipelineRunning", boolean()),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("activeVersion", null(s())),
+                                ("mode", en(&["model", "rules"])),
+                                ("rowsScored", int()),
+                                ("rowsFallback", int()),
+                                ("lastScoredAt", null(dt())),
+                                ("lastFallbackAt", null(dt())),
+                                ("modelError", null(s())),
+                            ],
+                            &[],
+                        )),
+                    ),
+                    ("fallbackOrganizations", arr(s())),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "TrainingServiceHealth",
+            obj(
+                &[
+                    ("status", health.clone()),
+                    ("checkedAt", dt()),
+                    ("trainerAvailable", boolean()),
+                    ("queued", int()),
+                    ("running", int()),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("queued", int()),
+                                ("running", int()),
+                                (
+                                    "lastRun",
+                                    null(obj(
+                                        &[
+                                            ("id", s()),
+                                            ("status", s()),
+                                            ("version", s()),
+                                            ("startedAt", dt()),
+                                            ("completedAt", null(dt())),
+                                            ("error", null(s())),
+                                        ],
+                                        &[],
+                                    )),
+                                ),
+                                (
+                                    "lastJob",
+                                    null(obj(
+                                        &[
+                                            ("id", s()),
+                                            ("status", s()),
+                                            ("queuedAt", dt()),
+                                            ("completedAt", null(dt())),
+                                            ("error", null(s())),
+                                        ],
+                                        &[],
+                                    )),
+                                ),
+                            ],
+                            &[],
+                        )),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "ModelCacheHealth",
+            obj(
+                &[
+                    ("status", health.clone()),
+                    ("checkedAt", dt()),
+                    ("pipelineRunning", boolean()),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("activeVersion", null(s())),
+                                ("activeLoaded", boolean()),
+                                ("loaded", arr(s())),
+                                ("failed", arr(obj(&[("version", s()), ("error", s())], &[]))),
+                            ],
+                            &[],
+                        )),
+                    ),
+                ],
+                &[(
+                    "totals",
+                    obj(
+                        &[
+                            ("hits", int()),
+                            ("misses", int()),
+                            ("evictions", int()),
+                            ("hitRatio", null(num())),
+                            ("loadSeconds", num()),
+                            ("bytes", int()),
+                            ("models", int()),
+                        ],
+                        &[],
+                    ),
+                )],
+            ),
+        ),
+        (
+            "BackgroundMonitorHealth",
+            obj(
+                &[
+                    ("status", health),
+                    ("checkedAt", dt()),
+                    (
+                        "pipeline",
+                        obj(
+                            &[
+                                ("ready", boolean()),
+                                ("running", boolean()),
+                                ("startedAt", null(dt())),
+                                ("updatedAt", null(dt())),
+                                ("secondsSinceUpdate", null(num())),
+                            ],
+                            &[],
+                        ),
+                    ),
+                    (
+                        "organizations",
+                        arr(obj(
+                            &[
+                                ("organizationId", s()),
+                                ("rows", counts()),
+                                ("rowsFeatured", int()),
+                                ("eventTime", null(dt())),
+                                ("lastProgressAt", null(dt())),
+                                ("secondsSinceProgress", null(num())),
+                                ("stalled", boolean()),
+                            ],
+                            &[],
+                        )),
+                    ),
+                ],
+                &[],
+            ),
+        ),
         (
             "OpenApiDocument",
             json!({"type": "object", "description": "An OpenAPI 3.0 document."}),

@@ -24,6 +24,8 @@ async fn start() -> (
         orgs: BTreeSet::from(["acme-heat".to_string()]),
         data_dir: dir.path().to_path_buf(),
         trainer: None,
+        pipeline: Arc::default(),
+        config: None,
         settings: ApiSettings {
             admin_password: Some("bootstrap password".into()),
             ..ApiSettings::default()

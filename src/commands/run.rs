@@ -12,6 +12,7 @@ use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
 use crate::outputs::{AlertOutputs, LineSink, PredictionOutput};
+use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::bootstrap::{Bootstrap, orgs_without_model};
 use crate::training::python::MlEnv;
@@ -96,9 +97,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?);
     let store = AlertStore::open(&registry.db())?;
+    // Organization configurations changed through the API replace the file's.
+    let stored_orgs = crate::orgs::OrgStore::open(&registry.db())?.list()?;
+    for s in &stored_orgs {
+        tracing::info!(org = %s.id, by = %s.updated_by, "using the organization configuration stored through the API");
+    }
+    let config = crate::orgs::overlay(config, &stored_orgs)
+        .context("the stored organization configurations do not fit the configuration file")?;
     let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
 
     let metrics = Metrics::new();
+    metrics.init_orgs(config.orgs.keys());
     metrics
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), onnx_runtime::EXPECTED_VERSION])
@@ -118,6 +127,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // The live activation log: the dataflow scores with it, deploy and rollback
     // (CLI-free, through the API) append to it.
     let live = Arc::new(Activations::from_log(registry.activation_log()?));
+    let pipeline = Arc::new(PipelineStatus::default());
     let api_state = ApiState::open(ApiDeps {
         metrics: metrics.clone(),
         ready: ready.clone(),
@@ -135,9 +145,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             live: live.clone(),
             store: store.clone(),
         })),
+        pipeline: pipeline.clone(),
+        config: Some(config.clone()),
         settings: ApiSettings::from_env(),
     })
     .context("cannot start the API")?;
+    let training_runs = api_state.training_runs();
     let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = rt.spawn(api::run(listener, api_state, async {
         let _ = stop_api_rx.await;
@@ -168,6 +181,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         store: store.clone(),
         changes,
         live,
+        pipeline,
+        training_runs,
     };
     let result = run_pipeline(
         &config,
@@ -195,6 +210,8 @@ struct Services {
     store: AlertStore,
     changes: tokio::sync::broadcast::Sender<Change>,
     live: Arc<Activations>,
+    pipeline: Arc<PipelineStatus>,
+    training_runs: prometheus::IntCounterVec,
 }
 
 /// The embedded pipeline: simulator partitions (one per org) spread over the
@@ -263,8 +280,15 @@ fn run_pipeline(
     let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
     let dead_sink = Arc::new(Mutex::new(Some(JsonlSink::create(&dead_path)?)));
     let failures = metrics.simulated_failures.clone();
+    for s in &schemas {
+        for c in &s.component_names {
+            failures.with_label_values(&[s.org_id.as_str(), c.as_str()]);
+        }
+    }
     let live_start_ms = sim.start_ms;
-    let settings = AlertSettings::from_config(config, Mode::Live)?;
+    let mut settings = AlertSettings::from_config(config, Mode::Live)?;
+    // Threshold changes made through the API reach the alerts operator here.
+    settings.live = Some(activations.clone());
     let alerts_out = AlertOutputs {
         store: services.store.clone(),
         changes: services.changes.clone(),
@@ -353,6 +377,9 @@ fn run_pipeline(
         });
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
+    services
+        .pipeline
+        .start(chrono::Utc::now().timestamp_millis(), config.orgs.keys());
     ready.store(true, Ordering::Release);
     start_first_models(config, args, services, &activations, live_start_ms, stop)?;
 
@@ -369,11 +396,23 @@ fn run_pipeline(
             Err(e) => anyhow::bail!("timely workers vanished: {e}"),
         }
         publish(&stats, &mut seen, metrics);
-        metrics.publish_cache(&cache_stats.lock().unwrap_or_else(|e| e.into_inner()));
+        let caches = cache_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        metrics.publish_cache(&caches);
         let t = clock.load(Ordering::Relaxed);
         for org in config.orgs.keys() {
             metrics.source_event_time.with_label_values(&[org]).set(t);
         }
+        let event_time: BTreeMap<String, i64> =
+            config.orgs.keys().map(|o| (o.clone(), t)).collect();
+        services.pipeline.update(
+            chrono::Utc::now().timestamp_millis(),
+            &seen,
+            &event_time,
+            &caches,
+        );
         if last_status.elapsed() >= Duration::from_secs(10) {
             let featured: u64 = seen
                 .iter()
@@ -436,6 +475,7 @@ fn start_first_models(
         store: services.store.clone(),
         live_start_ms,
         stop: stop.clone(),
+        runs: Some(services.training_runs.clone()),
     };
     std::thread::Builder::new()
         .name("first-models".into())
@@ -444,8 +484,11 @@ fn start_first_models(
     Ok(())
 }
 
-/// Move new counts from the dataflow's stats into the Prometheus counters.
+/// Move new counts and batch timings from the dataflow's stats into the
+/// Prometheus counters and histograms.
 fn publish(stats: &Stats, seen: &mut BTreeMap<(String, String), u64>, metrics: &Metrics) {
+    let (batches, dropped) = stats.take_batches();
+    metrics.observe_batches(&batches, dropped);
     for (k, v) in stats.snapshot() {
         let before = seen.get(&k).copied().unwrap_or(0);
         if v > before {

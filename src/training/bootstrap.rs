@@ -41,6 +41,8 @@ pub struct Bootstrap {
     pub live_start_ms: i64,
     /// Set on shutdown.
     pub stop: Arc<AtomicBool>,
+    /// `prognos_training_runs_total`, counted under trigger `first_model`.
+    pub runs: Option<prometheus::IntCounterVec>,
 }
 
 /// Orgs that need a first model: enabled, predicting, training enabled, none active.
@@ -63,19 +65,31 @@ impl Bootstrap {
                 return;
             }
             let t0 = Instant::now();
-            match self.train_one(&org) {
-                Ok(Some(version)) => tracing::info!(
+            let result = self.train_one(&org);
+            let outcome = match &result {
+                Ok(Some((_, true))) => "completed",
+                Ok(Some((_, false))) => "rejected",
+                Ok(None) => continue, // stopped
+                Err(_) => "failed",
+            };
+            // Counted before it is logged, so whoever reads the log finds it counted.
+            if let Some(r) = &self.runs {
+                r.with_label_values(&["first_model", outcome]).inc();
+            }
+            match result {
+                Ok(Some((version, true))) => tracing::info!(
                     org = %org, version = %version, minutes = format!("{:.1}", t0.elapsed().as_secs_f64() / 60.0),
                     "first model trained and active: predictive alerts from now on"
                 ),
-                Ok(None) => {}
                 Err(e) => tracing::error!(org = %org, error = format!("{e:#}"),
                     "could not train a first model; this org stays on rules (see `prognos train`)"),
+                _ => {}
             }
         }
     }
 
-    fn train_one(&self, org: &str) -> anyhow::Result<Option<String>> {
+    /// The version trained and whether it was activated; None when stopped.
+    fn train_one(&self, org: &str) -> anyhow::Result<Option<(String, bool)>> {
         let days = self.config.simulator.first_model_days;
         tracing::info!(org = %org, days, machines = history_machines(&self.config),
             "no model yet: scoring with rules only while the first model trains on simulated history");
@@ -108,7 +122,7 @@ impl Bootstrap {
             event_recall = %m.get("eventRecall").cloned().unwrap_or_default(),
             false_alarms_per_machine_day = %m.get("falseAlarmsPerMachineDay").cloned().unwrap_or_default(),
             "validation of the first model");
-        Ok(outcome.deployed.then_some(outcome.version))
+        Ok(Some((outcome.version, outcome.deployed)))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod rules;
 mod tests;
 
 use crate::config::{Config, Severity};
+use crate::models::activations::{ThresholdLog, thresholds_at};
 use crate::operators::inference::ScoredRow;
 use crate::records::{Alert, AlertStatus, AlertType, TopFeature};
 use dedup::{DedupSettings, KeyDedup};
@@ -65,6 +66,12 @@ pub struct AlertSettings {
     pub dedup: DedupSettings,
     /// Live or replay.
     pub mode: Mode,
+    /// Where threshold changes made while running come from (live runs); the
+    /// operator refreshes [`AlertSettings::thresholds`] from it.
+    pub live: Option<Arc<crate::models::activations::Activations>>,
+    /// Threshold changes in event time; they override the org's configured
+    /// failure threshold and `for_s` from their effective ts on.
+    pub thresholds: Arc<ThresholdLog>,
 }
 
 impl AlertSettings {
@@ -93,6 +100,8 @@ impl AlertSettings {
             orgs: Arc::new(orgs),
             dedup: DedupSettings::from_config(&config.alerts),
             mode,
+            live: None,
+            thresholds: Arc::default(),
         })
     }
 
@@ -110,6 +119,8 @@ impl AlertSettings {
             .collect();
         AlertSettings {
             orgs: Arc::new(orgs),
+            live: None,
+            thresholds: Arc::default(),
             ..self.clone()
         }
     }
@@ -189,9 +200,13 @@ impl MachineAlerts {
         match (row.fallback, &row.model_version, &row.importance) {
             (false, Some(v), Some(imp)) => {
                 self.baseline.update(v, imp, ts, f);
-                if row.probability >= self.org.failure_threshold {
+                let (threshold, for_ms) = match thresholds_at(&s.thresholds, &self.org_id, ts) {
+                    Some(t) => (t.failure_threshold, t.for_ms()),
+                    None => (self.org.failure_threshold, self.org.predictive_for_ms),
+                };
+                if row.probability >= threshold {
                     let since = *self.above_since.get_or_insert(ts);
-                    if ts.saturating_sub(since) >= self.org.predictive_for_ms {
+                    if ts.saturating_sub(since) >= for_ms {
                         detections.push(Detection::Predictive);
                     }
                 } else {

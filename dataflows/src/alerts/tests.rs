@@ -350,12 +350,25 @@ component_mapping = { "0" = "General", "1" = "Heater" }
 /// `(ts_s, probability, fault)` rows of one machine (NaN probability: unscored)
 /// through `MachineAlerts`; the ts (s) of new notifications of `alert_type`.
 fn notified(config: &str, rows: &[(i64, f64, f64)], alert_type: AlertType) -> Vec<i64> {
+    notified_live(config, rows, alert_type, &Default::default())
+}
+
+/// [`notified`] with threshold changes made while running.
+fn notified_live(
+    config: &str,
+    rows: &[(i64, f64, f64)],
+    alert_type: AlertType,
+    changes: &crate::models::activations::Activations,
+) -> Vec<i64> {
     use super::{AlertSettings, MachineAlerts, Mode};
     use crate::operators::inference::ScoredRow;
     use crate::records::{FeatureRow, ModelHealth, SourcePosition};
     use std::sync::Arc;
     let config = crate::config::Config::from_toml_str(config).unwrap();
-    let s = AlertSettings::from_config(&config, Mode::Replay).unwrap();
+    let mut s = AlertSettings::from_config(&config, Mode::Replay).unwrap();
+    if let Some(log) = changes.thresholds_if_changed(&mut 0) {
+        s.thresholds = log;
+    }
     let mut m = MachineAlerts::new("alpha", "m1", s.orgs["alpha"].clone());
     let mut out = Vec::new();
     for (i, &(t, p, fault)) in rows.iter().enumerate() {
@@ -417,6 +430,53 @@ fn predictive_alerts_wait_for_the_probability_to_hold_for_s() {
         notified(&immediate, &rows, AlertType::Predictive),
         [0, 30, 90],
         "without for_s the first three detections of the window pass"
+    );
+}
+
+#[test]
+fn threshold_changes_apply_from_their_effective_ts() {
+    use crate::models::activations::{Activations, Thresholds};
+    let rows = [
+        (0, 0.9, 0.0),
+        (30, 0.9, 0.0),
+        (60, 0.9, 0.0), // held 60 s under the configured 0.8 / 60 s: detected
+        (120, 0.9, 0.0),
+        (150, 0.96, 0.0),
+        (180, 0.9, 0.0),
+    ];
+    let changes = Activations::default();
+    changes.set_thresholds(
+        "alpha",
+        Thresholds {
+            failure_threshold: 0.95,
+            for_s: 0,
+            confidence_threshold: 0.7,
+        },
+        100_000,
+    );
+    // From 100 s: 0.9 is below the new threshold; 0.96 alerts at once.
+    assert_eq!(
+        notified_live(PREDICTIVE_CONFIG, &rows, AlertType::Predictive, &changes),
+        [60, 150]
+    );
+    assert_eq!(
+        notified(PREDICTIVE_CONFIG, &rows, AlertType::Predictive),
+        [60, 120, 150],
+        "the configured thresholds without the change"
+    );
+    changes.set_thresholds(
+        "other",
+        Thresholds {
+            failure_threshold: 0.1,
+            for_s: 0,
+            confidence_threshold: 0.1,
+        },
+        0,
+    );
+    assert_eq!(
+        notified_live(PREDICTIVE_CONFIG, &rows, AlertType::Predictive, &changes),
+        [60, 150],
+        "another org's change does not apply"
     );
 }
 

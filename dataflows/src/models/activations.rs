@@ -6,9 +6,53 @@
 //! An activation takes effect at or after every inference operator's output
 //! frontier (rows below it are already scored): [`Activations::activate`] picks
 //! that time under the same lock the operators publish their frontiers with.
+//!
+//! Prediction thresholds changed while the pipeline runs travel the same way
+//! ([`Activations::set_thresholds`]): a change applies to rows from its
+//! effective ts on, and rows below every inference frontier keep the old ones.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// An org's prediction thresholds that can change without a restart.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Thresholds {
+    /// PREDICTIVE at or above this failure probability ...
+    pub failure_threshold: f64,
+    /// ... held on every scored row of the machine for this long (event time).
+    pub for_s: u64,
+    /// The predicted component is used when its probability reaches this.
+    pub confidence_threshold: f64,
+}
+
+impl Thresholds {
+    /// `for_s` in ms.
+    pub fn for_ms(&self) -> i64 {
+        i64::try_from(self.for_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+/// A threshold change: `thresholds` for `organization_id` from `effective_ts` on.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdChange {
+    /// Event time (ms) from which it applies.
+    pub effective_ts: i64,
+    /// The thresholds.
+    pub thresholds: Thresholds,
+}
+
+/// Every org's threshold changes by effective ts (a snapshot operators hold).
+pub type ThresholdLog = HashMap<String, BTreeMap<i64, Thresholds>>;
+
+/// The thresholds in force for `org` at `ts` under `log` (None: the config's).
+pub fn thresholds_at(log: &ThresholdLog, org: &str, ts: i64) -> Option<Thresholds> {
+    log.get(org)
+        .and_then(|m| m.range(..=ts).next_back())
+        .map(|(_, t)| *t)
+}
 
 /// One activation (None = no model: rules only).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -25,6 +69,7 @@ pub struct Activation {
 #[derive(Debug, Default)]
 struct State {
     by_org: HashMap<String, BTreeMap<i64, Option<Arc<str>>>>,
+    thresholds: Arc<ThresholdLog>,
     frontiers: HashMap<usize, i64>,
 }
 
@@ -32,6 +77,8 @@ struct State {
 #[derive(Debug, Default)]
 pub struct Activations {
     state: Mutex<State>,
+    /// Bumped on every threshold change, so operators re-read only then.
+    thresholds_version: AtomicU64,
 }
 
 impl Activations {
@@ -71,6 +118,38 @@ impl Activations {
         }
     }
 
+    /// Apply `thresholds` for `org` from `not_before` or the operators' output
+    /// frontier, whichever is later; returns the change recorded.
+    pub fn set_thresholds(
+        &self,
+        org: &str,
+        thresholds: Thresholds,
+        not_before: i64,
+    ) -> ThresholdChange {
+        let mut s = self.lock();
+        let frontier = s.frontiers.values().copied().max().unwrap_or(i64::MIN);
+        let effective_ts = not_before.max(frontier);
+        Arc::make_mut(&mut s.thresholds)
+            .entry(org.to_string())
+            .or_default()
+            .insert(effective_ts, thresholds);
+        self.thresholds_version.fetch_add(1, Ordering::Release);
+        ThresholdChange {
+            effective_ts,
+            thresholds,
+        }
+    }
+
+    /// The threshold log when it changed since `seen` (which is updated).
+    pub fn thresholds_if_changed(&self, seen: &mut u64) -> Option<Arc<ThresholdLog>> {
+        let v = self.thresholds_version.load(Ordering::Acquire);
+        if v == *seen {
+            return None;
+        }
+        *seen = v;
+        Some(self.lock().thresholds.clone())
+    }
+
     /// The version active for `org` at `ts`.
     pub fn version_at(&self, org: &str, ts: i64) -> Option<Arc<str>> {
         Self::lookup(&self.lock(), org, ts)
@@ -92,9 +171,29 @@ impl Activations {
         rows: &[(&str, i64)],
         out: &mut Vec<Option<Arc<str>>>,
     ) {
+        self.resolve_rows(worker, frontier, rows, out, None);
+    }
+
+    /// [`Activations::resolve_batch`], also resolving each row's threshold
+    /// changes (None: the config's) into `thresholds`.
+    pub fn resolve_rows(
+        &self,
+        worker: usize,
+        frontier: i64,
+        rows: &[(&str, i64)],
+        out: &mut Vec<Option<Arc<str>>>,
+        thresholds: Option<&mut Vec<Option<Thresholds>>>,
+    ) {
         let mut s = self.lock();
         out.clear();
         out.extend(rows.iter().map(|(org, ts)| Self::lookup(&s, org, *ts)));
+        if let Some(t) = thresholds {
+            t.clear();
+            t.extend(
+                rows.iter()
+                    .map(|(org, ts)| thresholds_at(&s.thresholds, org, *ts)),
+            );
+        }
         let f = s.frontiers.entry(worker).or_insert(i64::MIN);
         *f = (*f).max(frontier);
     }
@@ -123,6 +222,44 @@ impl Activations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threshold_changes_apply_from_the_frontier_on() {
+        let a = Activations::default();
+        let t = |f| Thresholds {
+            failure_threshold: f,
+            for_s: 0,
+            confidence_threshold: 0.7,
+        };
+        let mut seen = 0;
+        assert!(a.thresholds_if_changed(&mut seen).is_none());
+        let mut v = Vec::new();
+        let mut th = Vec::new();
+        // An operator has scored everything below 5000.
+        a.resolve_rows(0, 5_000, &[("acme", 4_000)], &mut v, Some(&mut th));
+        assert_eq!(th, vec![None]);
+        let c = a.set_thresholds("acme", t(0.5), 1_000);
+        assert_eq!(c.effective_ts, 5_000, "never below what was scored");
+        let log = a.thresholds_if_changed(&mut seen).expect("changed");
+        assert!(a.thresholds_if_changed(&mut seen).is_none());
+        assert_eq!(thresholds_at(&log, "acme", 4_999), None);
+        assert_eq!(thresholds_at(&log, "acme", 5_000), Some(t(0.5)));
+        a.resolve_rows(
+            0,
+            9_000,
+            &[("acme", 4_999), ("acme", 6_000), ("other", 6_000)],
+            &mut v,
+            Some(&mut th),
+        );
+        assert_eq!(th, vec![None, Some(t(0.5)), None]);
+        assert_eq!(
+            a.set_thresholds("acme", t(0.9), 20_000).effective_ts,
+            20_000
+        );
+        let log = a.thresholds_if_changed(&mut seen).unwrap();
+        assert_eq!(thresholds_at(&log, "acme", 19_999), Some(t(0.5)));
+        assert_eq!(thresholds_at(&log, "acme", 20_000), Some(t(0.9)));
+    }
 
     #[test]
     fn rows_are_scored_by_the_version_active_at_their_ts() {

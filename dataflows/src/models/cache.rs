@@ -26,8 +26,8 @@ impl Default for CacheLimits {
     }
 }
 
-/// Cache counters, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Cache counters, for metrics and health.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CacheStats {
     /// Lookups served from memory.
     pub hits: u64,
@@ -41,6 +41,10 @@ pub struct CacheStats {
     pub bytes: u64,
     /// Versions held now.
     pub models: usize,
+    /// The (org, version) pairs held now, most recently used first.
+    pub loaded: Vec<(String, String)>,
+    /// The (org, version) pairs that failed their load-time check, with the reason.
+    pub failed: Vec<(String, String, String)>,
 }
 
 /// Where version directories live: `<root>/<org>/<version>/`.
@@ -131,7 +135,13 @@ impl ModelCache {
         CacheStats {
             bytes: self.entries.iter().map(|(_, m)| m.bytes).sum(),
             models: self.entries.len(),
-            ..self.stats
+            loaded: self.entries.iter().map(|(k, _)| k.clone()).collect(),
+            failed: self
+                .failed
+                .iter()
+                .map(|((o, v), e)| (o.clone(), v.clone(), e.to_string()))
+                .collect(),
+            ..self.stats.clone()
         }
     }
 }

@@ -51,6 +51,8 @@ pub fn alerts<'s>(
         let mut deadlines: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
         let mut out: Vec<Alert> = Vec::new();
         let mut tally = Tally::default();
+        let mut settings = settings;
+        let mut thresholds_seen = 0;
         move |(input, frontier), output| {
             input.for_each(|_cap, data| {
                 for row in data.drain(..) {
@@ -82,6 +84,16 @@ pub fn alerts<'s>(
             let Some(c) = cap.as_mut() else { return };
             let limit: Option<u64> = frontier.frontier().first().copied();
             let now = chrono::Utc::now().timestamp_millis();
+            // Every row below this frontier was scored after the inference operators
+            // published a frontier at or above it, so a change made since applies
+            // only to rows beyond it: reading the log now is exact.
+            if let Some(log) = settings
+                .live
+                .as_ref()
+                .and_then(|l| l.thresholds_if_changed(&mut thresholds_seen))
+            {
+                settings.thresholds = log;
+            }
             dirty.sort_unstable();
             dirty.retain(|&i| {
                 let m = &mut machines[i];

@@ -12,7 +12,7 @@
 
 use crate::features::{FeatureSpec, MachineFeatures};
 use crate::records::{CanonicalRow, FeatureRow};
-use crate::stats::{Stats, Tally, outcome};
+use crate::stats::{BatchSample, Stage, Stats, Tally, outcome};
 use crate::util::Fnv;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,6 +77,7 @@ pub fn features<'s>(
         let mut machines = Machines::default();
         let mut dirty: Vec<usize> = Vec::new();
         let mut tally = Tally::default();
+        let mut timed: Vec<BatchSample> = Vec::new();
         move |(input, frontier), output| {
             input.for_each(|_cap, data| {
                 for row in data.drain(..) {
@@ -98,6 +99,8 @@ pub fn features<'s>(
             let Some(c) = cap.as_mut() else { return };
             // Rows with ts below the frontier are complete; all of them when the input is done.
             let limit: Option<u64> = frontier.frontier().first().copied();
+            let t0 = std::time::Instant::now();
+            let mut emitted = 0usize;
             {
                 let mut session = output.session(&*c);
                 dirty.retain(|&i| {
@@ -116,6 +119,7 @@ pub fn features<'s>(
                         let mut features = Vec::with_capacity(m.state.spec().len());
                         m.state.push(row.ts, &row.values, &mut features);
                         tally.add(&row.organization_id, outcome::FEATURED);
+                        emitted += 1;
                         // Declared values as they came, then the derived ones.
                         let mut values = row.values;
                         values
@@ -134,6 +138,15 @@ pub fn features<'s>(
                 });
             }
             tally.flush(&stats);
+            if emitted > 0 {
+                timed.push(BatchSample {
+                    stage: Stage::Features,
+                    org: None,
+                    rows: emitted,
+                    seconds: t0.elapsed().as_secs_f64(),
+                });
+                stats.add_batches(&mut timed);
+            }
             match limit {
                 Some(f) if f > *c.time() => c.downgrade(&f),
                 Some(_) => {}

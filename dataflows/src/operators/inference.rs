@@ -10,11 +10,11 @@
 //! Rows stay on the worker that computed their features (no exchange).
 
 use crate::config::Config;
-use crate::models::activations::Activations;
+use crate::models::activations::{Activations, Thresholds};
 use crate::models::cache::{CacheLimits, CacheStats, ModelCache, ModelRoot};
 use crate::models::runner::Score;
 use crate::records::{FeatureMap, FeatureRow, ModelHealth, Prediction, PredictionMetadata};
-use crate::stats::{Stats, Tally};
+use crate::stats::{BatchSample, Stage, Stats, Tally};
 use ort::environment::Environment;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -206,8 +206,10 @@ pub fn inference<'s>(
         }
         let mut breakers: HashMap<String, Breaker> = HashMap::new();
         let mut versions: Vec<Option<Arc<str>>> = Vec::new();
+        let mut thresholds: Vec<Option<Thresholds>> = Vec::new();
         let mut scores: Vec<Score> = Vec::new();
         let mut tally = Tally::default();
+        let mut timed: Vec<BatchSample> = Vec::new();
         move |(input, frontier), output| {
             input.for_each(|_cap, data| pending.append(data));
             let Some(c) = cap.as_mut() else { return };
@@ -222,12 +224,19 @@ pub fn inference<'s>(
             };
             let published = limit.map_or(i64::MAX, |f| f as i64);
             let keys: Vec<(&str, i64)> = ready.iter().map(|r| (r.organization_id.as_str(), r.ts)).collect();
-            ctx.activations.resolve_batch(worker, published, &keys, &mut versions);
+            ctx.activations.resolve_rows(worker, published, &keys, &mut versions, Some(&mut thresholds));
             drop(keys);
             // Group by (org, version) so each group is one model's batch; order within
             // a group is the rows' (ts, position) order, so batches are reproducible.
-            let mut items: Vec<(FeatureRow, Option<Arc<str>>)> = ready.drain(..).zip(versions.drain(..)).collect();
-            items.sort_by(|(a, va), (b, vb)| {
+            // Each row carries the confidence threshold changed at or before its ts
+            // (None: the configured one).
+            let mut items: Vec<(FeatureRow, Option<Arc<str>>, Option<f64>)> = ready
+                .drain(..)
+                .zip(versions.drain(..))
+                .zip(thresholds.drain(..))
+                .map(|((r, v), t)| (r, v, t.map(|t| t.confidence_threshold)))
+                .collect();
+            items.sort_by(|(a, va, _), (b, vb, _)| {
                 (a.organization_id.as_str(), va.as_deref(), a.ts, a.pos).cmp(&(
                     b.organization_id.as_str(),
                     vb.as_deref(),
@@ -237,14 +246,17 @@ pub fn inference<'s>(
             });
             let mut session = output.session(&*c);
             let mut items = items.into_iter().peekable();
-            while let Some((first, version)) = items.next() {
+            while let Some((first, version, conf)) = items.next() {
                 let org = first.organization_id.clone();
                 let mut group = vec![first];
-                while let Some((next, v)) = items.peek() {
+                let mut confs = vec![conf];
+                while let Some((next, v, _)) = items.peek() {
                     if next.organization_id != org || v.as_deref() != version.as_deref() {
                         break;
                     }
-                    group.push(items.next().expect("peeked").0);
+                    let (row, _, conf) = items.next().expect("peeked");
+                    group.push(row);
+                    confs.push(conf);
                 }
                 let settings = ctx.orgs.get(&org);
                 let usable = settings.is_some_and(|s| s.enabled);
@@ -280,15 +292,19 @@ pub fn inference<'s>(
                 while !rest.is_empty() {
                     let take = rest.len().min(ctx.max_batch_rows.max(1));
                     let batch: Vec<FeatureRow> = rest.drain(..take).collect();
+                    let batch_confs: Vec<Option<f64>> = confs.drain(..take).collect();
                     let refs: Vec<&[f64]> = batch.iter().map(|r| r.features.as_slice()).collect();
                     let t0 = Instant::now();
                     match model.score(&refs, &mut scores) {
                         Ok(()) => {
                             breaker.errors = 0;
-                            let per_row = t0.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
-                            for (row, s) in batch.into_iter().zip(scores.iter()) {
+                            let seconds = t0.elapsed().as_secs_f64();
+                            timed.push(BatchSample { stage: Stage::Inference, org: Some(org.clone()), rows: batch.len(), seconds });
+                            let per_row = seconds * 1000.0 / batch.len() as f64;
+                            for ((row, s), conf) in batch.into_iter().zip(scores.iter()).zip(batch_confs) {
+                                let threshold = conf.unwrap_or(settings.confidence_threshold);
                                 let (component, confidence) = match s.component {
-                                    Some((k, q)) if q >= settings.confidence_threshold => {
+                                    Some((k, q)) if q >= threshold => {
                                         (
                                             classes
                                                 .get(k)
@@ -334,6 +350,7 @@ pub fn inference<'s>(
             }
             drop(session);
             tally.flush(&ctx.stats);
+            ctx.stats.add_batches(&mut timed);
             if let Some(cache) = cache.as_ref() {
                 ctx.cache_stats
                     .lock()

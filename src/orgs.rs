@@ -1,0 +1,131 @@
+//! Organization configurations changed through the API (`/api/orgs`), kept in
+//! the store's `org_configs` tree. `prognos run` lays them over the file's
+//! `[orgs.<id>]` tables at start ([`overlay`]); while it runs, only the
+//! prediction thresholds of a change take effect at once (through the
+//! activation log, in event time) — see `api/orgs.rs` for what applies when.
+
+use prognos_dataflows::config::{Config, ConfigError, OrgConfig};
+use serde::{Deserialize, Serialize};
+
+/// A configuration stored through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredOrg {
+    /// Organization id.
+    pub id: String,
+    /// Its `[orgs.<id>]` table.
+    pub config: OrgConfig,
+    /// When it was stored (ms).
+    pub updated_at: i64,
+    /// Who stored it.
+    pub updated_by: String,
+}
+
+/// Why the org store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgStoreError {
+    /// sled.
+    #[error("org store")]
+    Sled(#[from] sled::Error),
+    /// A stored record that does not parse (written by another version?).
+    #[error("stored configuration of org `{id}` does not parse")]
+    Corrupt {
+        /// The org.
+        id: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// The `org_configs` tree.
+#[derive(Clone)]
+pub struct OrgStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl OrgStore {
+    /// Open the tree in `db`.
+    pub fn open(db: &sled::Db) -> Result<OrgStore, OrgStoreError> {
+        Ok(OrgStore {
+            db: db.clone(),
+            tree: db.open_tree("org_configs")?,
+        })
+    }
+
+    /// Every stored configuration, by id.
+    pub fn list(&self) -> Result<Vec<StoredOrg>, OrgStoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let id = String::from_utf8_lossy(&k).into_owned();
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|source| OrgStoreError::Corrupt { id, source })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Store (insert or replace) and make it durable.
+    pub fn put(&self, org: &StoredOrg) -> Result<(), OrgStoreError> {
+        let bytes = serde_json::to_vec(org).expect("org configs serialize");
+        self.tree.insert(org.id.as_bytes(), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// `base` with every stored org configuration in place of (or beside) the
+/// file's, validated as a whole (the failing key is named).
+pub fn overlay(mut base: Config, stored: &[StoredOrg]) -> Result<Config, ConfigError> {
+    for s in stored {
+        base.orgs.insert(s.id.clone(), s.config.clone());
+    }
+    base.validate()?;
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_orgs_replace_and_extend_the_file_and_are_validated() {
+        let base = Config::from_toml_str(crate::settings::EXAMPLE_CONFIG).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = OrgStore::open(&db).unwrap();
+        let mut acme = base.orgs["acme-heat"].clone();
+        acme.prediction.failure_threshold = 0.6;
+        let copy = StoredOrg {
+            id: "new-org".into(),
+            config: base.orgs["cobalt-thermal"].clone(),
+            updated_at: 2,
+            updated_by: "root".into(),
+        };
+        store
+            .put(&StoredOrg {
+                id: "acme-heat".into(),
+                config: acme,
+                updated_at: 1,
+                updated_by: "root".into(),
+            })
+            .unwrap();
+        store.put(&copy).unwrap();
+        let stored = OrgStore::open(&db).unwrap().list().unwrap();
+        assert_eq!(stored.len(), 2);
+        let c = overlay(base.clone(), &stored).unwrap();
+        assert_eq!(c.orgs.len(), 4);
+        assert_eq!(c.orgs["acme-heat"].prediction.failure_threshold, 0.6);
+        assert_eq!(c.orgs["borealis-forge"], base.orgs["borealis-forge"]);
+
+        let mut bad = copy;
+        bad.config.prediction.confidence_threshold = 7.0;
+        let e = overlay(base, &[bad]).unwrap_err();
+        assert!(
+            e.key.starts_with("orgs.new-org.prediction"),
+            "names the key: {e}"
+        );
+    }
+}

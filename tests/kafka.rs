@@ -117,6 +117,18 @@ fn produce(broker: &str, topic: &str, part: &str) {
     assert!(n.trim().parse::<u64>().unwrap() > 0, "rows produced: {n}");
 }
 
+/// The body of `GET path` on 127.0.0.1:`port` (HTTP/1.0, whole answer).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out)
+}
+
 /// A child process killed when the test ends, passed or not.
 struct Guard(Child);
 
@@ -341,9 +353,11 @@ fn broker_down_at_start_and_paused_mid_run_loses_nothing() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let dir = data().dir.path().join(format!("pause-{port}"));
+    let metrics_port = free_port();
     // The worker starts first and waits for the broker.
     let mut w = Guard(
         worker(&addr, "pause.scada", "pause.alerts", &dir)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -381,6 +395,27 @@ fn broker_down_at_start_and_paused_mid_run_loses_nothing() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    // The worker's metrics: every partition caught up (lag 0 once the metrics
+    // publish again), and every alert record written acknowledged by the broker.
+    std::thread::sleep(Duration::from_secs(1));
+    let m = http_get(metrics_port, "/metrics");
+    let value = |prefix: &str| -> Vec<f64> {
+        m.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let lags = value("prognos_kafka_consumer_lag_records{");
+    assert_eq!(lags.len(), 4, "lag of each partition:\n{m}");
+    assert!(lags.iter().all(|l| *l == 0.0), "caught up: {lags:?}");
+    let written = value("prognos_kafka_alert_records_written ");
+    assert_eq!(written, value("prognos_kafka_alert_records_delivered "));
+    assert_eq!(written, vec![got.values().sum::<usize>() as f64]);
+    assert!(value("prognos_rows_total{").iter().sum::<f64>() > 0.0);
+    assert_eq!(
+        http_get(metrics_port, "/readyz").lines().last(),
+        Some("ready")
+    );
     Command::new("kill")
         .args(["-TERM", &w.0.id().to_string()])
         .status()

@@ -104,6 +104,10 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
             store: store.clone(),
         })),
         settings: ApiSettings::from_env(),
+        // The dataflow runs in the workers: the controller's own pipeline status
+        // stays empty (its background-monitor reports no pipeline here).
+        pipeline: Arc::default(),
+        config: Some(config.clone()),
     })
     .context("cannot start the API")?;
     let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();

@@ -486,7 +486,11 @@ fn start_first_models(
 
 /// Move new counts and batch timings from the dataflow's stats into the
 /// Prometheus counters and histograms.
-fn publish(stats: &Stats, seen: &mut BTreeMap<(String, String), u64>, metrics: &Metrics) {
+pub(crate) fn publish(
+    stats: &Stats,
+    seen: &mut BTreeMap<(String, String), u64>,
+    metrics: &Metrics,
+) {
     let (batches, dropped) = stats.take_batches();
     metrics.observe_batches(&batches, dropped);
     for (k, v) in stats.snapshot() {

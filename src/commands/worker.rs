@@ -18,6 +18,7 @@
 //! controller, or a copy).
 
 use crate::cli::{ConfigArg, DataDirArg};
+use crate::metrics::Metrics;
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
@@ -77,6 +78,10 @@ pub struct WorkerArgs {
     /// already on the alerts topic are still not written again).
     #[arg(long)]
     pub from_beginning: bool,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` here (e.g.
+    /// `0.0.0.0:9100` in a pod); none when absent.
+    #[arg(long, env = "PROGNOS_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// timely's own arguments after `--`: `-w THREADS -n PROCESSES -p INDEX -h HOSTFILE`.
     #[arg(last = true, value_name = "TIMELY ARGS")]
     pub timely: Vec<String>,
@@ -227,6 +232,13 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         cache_stats: Arc::default(),
     };
     let settings = AlertSettings::from_config(&config, Mode::Stream)?;
+    let metrics = Metrics::new();
+    metrics.init_orgs(config.orgs.keys());
+    let kafka = KafkaMetrics::register(&metrics.registry)?;
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = args.metrics_listen {
+        serve_metrics(addr, metrics.clone(), ready.clone())?;
+    }
     let tracker = Arc::new(OffsetTracker::default());
     let lag: Lag = Arc::default();
     let names: Arc<HashMap<String, Vec<String>>> = Arc::new(
@@ -278,6 +290,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let (tree2, ckey2) = (tree.clone(), ckey.clone());
     let t0 = Instant::now();
     let (written2, skipped2) = (written.clone(), skipped.clone());
+    let (lag_m, alerts_m, stats_m) = (lag.clone(), alerts.clone(), stats.clone());
     let rows_in = Arc::new(RowClock::new());
     let rows_in2 = rows_in.clone();
     let guards = timely::execute(timely_config, move |worker| {
@@ -431,13 +444,21 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     tracing::info!(process, threads, "worker running");
-    crate::commands::join_workers(guards, Duration::from_secs(10), || {
-        tracing::info!(
-            alerts_written = written.load(Ordering::Relaxed),
-            already_written = skipped.load(Ordering::Relaxed),
-            seconds = t0.elapsed().as_secs(),
-            "worker progress"
-        );
+    ready.store(true, Ordering::Release);
+    let mut seen = BTreeMap::new();
+    let mut last_log = Instant::now();
+    crate::commands::join_workers(guards, Duration::from_millis(500), || {
+        crate::commands::run::publish(&stats_m, &mut seen, &metrics);
+        kafka.publish(&args.topic, &lag_m, &alerts_m, &written, &skipped);
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            last_log = Instant::now();
+            tracing::info!(
+                alerts_written = written.load(Ordering::Relaxed),
+                already_written = skipped.load(Ordering::Relaxed),
+                seconds = t0.elapsed().as_secs(),
+                "worker progress"
+            );
+        }
     })?;
     db.flush()?;
     let (rows, secs) = rows_in.rows_and_seconds();
@@ -450,6 +471,121 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         cpu_seconds = format!("{:.3}", cpu_seconds().unwrap_or(f64::NAN)),
         "worker stopped"
     );
+    Ok(())
+}
+
+/// The worker's Kafka metrics (on top of the pipeline's, see README "Metrics").
+struct KafkaMetrics {
+    lag: prometheus::IntGaugeVec,
+    sent: prometheus::IntGauge,
+    delivered: prometheus::IntGauge,
+    retried: prometheus::IntGauge,
+    written: prometheus::IntGauge,
+    skipped: prometheus::IntGauge,
+}
+
+impl KafkaMetrics {
+    fn register(r: &prometheus::Registry) -> anyhow::Result<KafkaMetrics> {
+        let gauge = |name: &str, help: &str| -> anyhow::Result<prometheus::IntGauge> {
+            let g = prometheus::IntGauge::new(name, help)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let lag = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "prognos_kafka_consumer_lag_records",
+                "Records between this worker's position and the end of each partition it owns.",
+            ),
+            &["topic", "partition"],
+        )?;
+        r.register(Box::new(lag.clone()))?;
+        Ok(KafkaMetrics {
+            lag,
+            sent: gauge(
+                "prognos_kafka_alert_records_sent",
+                "Alert records handed to the producer since start.",
+            )?,
+            delivered: gauge(
+                "prognos_kafka_alert_records_delivered",
+                "Alert records the brokers acknowledged since start.",
+            )?,
+            retried: gauge(
+                "prognos_kafka_alert_records_retried",
+                "Alert record deliveries that failed and were sent again since start.",
+            )?,
+            written: gauge(
+                "prognos_kafka_alert_records_written",
+                "Alert records this process wrote since start.",
+            )?,
+            skipped: gauge(
+                "prognos_kafka_alert_records_already_written",
+                "Alert records skipped at a restart because the topic already had them.",
+            )?,
+        })
+    }
+
+    fn publish(
+        &self,
+        topic: &str,
+        lag: &Lag,
+        alerts: &RecordProducer,
+        written: &std::sync::atomic::AtomicU64,
+        skipped: &std::sync::atomic::AtomicU64,
+    ) {
+        for (p, l) in lag.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            self.lag.with_label_values(&[topic, &p.to_string()]).set(*l);
+        }
+        let c = alerts.counts();
+        self.sent.set(c.sent.load(Ordering::Relaxed) as i64);
+        self.delivered
+            .set(c.delivered.load(Ordering::Relaxed) as i64);
+        self.retried.set(c.retried.load(Ordering::Relaxed) as i64);
+        self.written.set(written.load(Ordering::Relaxed) as i64);
+        self.skipped.set(skipped.load(Ordering::Relaxed) as i64);
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz` on `addr`, on a thread of its own.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    use warp::Filter;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics on /metrics, probes on /healthz and /readyz");
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let m = warp::path("metrics").and(warp::path::end()).map(move || {
+                warp::http::Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                    .body(metrics.render())
+                    .unwrap_or_default()
+            });
+            let health = warp::path("healthz").and(warp::path::end()).map(|| "ok");
+            let readyz = warp::path("readyz").and(warp::path::end()).map(move || {
+                let ok = ready.load(Ordering::Acquire);
+                warp::reply::with_status(
+                    if ok { "ready" } else { "starting" },
+                    if ok {
+                        warp::http::StatusCode::OK
+                    } else {
+                        warp::http::StatusCode::SERVICE_UNAVAILABLE
+                    },
+                )
+            });
+            rt.block_on(
+                warp::serve(m.or(health).or(readyz))
+                    .incoming(listener)
+                    .run(),
+            );
+        })?;
     Ok(())
 }
 

@@ -388,10 +388,12 @@ fn broker_down_at_start_and_paused_mid_run_loses_nothing() {
             .collect::<Vec<_>>(),
     );
     let deadline = Instant::now() + Duration::from_secs(90);
-    let got = loop {
-        let got = identities(&alerts_of(&addr, "pause.alerts"));
+    let (got, early) = loop {
+        let recs = alerts_of(&addr, "pause.alerts");
+        let got = identities(&recs);
         if want.keys().all(|k| got.contains_key(k)) || Instant::now() > deadline {
-            break got;
+            let early: Vec<_> = recs.into_iter().filter(|a| ts(a) < cutoff).collect();
+            break (got, identities(&early));
         }
         std::thread::sleep(Duration::from_millis(500));
     };
@@ -429,7 +431,11 @@ fn broker_down_at_start_and_paused_mid_run_loses_nothing() {
     let all = identities(&expected);
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "records written twice: {twice:?}");
-    let extra: Vec<_> = got.keys().filter(|k| !all.contains_key(*k)).collect();
+    // Near the end the two may differ: once the partitions have been idle for
+    // `idle_timeout_ms` (wall clock), a following worker moves event time on and
+    // closes windows and resolves keys that the reference, which stopped at the
+    // end of its input, left open. Before the cutoff they must agree.
+    let extra: Vec<_> = early.keys().filter(|k| !all.contains_key(*k)).collect();
     assert!(
         extra.is_empty(),
         "records the reference does not have: {extra:?}"

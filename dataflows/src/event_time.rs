@@ -145,6 +145,18 @@ impl PartitionClocks {
         Some(self.frontier)
     }
 
+    /// The frontier the input ends at: the smallest watermark over the partitions
+    /// that delivered rows (finished or not), never below the current frontier.
+    /// The same for any arrival order, so a run that stops at the end of its input
+    /// can let event time reach exactly this far and no further.
+    pub fn end_frontier(&self) -> i64 {
+        self.parts
+            .values()
+            .filter_map(|p| p.max_ts.map(|m| m - self.lateness_ms))
+            .min()
+            .map_or(self.frontier, |m| m.max(self.frontier))
+    }
+
     /// The frontier as last computed.
     pub fn current(&self) -> i64 {
         self.frontier
@@ -215,5 +227,28 @@ mod tests {
         assert_eq!(c.frontier(0), Some(10));
         c.finish(0);
         assert_eq!(c.frontier(0), Some(50));
+    }
+
+    #[test]
+    fn the_end_frontier_is_the_smallest_final_watermark_whatever_the_order() {
+        let ends = |order: &[(u32, i64)]| {
+            let mut c = PartitionClocks::new(1_000, 1_000_000, 0);
+            c.register(2, 0); // never delivers: does not count
+            for &(p, ts) in order {
+                c.admit(p, ts, 0).unwrap();
+            }
+            c.finish(0);
+            let _ = c.frontier(0);
+            c.end_frontier()
+        };
+        let a = ends(&[(0, 10_000), (1, 30_000), (0, 40_000), (1, 35_000)]);
+        let b = ends(&[(1, 30_000), (1, 35_000), (0, 10_000), (0, 40_000)]);
+        assert_eq!((a, b), (34_000, 34_000));
+        // Never below the frontier already reached.
+        let mut c = PartitionClocks::new(0, 10, 0);
+        c.admit(0, 100, 0).unwrap();
+        c.admit(1, 500, 0).unwrap();
+        assert_eq!(c.frontier(1_000), Some(500)); // both idle: the largest watermark
+        assert_eq!(c.end_frontier(), 500);
     }
 }

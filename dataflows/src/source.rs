@@ -43,6 +43,16 @@ pub trait Source: 'static {
         let _ = waker;
     }
 
+    /// The input has ended and event time stands at `end` (ms): return true to
+    /// keep the dataflow's frontier there (the operator asks again shortly),
+    /// false to release it. A source that must see every record due before
+    /// `end` emitted before the frontier runs off to the end holds until its
+    /// sinks report that far; the default releases at once.
+    fn hold_end(&mut self, end: u64) -> bool {
+        let _ = end;
+        false
+    }
+
     /// Told, for every row it delivered, the row's event time once mapped
     /// (`None` when the row could not be mapped). Sources that checkpoint keep
     /// it to know where to resume; the default ignores it.

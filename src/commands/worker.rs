@@ -292,6 +292,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let (written2, skipped2) = (written.clone(), skipped.clone());
     let (lag_m, alerts_m, stats_m) = (lag.clone(), alerts.clone(), stats.clone());
     let rows_in = Arc::new(RowClock::new());
+    let durable = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let rows_in2 = rows_in.clone();
     let guards = timely::execute(timely_config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -310,6 +311,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 inner: s,
                 stop: stop.clone(),
                 rows: rows_in2.clone(),
+                durable: durable.clone(),
             },
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the SCADA topic");
@@ -410,6 +412,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         while worker.step_or_park(Some(Duration::from_millis(50))) {
             if let Some(f) = probe.with_frontier(|f| f.first().copied()) {
                 last_frontier = Some(f);
+                durable.fetch_max(f, Ordering::AcqRel);
             }
             if checkpointer && last.elapsed() >= every {
                 last = Instant::now();
@@ -795,6 +798,8 @@ struct StoppableSource {
     inner: KafkaSource,
     stop: Arc<AtomicBool>,
     rows: Arc<RowClock>,
+    /// The durable output frontier the workers' probes last saw.
+    durable: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Rows read by this process, and when the first and the last arrived.
@@ -869,6 +874,14 @@ impl prognos_dataflows::source::Source for StoppableSource {
 
     fn set_waker(&mut self, waker: prognos_dataflows::source::Waker) {
         self.inner.set_waker(waker)
+    }
+
+    /// At the end of a batch run, hold event time at the input's end until
+    /// every record due before it is durable: the run then writes exactly the
+    /// records due before the end frontier, whatever the scheduling (a shutdown
+    /// releases at once; the restart continues from the checkpoint).
+    fn hold_end(&mut self, end: u64) -> bool {
+        !self.stop.load(Ordering::Acquire) && self.durable.load(Ordering::Acquire) < end
     }
 
     fn mapped(&mut self, pos: prognos_dataflows::records::SourcePosition, ts: Option<i64>) {

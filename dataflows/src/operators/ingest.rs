@@ -111,7 +111,17 @@ pub fn ingest<'s>(
             let frontier = clocks.frontier(now_ms);
             match (status, frontier) {
                 (SourceStatus::Finished, _) | (_, None) => {
-                    cap = None;
+                    // Let event time reach the input's end frontier first if
+                    // the source asks (Kafka batch runs), then release.
+                    let end = clocks.end_frontier().max(0) as u64;
+                    if end > *c.time() {
+                        c.downgrade(&end);
+                    }
+                    if src.hold_end(*c.time()) {
+                        activator.activate_after(Duration::from_millis(5));
+                    } else {
+                        cap = None;
+                    }
                     return;
                 }
                 (_, Some(f)) => {

@@ -182,9 +182,22 @@ impl LivePrediction {
         LivePrediction {
             organization_id: p.organization_id.clone(),
             machine_id: p.machine_id.clone(),
-            message: serde_json::json!({"type": "prediction", "prediction": p}).to_string(),
+            message: serde_json::to_string(&PredictionMessage {
+                kind: "prediction",
+                prediction: p,
+            })
+            .expect("predictions serialize"),
         }
     }
+}
+
+/// The wire form: a struct, not `json!`, keeps the fields (and the features)
+/// in their order.
+#[derive(Serialize)]
+struct PredictionMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    prediction: &'a Prediction,
 }
 
 /// Predictions for the WebSocket bridge (cheap to clone into every worker).
@@ -267,6 +280,18 @@ mod tests {
         assert_eq!(
             (p.organization_id.as_str(), p.machine_id.as_str()),
             ("a", "m1")
+        );
+        assert!(
+            p.message.starts_with(
+                r#"{"type":"prediction","prediction":{"organizationId":"a","machineId":"m1","#
+            ),
+            "{}",
+            p.message
+        );
+        assert!(
+            p.message.contains(r#""features":{"x":2.0,"y":null}"#),
+            "features in model order: {}",
+            p.message
         );
         let v: serde_json::Value = serde_json::from_str(&p.message).unwrap();
         assert_eq!(v["type"], "prediction");

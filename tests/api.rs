@@ -2,7 +2,8 @@
 //! (reqwest) and a real WebSocket client (tokio-tungstenite), over a real sled
 //! store: the role × org × route isolation matrix, tokens (tampered, expired,
 //! revoked), login rate limiting, pagination, alert actions, validation, the
-//! WebSocket push (org isolation, `since` replay, slow clients), the model
+//! WebSocket push (org isolation, `since` replay, slow clients, live predictions
+//! on request), the model
 //! routes with the audit log, and the OpenAPI document — which every JSON
 //! answer of these tests is also checked against.
 
@@ -12,12 +13,16 @@ use prognos::api::{ApiDeps, ApiSettings, ApiState, TrainRequest, Trainer};
 use prognos::auth::Role;
 use prognos::commands::train::TrainOutcome;
 use prognos::metrics::Metrics;
+use prognos::outputs::PredictionFeed;
 use prognos::status::PipelineStatus;
 use prognos::store::{AlertStore, Change};
 use prognos::training::registry::Registry;
 use prognos_dataflows::config::Severity;
 use prognos_dataflows::models::activations::Activations;
-use prognos_dataflows::records::{Alert, AlertStatus, AlertType};
+use prognos_dataflows::operators::inference::ScoredRow;
+use prognos_dataflows::records::{
+    Alert, AlertStatus, AlertType, FeatureRow, ModelHealth, SourcePosition,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -86,6 +91,8 @@ struct Server {
     store: AlertStore,
     registry: Arc<Registry>,
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// What `prognos run` feeds from the dataflow's scored rows.
+    predictions: PredictionFeed,
     pipeline: Arc<PipelineStatus>,
     live: Arc<Activations>,
     dir: tempfile::TempDir,
@@ -103,11 +110,27 @@ impl Drop for Server {
 }
 
 async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
+    server_opts(capacity, settings, true).await
+}
+
+/// `pipeline`: whether the process runs a pipeline (live predictions), as
+/// `prognos run` does and `prognos controller` does not.
+async fn server_opts(capacity: usize, settings: ApiSettings, pipeline_runs: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open(&dir.path().join("store")).unwrap());
     let store = AlertStore::open(&registry.db()).unwrap();
     let live: Arc<Activations> = Arc::default();
     let changes = tokio::sync::broadcast::channel(capacity).0;
+    let predictions = PredictionFeed {
+        tx: tokio::sync::broadcast::channel(capacity).0,
+        names: Arc::new(
+            test_config()
+                .orgs
+                .iter()
+                .map(|(id, o)| (id.clone(), o.feature_names()))
+                .collect(),
+        ),
+    };
     let pipeline: Arc<PipelineStatus> = Arc::default();
     let state = ApiState::open(ApiDeps {
         metrics: Metrics::new(),
@@ -115,6 +138,7 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
         registry: registry.clone(),
         store: store.clone(),
         changes: changes.clone(),
+        predictions: pipeline_runs.then(|| predictions.tx.clone()),
         live: live.clone(),
         orgs: BTreeSet::from([A.to_string(), B.to_string()]),
         data_dir: dir.path().to_path_buf(),
@@ -154,6 +178,7 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
         store,
         registry,
         changes,
+        predictions,
         pipeline,
         live,
         dir,
@@ -1121,6 +1146,272 @@ async fn a_lagging_websocket_client_is_closed_and_never_blocks_the_pipeline() {
     let f = close.expect("closed with a frame");
     assert_eq!(u16::from(f.code), 1013);
     assert!(f.reason.contains("since="), "{}", f.reason);
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = s
+            .http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(r#"prognos_ws_disconnects_total{reason="lagged"} 1"#) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no lagged disconnect counted: {text}");
+}
+
+/// A row of `org`'s `machine` scored by its model `v1` (the first feature undefined).
+fn scored(org: &str, machine: &str, ts: i64) -> ScoredRow {
+    let n = test_config().orgs[org].feature_names().len();
+    let mut features = vec![1.5; n];
+    features[0] = f64::NAN;
+    ScoredRow {
+        row: FeatureRow {
+            organization_id: org.into(),
+            machine_id: machine.into(),
+            ts,
+            pos: SourcePosition {
+                partition: 0,
+                offset: 0,
+            },
+            features,
+            values: vec![],
+        },
+        probability: 0.75,
+        confidence: 0.6,
+        component: "Heater".into(),
+        time_to_failure: 42.0,
+        model_version: Some("v1".into()),
+        health: ModelHealth::Healthy,
+        fallback: false,
+        processing_ms: 0.1,
+        load_ms: 0.0,
+        importance: None,
+    }
+}
+
+/// The (org, machine) of the next `n` events, which must be predictions, and
+/// then nothing more for a moment (a slow machine can only hide an extra one).
+async fn predictions_seen(ws: &mut Ws, n: usize, doc: &Value) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let e = next_event(ws, Duration::from_secs(5), doc)
+            .await
+            .expect("a prediction");
+        assert_eq!(e["type"], "prediction", "{e}");
+        let p = &e["prediction"];
+        got.push((
+            p["organizationId"].as_str().unwrap().to_string(),
+            p["machineId"].as_str().unwrap().to_string(),
+        ));
+    }
+    if let Some(e) = next_event(ws, Duration::from_millis(300), doc).await {
+        panic!("unexpected after {got:?}: {e}");
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pushes_live_predictions_on_request_of_own_org_only() {
+    let s = server().await;
+    let (ta, tb, root) = (
+        s.login("op-a").await,
+        s.login("op-b").await,
+        s.login("root").await,
+    );
+    let wait = Duration::from_secs(5);
+    let quiet = Duration::from_millis(300);
+
+    // Refused before the upgrade: a bad value, `machine` alone, another org.
+    for (q, status) in [
+        (format!("token={ta}&predictions=yes"), 400),
+        (format!("token={ta}&machine=m1"), 400),
+        (format!("token={ta}&predictions=false&machine=m1"), 400),
+        (format!("token={ta}&predictions=true&org={B}"), 404),
+    ] {
+        match tokio_tungstenite::connect_async(format!("{}?{q}", s.ws)).await {
+            Err(tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), status, "{q}"),
+            other => panic!("{q}: upgraded: {:?}", other.map(|x| x.1.status())),
+        }
+    }
+
+    // A client that did not ask costs the pipeline nothing: no receiver at all.
+    let mut plain = ws_connect(&s, &format!("token={ta}")).await;
+    let hello = next_event(&mut plain, wait, &s.doc).await.unwrap();
+    assert_eq!(
+        (&hello["type"], &hello["predictions"]),
+        (&json!("hello"), &json!(false))
+    );
+    assert_eq!(s.predictions.tx.receiver_count(), 0);
+    // With nobody listening, a batch is dropped at the door (later clients never see it).
+    s.predictions.deliver(&[scored(A, "m0", T0)]);
+
+    let mut wa = ws_connect(&s, &format!("token={ta}&predictions=true")).await;
+    let mut wm = ws_connect(&s, &format!("token={ta}&predictions=true&machine=m2")).await;
+    let mut wb = ws_connect(&s, &format!("token={tb}&predictions=true")).await;
+    let mut wroot = ws_connect(&s, &format!("token={root}&org={A}&predictions=true")).await;
+    let mut wall = ws_connect(&s, &format!("token={root}&predictions=true")).await;
+    for w in [&mut wa, &mut wm, &mut wb, &mut wroot, &mut wall] {
+        let hello = next_event(w, wait, &s.doc).await.unwrap();
+        assert_eq!(
+            (&hello["type"], &hello["predictions"]),
+            (&json!("hello"), &json!(true))
+        );
+    }
+    assert_eq!(s.predictions.tx.receiver_count(), 5);
+
+    s.predictions.deliver(&[
+        scored(B, "m1", T0),
+        scored(A, "m1", T0),
+        scored(A, "m2", T0 + 60_000),
+    ]);
+    let pair = |o: &str, m: &str| (o.to_string(), m.to_string());
+    let a_only = vec![pair(A, "m1"), pair(A, "m2")];
+    assert_eq!(predictions_seen(&mut wa, 2, &s.doc).await, a_only);
+    assert_eq!(predictions_seen(&mut wroot, 2, &s.doc).await, a_only);
+    assert_eq!(
+        predictions_seen(&mut wm, 1, &s.doc).await,
+        vec![pair(A, "m2")]
+    );
+    assert_eq!(
+        predictions_seen(&mut wb, 1, &s.doc).await,
+        vec![pair(B, "m1")]
+    );
+    assert_eq!(
+        predictions_seen(&mut wall, 3, &s.doc).await,
+        vec![pair(B, "m1"), pair(A, "m1"), pair(A, "m2")]
+    );
+    assert!(
+        next_event(&mut plain, quiet, &s.doc).await.is_none(),
+        "a client that did not ask got a prediction"
+    );
+
+    // The message: the seed's PredictionResult with the machine and event time.
+    s.predictions.deliver(&[scored(A, "m2", T0 + 120_000)]);
+    let e = next_event(&mut wm, wait, &s.doc).await.unwrap();
+    let p = &e["prediction"];
+    assert_eq!(e.get("seq"), None, "{e}");
+    assert_eq!(
+        (
+            p["ts"].as_str(),
+            p["probability"].as_f64(),
+            p["predictedComponent"].as_str(),
+            p["modelVersion"].as_str(),
+            p["metadata"]["modelHealth"].as_str(),
+            p["metadata"]["fallbackUsed"].as_bool(),
+        ),
+        (
+            Some(prognos_dataflows::time::format_rfc3339_ms(T0 + 120_000).as_str()),
+            Some(0.75),
+            Some("Heater"),
+            Some("v1"),
+            Some("healthy"),
+            Some(false),
+        )
+    );
+    let names = test_config().orgs[A].feature_names();
+    let features = p["features"].as_object().unwrap();
+    assert_eq!(features.len(), names.len());
+    assert!(features[&names[0]].is_null(), "undefined feature: {p}");
+    assert_eq!(features[&names[1]], 1.5);
+
+    // Alerts keep flowing to a client that asked for predictions too.
+    assert_eq!(
+        next_event(&mut wa, wait, &s.doc).await.unwrap()["prediction"]["machineId"],
+        "m2"
+    );
+    s.deliver(&notif(A, "m1", "Heater", AlertType::Critical, "a1", T0));
+    let e = next_event(&mut wa, wait, &s.doc).await.unwrap();
+    assert_eq!(
+        (e["type"].as_str(), e["alert"]["id"].as_str()),
+        (Some("alert.created"), Some("a1"))
+    );
+    let e = next_event(&mut plain, wait, &s.doc).await.unwrap();
+    assert_eq!(e["type"], "alert.created");
+    assert!(
+        next_event(&mut wb, quiet, &s.doc).await.is_none(),
+        "org B saw org A's alert or prediction"
+    );
+
+    // Clients that leave stop costing: back to no receiver.
+    for w in [plain, wa, wm, wb, wroot, wall] {
+        drop(w);
+    }
+    for _ in 0..100 {
+        if s.predictions.tx.receiver_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "{} prediction receivers left after every client went away",
+        s.predictions.tx.receiver_count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_are_refused_where_no_pipeline_runs() {
+    let s = server_opts(1024, ApiSettings::default(), false).await;
+    let t = s.login("op-a").await;
+    match tokio_tungstenite::connect_async(format!("{}?token={t}&predictions=true", s.ws)).await {
+        Err(tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 503);
+            let body: Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "no_pipeline", "{body}");
+        }
+        other => panic!("upgraded: {:?}", other.map(|x| x.1.status())),
+    }
+    // The alert push itself works there.
+    let mut ws = ws_connect(&s, &format!("token={t}")).await;
+    assert_eq!(
+        next_event(&mut ws, Duration::from_secs(5), &s.doc)
+            .await
+            .unwrap()["predictions"],
+        false
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_lagging_prediction_subscriber_is_closed_and_never_blocks_the_pipeline() {
+    let s = server_with(8, ApiSettings::default()).await;
+    let t = s.login("op-a").await;
+    let mut slow = ws_connect(&s, &format!("token={t}&predictions=true")).await;
+    let mut alerts_only = ws_connect(&s, &format!("token={t}")).await;
+    for w in [&mut slow, &mut alerts_only] {
+        assert_eq!(
+            next_event(w, Duration::from_secs(5), &s.doc).await.unwrap()["type"],
+            "hello"
+        );
+    }
+    // 100 predictions in one batch without yielding: the broadcast never waits
+    // for the client (this would hang otherwise); its connection finds itself lagged.
+    let batch: Vec<ScoredRow> = (0..100)
+        .map(|i| scored(A, &format!("m{i}"), T0 + i))
+        .collect();
+    s.predictions.deliver(&batch);
+    let mut close = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), slow.next()).await {
+        if let Ok(tungstenite::Message::Close(Some(f))) = m {
+            close = Some(f);
+            break;
+        }
+    }
+    let f = close.expect("closed with a frame");
+    assert_eq!(u16::from(f.code), 1013);
+    assert!(f.reason.contains("since="), "{}", f.reason);
+    // A client that only watches alerts is not affected.
+    s.deliver(&notif(A, "m1", "Heater", AlertType::Critical, "a1", T0));
+    assert_eq!(
+        next_event(&mut alerts_only, Duration::from_secs(5), &s.doc)
+            .await
+            .unwrap()["type"],
+        "alert.created"
+    );
     let mut text = String::new();
     for _ in 0..50 {
         text = s

@@ -1,7 +1,7 @@
 //! The HTTP and WebSocket API: health (liveness, readiness and the
 //! `/api/health/*` service checks), Prometheus metrics, login, the seed's
 //! predictive-alert and model routes, organization configurations, the audit
-//! log, the `/ws` alert push, and the OpenAPI document — all served from one route table ([`routes::ROUTES`])
+//! log, the `/ws` alert (and, on request, prediction) push, and the OpenAPI document — all served from one route table ([`routes::ROUTES`])
 //! that both dispatches requests and generates the document, so the two cannot
 //! drift.
 //!
@@ -41,6 +41,7 @@ pub use request::{Caller, Scope};
 
 use crate::auth::{AuditLog, LoginLimiter, Role, TokenKeys, UserStore};
 use crate::metrics::Metrics;
+use crate::outputs::LivePrediction;
 use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::registry::Registry;
@@ -129,6 +130,9 @@ pub struct ApiDeps {
     pub store: AlertStore,
     /// Every store change (the WebSocket bridge subscribes; operator actions publish).
     pub changes: tokio::sync::broadcast::Sender<Change>,
+    /// Live predictions of a local pipeline (`/ws?predictions=true` subscribes);
+    /// `None` where no pipeline runs in the process: asking for them answers 503.
+    pub predictions: Option<tokio::sync::broadcast::Sender<Arc<LivePrediction>>>,
     /// The live activation log (deploy and rollback go through it).
     pub live: Arc<Activations>,
     /// Configured organizations.
@@ -171,6 +175,7 @@ pub(crate) struct Services {
     pub registry: Arc<Registry>,
     pub store: AlertStore,
     pub changes: tokio::sync::broadcast::Sender<Change>,
+    pub predictions: Option<tokio::sync::broadcast::Sender<Arc<LivePrediction>>>,
     pub live: Arc<Activations>,
     pub orgs: BTreeSet<String>,
     pub settings: ApiSettings,
@@ -247,6 +252,7 @@ impl ApiState {
             registry: deps.registry,
             store: deps.store,
             changes: deps.changes,
+            predictions: deps.predictions,
             live: deps.live,
             orgs: deps.orgs,
             keys: TokenKeys::new(&secret, s.token_ttl_s),

@@ -555,7 +555,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         path: "/ws",
         operation_id: "alertsWebSocket",
-        summary: "WebSocket push of alert.created / alert.updated / alert.resolved for the caller's org; `since` replays changes after a store sequence number first. Messages are WsEvent JSON.",
+        summary: "WebSocket push of alert.created / alert.updated / alert.resolved for the caller's org; `since` replays changes after a store sequence number first; `predictions=true` adds the org's live predictions (`prediction`, optionally of one `machine`). Messages are WsEvent JSON.",
         tag: "alerts",
         query: &[
             p(
@@ -568,10 +568,20 @@ pub static ROUTES: &[Route] = &[
                 Kind::Seq,
                 "Replay changes after this store sequence number (the `seq` of the last event seen).",
             ),
+            p(
+                "predictions",
+                Kind::OneOf(&["true", "false"]),
+                "`true`: also push the org's live predictions (`prediction` messages, not replayed). 503 where no pipeline runs in the process.",
+            ),
+            p(
+                "machine",
+                Kind::Text { max_len: 256 },
+                "With `predictions=true`: only this machine's predictions (alerts are not filtered).",
+            ),
             ORG,
         ],
         ok: (101, Body::Upgrade),
-        errors: &[426],
+        errors: &[426, 503],
         handler: Handler::WebSocket,
         ..BASE
     },

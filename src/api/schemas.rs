@@ -27,6 +27,9 @@ fn null(mut v: Value) -> Value {
     v["nullable"] = true.into();
     v
 }
+fn num_or_null() -> Value {
+    null(num())
+}
 fn arr(items: Value) -> Value {
     json!({"type": "array", "items": items})
 }
@@ -696,24 +699,62 @@ pub fn all() -> Vec<(&'static str, Value)> {
         (
             "WsEvent",
             obj(
+                &[(
+                    "type",
+                    en(&[
+                        "hello",
+                        "replay.done",
+                        "alert.created",
+                        "alert.updated",
+                        "alert.resolved",
+                        "prediction",
+                    ]),
+                )],
                 &[
-                    (
-                        "type",
-                        en(&[
-                            "hello",
-                            "replay.done",
-                            "alert.created",
-                            "alert.updated",
-                            "alert.resolved",
-                        ]),
-                    ),
+                    // Every type but `prediction`, which has no store sequence.
                     ("seq", int()),
-                ],
-                &[
                     ("organizationId", null(s())),
                     ("alert", r("Alert")),
                     ("replay", boolean()),
+                    // `hello`: whether the client asked for predictions.
+                    ("predictions", boolean()),
+                    ("prediction", r("Prediction")),
                 ],
+            ),
+        ),
+        (
+            "Prediction",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("machineId", s()),
+                    ("ts", dt()),
+                    // null when no model scored the row (rules only).
+                    ("probability", null(num())),
+                    ("confidence", null(num())),
+                    ("predictedComponent", s()),
+                    ("timeToFailure", null(num())),
+                    ("modelVersion", s()),
+                    ("timestamp", dt()),
+                    (
+                        "features",
+                        json!({"type": "object", "additionalProperties": num_or_null()}),
+                    ),
+                    (
+                        "metadata",
+                        obj(
+                            &[
+                                ("processingTime", num()),
+                                ("modelLoadTime", num()),
+                                ("featureCount", int()),
+                                ("modelHealth", en(&["healthy", "degraded", "failed"])),
+                                ("fallbackUsed", boolean()),
+                            ],
+                            &[],
+                        ),
+                    ),
+                ],
+                &[],
             ),
         ),
     ]

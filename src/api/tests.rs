@@ -20,6 +20,7 @@ async fn start() -> (
         registry,
         store,
         changes: tokio::sync::broadcast::channel(16).0,
+        predictions: None,
         live: Arc::default(),
         orgs: BTreeSet::from(["acme-heat".to_string()]),
         data_dir: dir.path().to_path_buf(),

@@ -1,31 +1,49 @@
-//! `/ws`: the alert push. After the upgrade (token, org and `since` checked
-//! first, with the same rules as every route) a client gets:
-//! 1. `{"type": "hello", "organizationId", "seq"}` — `seq` is the store's latest
-//!    sequence number when it connected;
+//! `/ws`: the alert push, and on request the live predictions. After the upgrade
+//! (token, org, `since`, `predictions` and `machine` checked first, with the same
+//! rules as every route) a client gets:
+//! 1. `{"type": "hello", "organizationId", "seq", "predictions"}` — `seq` is the
+//!    store's latest sequence number when it connected, `predictions` whether it
+//!    asked for predictions;
 //! 2. with `?since=S`: the latest state of every alert of its org changed after
 //!    `S`, in sequence order (`"replay": true`; `alert.resolved` when resolved,
 //!    else `alert.updated` — clients upsert by id), then `{"type": "replay.done", "seq"}`;
 //! 3. live changes of its org: `alert.created`, `alert.updated`, `alert.resolved`,
 //!    each `{"type", "seq", "alert"}`. A client reconnects with `since` = the
-//!    last `seq` it saw and misses nothing.
+//!    last `seq` it saw and misses nothing;
+//! 4. with `?predictions=true`: every prediction of its org as it is scored,
+//!    `{"type": "prediction", "prediction"}` (the seed's PredictionResult, camelCase,
+//!    with `organizationId`, `machineId` and the row's event time `ts`), only the
+//!    `machine`'s with `&machine=M`. Predictions have no `seq` and are not
+//!    replayed: a reconnecting client gets those scored from then on. A super
+//!    admin sees every org's unless it names one with `?org=`. Where no pipeline
+//!    runs in the process (`prognos controller`) asking for them answers 503;
+//!    `machine` without `predictions=true` is a 400.
+//!
+//! The pipeline builds predictions for the bridge only while at least one
+//! client asked for them (one receiver count per batch otherwise).
 //!
 //! The connection subscribes to the change broadcast *before* replaying, and
 //! skips live changes at or below what the replay sent, so nothing falls in
 //! between. The pipeline never waits for a client: the broadcast drops the
-//! oldest changes for a receiver that falls behind, and such a client is closed
-//! with 1013 (try again later) and a reason naming its resume cursor; a send
+//! oldest changes (or predictions, on their own bounded broadcast) for a receiver
+//! that falls behind, and such a client is closed with 1013 (try again later) and
+//! a reason naming its alerts' resume cursor; a send
 //! that does not complete within `ws_send_timeout_ms` (a client that stopped
 //! reading) closes it the same way. The server pings every
 //! `ws_ping_interval_ms`; a client silent for two intervals is closed with 4000.
 
+use super::ApiError;
 use super::ApiState;
-use super::request::{Scope, admit, error_response};
+use super::request::{Scope, Value, admit, error_response};
 use super::routes;
+use crate::outputs::LivePrediction;
 use crate::store::{Change, ChangeKind, StoredAlert};
 use futures_util::{SinkExt, StreamExt};
 use prognos_dataflows::records::AlertStatus;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use warp::http::HeaderMap;
 use warp::ws::{Message, WebSocket, Ws};
@@ -70,33 +88,77 @@ pub fn upgrade(st: ApiState, ws: Ws, query: &str, headers: &HeaderMap) -> warp::
         _ => None,
     };
     let since = match q.get("since") {
-        Some(super::request::Value::Int(s)) => Some(*s as u64),
+        Some(Value::Int(s)) => Some(*s as u64),
+        _ => None,
+    };
+    let machine = match q.get("machine") {
+        Some(Value::Text(m)) => Some(m.clone()),
+        _ => None,
+    };
+    let predictions = match q.get("predictions") {
+        Some(Value::Text(p)) if p == "true" => {
+            let Some(tx) = &st.svc.predictions else {
+                return error_response(&ApiError::new(
+                    warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "no_pipeline",
+                    "this process runs no pipeline: no live predictions here",
+                ));
+            };
+            // Subscribe now, like the changes below.
+            Some(tx.subscribe())
+        }
+        _ if machine.is_some() => {
+            return error_response(&ApiError::field(
+                "machine",
+                "filters predictions: only with predictions=true",
+            ));
+        }
         _ => None,
     };
     // Subscribe now: every change from here on reaches this client.
     let rx = st.svc.changes.subscribe();
+    let filter = Filter { org, machine };
     ws.max_message_size(4096)
         .max_frame_size(4096)
-        .on_upgrade(move |socket| serve(st, socket, org, since, rx))
+        .on_upgrade(move |socket| serve(st, socket, filter, since, rx, predictions))
         .into_response()
+}
+
+/// Whose events a client gets.
+struct Filter {
+    /// Its org; `None`: a super admin who named none (every org).
+    org: Option<String>,
+    /// Only this machine's predictions.
+    machine: Option<String>,
+}
+
+impl Filter {
+    fn org_ok(&self, org: &str) -> bool {
+        self.org.as_deref().is_none_or(|o| o == org)
+    }
+
+    fn prediction_ok(&self, p: &LivePrediction) -> bool {
+        self.org_ok(&p.organization_id) && self.machine.as_deref().is_none_or(|m| m == p.machine_id)
+    }
 }
 
 async fn serve(
     st: ApiState,
     socket: WebSocket,
-    org: Option<String>,
+    filter: Filter,
     since: Option<u64>,
-    rx: tokio::sync::broadcast::Receiver<Change>,
+    rx: Receiver<Change>,
+    predictions: Option<Receiver<Arc<LivePrediction>>>,
 ) {
     let m = st.svc.m.clone();
     m.ws_clients.inc();
     let reason = Conn {
         st: &st,
         socket,
-        org,
+        org: filter.org.clone(),
         send_timeout: Duration::from_millis(st.svc.settings.ws_send_timeout_ms),
     }
-    .run(since, rx)
+    .run(since, rx, predictions, &filter)
     .await;
     m.ws_clients.dec();
     m.ws_disconnects.with_label_values(&[reason]).inc();
@@ -183,11 +245,13 @@ impl Conn<'_> {
     async fn run(
         mut self,
         since: Option<u64>,
-        mut rx: tokio::sync::broadcast::Receiver<Change>,
+        mut rx: Receiver<Change>,
+        mut predictions: Option<Receiver<Arc<LivePrediction>>>,
+        filter: &Filter,
     ) -> &'static str {
         let last_seq = self.st.svc.store.last_seq().unwrap_or(0);
-        let hello =
-            serde_json::json!({"type": "hello", "organizationId": self.org, "seq": last_seq});
+        let hello = serde_json::json!({"type": "hello", "organizationId": self.org,
+            "seq": last_seq, "predictions": predictions.is_some()});
         if let Err(g) = self.send(hello.to_string()).await {
             return g;
         }
@@ -209,7 +273,7 @@ impl Conn<'_> {
             tokio::select! {
                 change = rx.recv() => match change {
                     Ok(c) => {
-                        if c.seq <= sent || self.org.as_ref().is_some_and(|o| *o != c.alert.organization_id) {
+                        if c.seq <= sent || !filter.org_ok(&c.alert.organization_id) {
                             continue;
                         }
                         if let Err(g) = self.event(kind_name(c.kind), c.seq, &c.alert, false).await {
@@ -228,6 +292,26 @@ impl Conn<'_> {
                         self.close(CLOSE_GOING_AWAY, "service stopping".into()).await;
                         return "shutdown";
                     }
+                },
+                p = next_prediction(&mut predictions) => match p {
+                    Ok(p) => {
+                        if !filter.prediction_ok(&p) {
+                            continue;
+                        }
+                        if let Err(g) = self.send(p.message.clone()).await {
+                            if g == "slow" {
+                                self.close(CLOSE_SLOW, format!("slow consumer: reconnect with since={sent}")).await;
+                            }
+                            return g;
+                        }
+                        self.st.svc.m.ws_events.inc();
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        self.close(CLOSE_SLOW, format!("slow consumer: reconnect with since={sent}")).await;
+                        return "lagged";
+                    }
+                    // The pipeline is gone; alerts may still change (operator actions).
+                    Err(RecvError::Closed) => predictions = None,
                 },
                 msg = self.socket.next() => match msg {
                     Some(Ok(m)) if m.is_close() => return "client",
@@ -259,5 +343,15 @@ impl Conn<'_> {
             Ok(Err(_)) => Err("error"),
             Err(_) => Err("slow"),
         }
+    }
+}
+
+/// The next prediction, or never when the client did not ask for them.
+async fn next_prediction(
+    rx: &mut Option<Receiver<Arc<LivePrediction>>>,
+) -> Result<Arc<LivePrediction>, RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -92,6 +92,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         registry: registry.clone(),
         store: store.clone(),
         changes: changes.clone(),
+        predictions: None,
         live: live.clone(),
         orgs: config.orgs.keys().cloned().collect(),
         data_dir: data_dir.clone(),

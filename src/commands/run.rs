@@ -2,7 +2,8 @@
 //! configured org's rows (in the org's own schema) at `[simulator].speed` times
 //! real time into the whole dataflow (schema mapping, event time, features,
 //! inference, rules, dedup); alerts go to the store (and the broadcast the
-//! WebSocket bridge will serve), optionally to JSON lines; orgs without a model
+//! WebSocket bridge serves), optionally to JSON lines; predictions optionally to
+//! JSON lines, and to the bridge while a client asked for them; orgs without a model
 //! run on rules while their first model trains in the background; the API
 //! serves health and metrics; Ctrl-C or SIGTERM stops everything cleanly
 //! (sources end their partitions, the dataflow drains, sinks and store flush).
@@ -11,7 +12,7 @@ use crate::api::{self, ApiDeps, ApiSettings, ApiState, SimulatorTrainer};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
-use crate::outputs::{AlertOutputs, LineSink, PredictionOutput};
+use crate::outputs::{AlertOutputs, LineSink, LivePrediction, PredictionFeed, PredictionOutput};
 use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::bootstrap::{Bootstrap, orgs_without_model};
@@ -105,6 +106,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = crate::orgs::overlay(config, &stored_orgs)
         .context("the stored organization configurations do not fit the configuration file")?;
     let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
+    // Rows are scored in batches of up to `max_batch_rows` per worker: room for
+    // a few batches before a client that does not keep up is closed.
+    let (predictions, _) = tokio::sync::broadcast::channel::<Arc<LivePrediction>>(
+        (4 * config.runtime.max_batch_rows).max(4096),
+    );
 
     let metrics = Metrics::new();
     metrics.init_orgs(config.orgs.keys());
@@ -134,6 +140,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         registry: registry.clone(),
         store: store.clone(),
         changes: changes.clone(),
+        predictions: Some(predictions.clone()),
         live: live.clone(),
         orgs: config.orgs.keys().cloned().collect(),
         data_dir: args.data_dir.data_dir.clone(),
@@ -180,6 +187,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         registry,
         store: store.clone(),
         changes,
+        predictions,
         live,
         pipeline,
         training_runs,
@@ -209,6 +217,7 @@ struct Services {
     registry: Arc<Registry>,
     store: AlertStore,
     changes: tokio::sync::broadcast::Sender<Change>,
+    predictions: tokio::sync::broadcast::Sender<Arc<LivePrediction>>,
     live: Arc<Activations>,
     pipeline: Arc<PipelineStatus>,
     training_runs: prometheus::IntCounterVec,
@@ -298,18 +307,23 @@ fn run_pipeline(
         },
         metrics: metrics.clone(),
     };
+    let names = Arc::new(
+        config
+            .orgs
+            .iter()
+            .map(|(id, o)| (id.clone(), o.feature_names()))
+            .collect::<HashMap<_, _>>(),
+    );
     let predictions_out = match &args.predictions_out {
         Some(p) => Some(PredictionOutput {
             sink: Arc::new(Mutex::new(LineSink::open(p)?)),
-            names: Arc::new(
-                config
-                    .orgs
-                    .iter()
-                    .map(|(id, o)| (id.clone(), o.feature_names()))
-                    .collect::<HashMap<_, _>>(),
-            ),
+            names: names.clone(),
         }),
         None => None,
+    };
+    let feed = PredictionFeed {
+        tx: services.predictions.clone(),
+        names,
     };
     let (cfg2, stats2, stop2, clock2, sink2, ctx2) = (
         config.clone(),
@@ -346,18 +360,25 @@ fn run_pipeline(
             }
         };
         let (cfg, stats, sink, ctx) = (cfg2.clone(), stats2.clone(), sink2.clone(), ctx2.clone());
-        let (settings, alerts_out, predictions_out) =
-            (settings.clone(), alerts_out.clone(), predictions_out.clone());
+        let (settings, alerts_out, predictions_out, feed) = (
+            settings.clone(),
+            alerts_out.clone(),
+            predictions_out.clone(),
+            feed.clone(),
+        );
         worker.dataflow::<u64, _, _>(move |scope| {
             let out = alert_pipeline(scope, &cfg, Box::new(source), stats, ctx, settings);
             out.alerts.sink(Pipeline, "AlertOutputs", move |(input, _)| {
                 input.for_each(|_, batch: &mut Vec<Alert>| alerts_out.deliver(batch));
             });
-            if let Some(p) = predictions_out {
-                out.scored.sink(Pipeline, "Predictions", move |(input, _)| {
-                    input.for_each(|_, batch: &mut Vec<ScoredRow>| p.deliver(batch));
+            out.scored.sink(Pipeline, "Predictions", move |(input, _)| {
+                input.for_each(|_, batch: &mut Vec<ScoredRow>| {
+                    if let Some(p) = &predictions_out {
+                        p.deliver(batch);
+                    }
+                    feed.deliver(batch);
                 });
-            }
+            });
             let dead = out.dead;
             ordered_sink(
                 dead,

@@ -106,15 +106,17 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Produce rows with the independent client.
-fn produce(broker: &str, topic: &str, part: &str) {
+/// Produce rows with the independent client; the number of rows.
+fn produce(broker: &str, topic: &str, part: &str) -> usize {
     let columns =
         r#"{"acme-heat": "furnace_id", "borealis-forge": "asset", "cobalt-thermal": "machine"}"#;
     let n = run(Command::new(python())
         .arg(root().join("tests/support/produce_rows.py"))
         .args([broker, topic, PARTITIONS, columns, part])
         .args(&data().files));
-    assert!(n.trim().parse::<u64>().unwrap() > 0, "rows produced: {n}");
+    let n: usize = n.trim().parse().unwrap();
+    assert!(n > 0, "rows produced: {n}");
+    n
 }
 
 /// The body of `GET path` on 127.0.0.1:`port` (HTTP/1.0, whole answer).
@@ -536,4 +538,51 @@ fn the_controller_stores_what_the_workers_wrote() {
             );
         }
     });
+}
+
+#[test]
+fn dead_letters_and_predictions_go_to_their_topics() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let addr = broker.addr();
+    let rows = produce(&addr, "side.scada", "first");
+    // A row of a known org that is not JSON, and a row of an org nobody configured.
+    let p = prognos_connectors::kafka::RecordProducer::new(&KafkaClient::new(&addr), "side.scada")
+        .unwrap();
+    p.send_to(Some(0), b"acme-heat", b"{not json", 0);
+    p.send_to(
+        Some(1),
+        b"nobody",
+        br#"{"machine": "X", "timestamp": 0}"#,
+        0,
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    let dir = data().dir.path().join(format!("side-{}", broker.port()));
+    run(worker(&addr, "side.scada", "side.alerts", &dir).args([
+        "--until-end",
+        "--dead-letters-topic",
+        "side.dead",
+        "--predictions-topic",
+        "side.predictions",
+    ]));
+    let dead = alerts_of(&addr, "side.dead");
+    let mut reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["malformed_json", "unknown_org"], "{dead:?}");
+    assert!(dead.iter().any(|d| d["payload"] == "{not json"));
+    // One prediction per scored row, each of a configured org, in the seed's shape.
+    let preds = alerts_of(&addr, "side.predictions");
+    assert_eq!(preds.len(), rows);
+    for p in &preds {
+        let org = p["organizationId"].as_str().unwrap();
+        assert!(["acme-heat", "borealis-forge", "cobalt-thermal"].contains(&org));
+        assert!(
+            p["machineId"].is_string() && p["ts"].is_string() || p["ts"].is_i64(),
+            "{p}"
+        );
+        assert!(
+            p["metadata"]["fallbackUsed"].as_bool().unwrap(),
+            "no model: rules only"
+        );
+    }
 }

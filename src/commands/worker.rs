@@ -360,47 +360,29 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 move || flush_ok(&a2),
             )];
             if let Some(p) = dead {
-                let p2 = p.clone();
-                durable.push(flushing_sink(
+                durable.push(topic_sink(
                     out.dead,
                     "DeadLettersToKafka",
-                    Duration::from_millis(200),
-                    move |t, batch: &mut Vec<DeadLetter>| {
-                        if t < resume_frontier {
-                            return;
-                        }
-                        for d in batch.drain(..) {
-                            let key = d.organization_id.clone().unwrap_or_default();
-                            if let Ok(v) = serde_json::to_vec(&d) {
-                                p.send(key.as_bytes(), &v, t);
-                            }
-                        }
-                        p.service();
+                    p,
+                    resume_frontier,
+                    |d: &DeadLetter| {
+                        let key = d.organization_id.clone().unwrap_or_default();
+                        serde_json::to_vec(d).ok().map(|v| (key, v))
                     },
-                    move || flush_ok(&p2),
                 ));
             }
             if let Some(p) = predictions {
-                let p2 = p.clone();
-                durable.push(flushing_sink(
+                let empty = Vec::new();
+                durable.push(topic_sink(
                     out.scored,
                     "PredictionsToKafka",
-                    Duration::from_millis(200),
-                    move |t, batch: &mut Vec<ScoredRow>| {
-                        if t < resume_frontier {
-                            return;
-                        }
-                        let empty = Vec::new();
-                        for r in batch.drain(..) {
-                            let names = names.get(&r.row.organization_id).unwrap_or(&empty);
-                            let pred = r.to_prediction(names, r.row.ts);
-                            if let Ok(v) = serde_json::to_vec(&pred) {
-                                p.send(r.row.organization_id.as_bytes(), &v, t);
-                            }
-                        }
-                        p.service();
+                    p,
+                    resume_frontier,
+                    move |r: &ScoredRow| {
+                        let org = &r.row.organization_id;
+                        let pred = r.to_prediction(names.get(org).unwrap_or(&empty), r.row.ts);
+                        serde_json::to_vec(&pred).ok().map(|v| (org.clone(), v))
                     },
-                    move || flush_ok(&p2),
                 ));
             }
             scope.concatenate(durable).probe().0
@@ -590,6 +572,36 @@ fn serve_metrics(
             );
         })?;
     Ok(())
+}
+
+/// Records of `stream` to `producer`'s topic, keyed and encoded by `encode`,
+/// durable behind a [`flushing_sink`]. Records at times before `resume` were
+/// written before the checkpoint.
+fn topic_sink<'s, D: Clone + 'static>(
+    stream: timely::dataflow::Stream<'s, u64, Vec<D>>,
+    name: &str,
+    producer: Arc<RecordProducer>,
+    resume: u64,
+    encode: impl Fn(&D) -> Option<(String, Vec<u8>)> + 'static,
+) -> timely::dataflow::Stream<'s, u64, Vec<()>> {
+    let p2 = producer.clone();
+    flushing_sink(
+        stream,
+        name,
+        Duration::from_millis(200),
+        move |t, batch: &mut Vec<D>| {
+            if t < resume {
+                return;
+            }
+            for d in batch.drain(..) {
+                if let Some((key, v)) = encode(&d) {
+                    producer.send(key.as_bytes(), &v, t);
+                }
+            }
+            producer.service();
+        },
+        move || flush_ok(&p2),
+    )
 }
 
 /// Flush a producer for a sink: false (try again later) while the brokers are away.

@@ -2074,3 +2074,22 @@ async fn metrics_exposition_parses() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_wait_for_a_restart_where_no_pipeline_runs() {
+    // `prognos controller`: the workers run the dataflow and read their own
+    // configuration, so nothing can apply here live.
+    let s = server_opts(1024, ApiSettings::default(), false).await;
+    let root = s.login("root").await;
+    let mut cfg = org_a_json();
+    cfg["prediction"]["failure_threshold"] = json!(0.77);
+    let (st, v) = s
+        .call(Verb::Put, &format!("/api/orgs/{A}"), Some(&root), Some(cfg))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["appliedLive"].is_null(), "{v}");
+    assert_eq!(v["restartKeys"], json!(["prediction.failure_threshold"]));
+    assert_eq!(v["pendingRestart"], true);
+    let mut seen = 0;
+    assert!(s.live.thresholds_if_changed(&mut seen).is_none());
+}

@@ -253,7 +253,10 @@ pub fn update(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
         return Err(e);
     }
     let changed = changed_keys(&old, &body);
-    let running = st.svc.orgs.contains(&id);
+    // Thresholds apply live only where this process runs the dataflow (the
+    // embedded `prognos run`; a local pipeline is what feeds `predictions`). On
+    // `prognos controller` the workers run it and read their own configuration.
+    let running = st.svc.predictions.is_some() && st.svc.orgs.contains(&id);
     let live_change = running && changed.iter().any(|k| LIVE_KEYS.contains(&k.as_str()));
     let s = StoredOrg {
         id: id.clone(),

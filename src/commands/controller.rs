@@ -68,6 +68,11 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         )
     })?);
     let store = AlertStore::open(&registry.db())?;
+    // Organization configurations changed through the API replace the file's here
+    // too, so the API shows what it stored (workers read their own file).
+    let stored_orgs = crate::orgs::OrgStore::open(&registry.db())?.list()?;
+    let config = crate::orgs::overlay(config, &stored_orgs)
+        .context("the stored organization configurations do not fit the configuration file")?;
     let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
     let metrics = Metrics::new();
     let live = Arc::new(Activations::from_log(registry.activation_log()?));

@@ -310,7 +310,8 @@ impl Jobs {
     }
 }
 
-fn audit(
+/// An audit-log entry (who, org, what, outcome, when) for the caller's request.
+pub(crate) fn audit(
     st: &ApiState,
     req: &Req,
     org: &str,

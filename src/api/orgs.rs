@@ -20,6 +20,7 @@
 
 use super::ApiState;
 use super::error::ApiError;
+use super::ml::audit;
 use super::request::{Reply, Req};
 use crate::orgs::StoredOrg;
 use prognos_dataflows::config::{Config, ConfigError, OrgConfig};
@@ -126,27 +127,6 @@ fn changed_keys(old: &OrgConfig, new: &OrgConfig) -> Vec<String> {
         }
     }
     out
-}
-
-fn audit(
-    st: &ApiState,
-    req: &Req,
-    org: &str,
-    action: &str,
-    outcome: &str,
-    detail: Value,
-) -> Result<(), ApiError> {
-    let c = req.caller()?;
-    st.svc.audit.record(
-        req.now_ms,
-        &c.username,
-        c.role.as_str(),
-        Some(org),
-        action,
-        outcome,
-        detail,
-    )?;
-    Ok(())
 }
 
 /// `GET /api/orgs`.

@@ -389,31 +389,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         });
         // The first worker of each process checkpoints for the process.
         let checkpointer = index % threads.max(1) == 0;
-        let mut last = Instant::now();
-        let mut last_frontier = None;
-        while worker.step_or_park(Some(Duration::from_millis(50))) {
-            if let Some(f) = probe.with_frontier(|f| f.first().copied()) {
-                last_frontier = Some(f);
-                durable.fetch_max(f, Ordering::AcqRel);
-            }
-            if checkpointer && last.elapsed() >= every {
-                last = Instant::now();
-                if let Some(f) = last_frontier {
-                    checkpoint(
-                        &tracker,
-                        &alerts,
-                        &fronts,
-                        process,
-                        &prev_alerts,
-                        f,
-                        margin,
-                        &tree2,
-                        &ckey2,
-                    );
-                }
-            }
-        }
-        if checkpointer && let Some(f) = last_frontier {
+        let take_checkpoint = |f: u64| {
             checkpoint(
                 &tracker,
                 &alerts,
@@ -424,7 +400,24 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 margin,
                 &tree2,
                 &ckey2,
-            );
+            )
+        };
+        let mut last = Instant::now();
+        let mut last_frontier = None;
+        while worker.step_or_park(Some(Duration::from_millis(50))) {
+            if let Some(f) = probe.with_frontier(|f| f.first().copied()) {
+                last_frontier = Some(f);
+                durable.fetch_max(f, Ordering::AcqRel);
+            }
+            if checkpointer && last.elapsed() >= every {
+                last = Instant::now();
+                if let Some(f) = last_frontier {
+                    take_checkpoint(f);
+                }
+            }
+        }
+        if checkpointer && let Some(f) = last_frontier {
+            take_checkpoint(f);
         }
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backtest;
 pub mod cli;
 pub mod commands;
+pub mod control;
 pub mod metrics;
 pub mod onnx_runtime;
 pub mod orgs;

@@ -6,6 +6,7 @@
 
 use prognos_dataflows::config::{Config, ConfigError, OrgConfig};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 /// A configuration stored through the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +75,48 @@ impl OrgStore {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// Keys a running org applies without a restart.
+pub const LIVE_KEYS: [&str; 3] = [
+    "prediction.failure_threshold",
+    "prediction.for_s",
+    "prediction.confidence_threshold",
+];
+
+/// Dotted keys whose values differ (prediction settings one by one).
+pub fn changed_keys(old: &OrgConfig, new: &OrgConfig) -> Vec<String> {
+    let (a, b) = (json!(old), json!(new));
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return vec![];
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        if a.get(k) == b.get(k) {
+            continue;
+        }
+        match (
+            k.as_str(),
+            a.get(k).and_then(Value::as_object),
+            b.get(k).and_then(Value::as_object),
+        ) {
+            ("prediction", Some(pa), Some(pb)) => {
+                let mut sub: Vec<&String> = pa.keys().chain(pb.keys()).collect();
+                sub.sort();
+                sub.dedup();
+                out.extend(
+                    sub.into_iter()
+                        .filter(|s| pa.get(*s) != pb.get(*s))
+                        .map(|s| format!("prediction.{s}")),
+                );
+            }
+            _ => out.push(k.clone()),
+        }
+    }
+    out
 }
 
 /// `base` with every stored org configuration in place of (or beside) the

@@ -113,8 +113,10 @@ async fn server_with(capacity: usize, settings: ApiSettings) -> Server {
     server_opts(capacity, settings, true).await
 }
 
-/// `pipeline`: whether the process runs a pipeline (live predictions), as
-/// `prognos run` does and `prognos controller` does not.
+/// `pipeline_runs`: whether a dataflow follows the process's activation log —
+/// live predictions and live thresholds, as in `prognos run` (the controller's
+/// workers follow its thresholds too, but it has no predictions); false: a
+/// service no dataflow follows.
 async fn server_opts(capacity: usize, settings: ApiSettings, pipeline_runs: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open(&dir.path().join("store")).unwrap());
@@ -140,6 +142,7 @@ async fn server_opts(capacity: usize, settings: ApiSettings, pipeline_runs: bool
         changes: changes.clone(),
         predictions: pipeline_runs.then(|| predictions.tx.clone()),
         live: live.clone(),
+        thresholds_live: pipeline_runs,
         orgs: BTreeSet::from([A.to_string(), B.to_string()]),
         data_dir: dir.path().to_path_buf(),
         trainer: Some(Arc::new(FakeTrainer {
@@ -1866,7 +1869,22 @@ async fn org_config_routes_validate_store_audit_and_apply_thresholds_live() {
     let log = s.live.thresholds_if_changed(&mut seen).expect("changed");
     let t = prognos_dataflows::models::activations::thresholds_at(&log, A, eff).unwrap();
     assert_eq!((t.failure_threshold, t.confidence_threshold), (0.6, 0.9));
-    assert!(prognos_dataflows::models::activations::thresholds_at(&log, A, eff - 1).is_none());
+    // Before the change: the thresholds it replaced, recorded with it, so a
+    // restart (whose configuration holds the new ones) scores those rows alike.
+    let old = org_a_json();
+    let t = prognos_dataflows::models::activations::thresholds_at(&log, A, eff - 1).unwrap();
+    assert_eq!(
+        (t.failure_threshold, t.confidence_threshold),
+        (
+            old["prediction"]["failure_threshold"].as_f64().unwrap(),
+            old["prediction"]["confidence_threshold"].as_f64().unwrap()
+        )
+    );
+    assert_eq!(
+        s.registry.threshold_log().unwrap(),
+        s.live.threshold_log(),
+        "persisted"
+    );
     assert!(prognos_dataflows::models::activations::thresholds_at(&log, B, eff).is_none());
 
     // A schema change is stored and waits for the next start.
@@ -2076,9 +2094,8 @@ async fn metrics_exposition_parses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thresholds_wait_for_a_restart_where_no_pipeline_runs() {
-    // `prognos controller`: the workers run the dataflow and read their own
-    // configuration, so nothing can apply here live.
+async fn thresholds_wait_for_a_restart_where_no_dataflow_follows() {
+    // A service no dataflow follows: nothing can apply live.
     let s = server_opts(1024, ApiSettings::default(), false).await;
     let root = s.login("root").await;
     let mut cfg = org_a_json();

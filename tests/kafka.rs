@@ -10,7 +10,11 @@
 //! - the broker down at start and paused mid-run (SIGSTOP/SIGCONT): the worker
 //!   retries, recovers, and loses or repeats nothing;
 //! - the controller consumes the alerts topic into its store: its API's statistics
-//!   equal those of a store fed the same records in process.
+//!   equal those of a store fed the same records in process;
+//! - an org configuration changed through the controller's API reaches the
+//!   workers on the control topic: a running worker reports the keys that wait
+//!   for its restart, a starting one runs with it; the threshold change is on the
+//!   topic with the values it replaced.
 //!
 //! The example config's three orgs, no models (rules alone), 12 simulated hours of
 //! 3 furnaces per org with a high failure rate: every fault flag raises alerts.
@@ -444,6 +448,48 @@ fn broker_down_at_start_and_paused_mid_run_loses_nothing() {
     );
 }
 
+const CONTROLLER_PW: &str = "controller-test-pw";
+
+/// `prognos controller` on a free port; the guard and the port.
+fn controller(broker: &Broker, alerts: &str, control: &str, dir: &Path) -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["controller", "--brokers", &broker.addr()])
+        .args(["--alerts-topic", alerts, "--control-topic", control])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("PROGNOS_ADMIN_PASSWORD", CONTROLLER_PW)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Guard(child), port)
+}
+
+/// A super admin's token, once the controller's API answers (60 s at most).
+async fn login(http: &reqwest::Client, base: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&serde_json::json!({"username": "admin", "password": CONTROLLER_PW}))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status() == 200
+        {
+            let v: serde_json::Value = r.json().await.unwrap();
+            return v["token"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller's API did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[test]
 fn the_controller_stores_what_the_workers_wrote() {
     let _g = serial();
@@ -458,29 +504,11 @@ fn the_controller_stores_what_the_workers_wrote() {
             .apply(&serde_json::from_value::<Alert>(a.clone()).unwrap())
             .unwrap();
     }
-    let port = free_port();
-    let _controller = Guard(
-        Command::new(BIN)
-            .args([
-                "controller",
-                "--brokers",
-                &broker.addr(),
-                "--alerts-topic",
-                "ref.alerts",
-            ])
-            .args([
-                "--control-topic",
-                "ref.scada.control",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--data-dir")
-            .arg(tmp.path().join("controller"))
-            .env("PROGNOS_ADMIN_PASSWORD", "controller-test-pw")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_controller, port) = controller(
+        &broker,
+        "ref.alerts",
+        "ref.scada.control",
+        &tmp.path().join("controller"),
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -489,25 +517,8 @@ fn the_controller_stores_what_the_workers_wrote() {
     rt.block_on(async {
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
+        let token = login(&http, &base).await;
         let deadline = Instant::now() + Duration::from_secs(60);
-        let token = loop {
-            let r = http
-                .post(format!("{base}/api/auth/login"))
-                .json(&serde_json::json!({"username": "admin", "password": "controller-test-pw"}))
-                .send()
-                .await;
-            if let Ok(r) = r
-                && r.status() == 200
-            {
-                let v: serde_json::Value = r.json().await.unwrap();
-                break v["token"].as_str().unwrap().to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the controller's API did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
         for org in ["acme-heat", "borealis-forge", "cobalt-thermal"] {
             let want =
                 serde_json::to_value(oracle.stats(org, i64::MIN, i64::MAX).unwrap()).unwrap();
@@ -538,6 +549,138 @@ fn the_controller_stores_what_the_workers_wrote() {
             );
         }
     });
+}
+
+#[test]
+fn org_configs_and_thresholds_reach_the_workers_on_the_control_topic() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let addr = broker.addr();
+    produce(&addr, "cfg.scada", "all");
+    let tmp = tempfile::tempdir().unwrap();
+    let (_controller, port) = controller(
+        &broker,
+        "cfg.alerts",
+        "cfg.scada.control",
+        &tmp.path().join("controller"),
+    );
+    // A worker that follows the control topic while the configuration changes.
+    let mport = free_port();
+    let _following = Guard(
+        worker(
+            &addr,
+            "cfg.scada",
+            "cfg.follow.alerts",
+            &tmp.path().join("f"),
+        )
+        .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let pending = |n: u32| {
+        let want = format!("prognos_worker_config_restart_pending {n}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let m = std::net::TcpStream::connect(("127.0.0.1", mport))
+                .is_ok()
+                .then(|| http_get(mport, "/metrics"));
+            if m.as_deref().is_some_and(|m| m.contains(&want)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no `{want}` in {m:?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    pending(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (old, eff) = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let token = login(&http, &base).await;
+        let url = format!("{base}/api/orgs/acme-heat");
+        let cur: serde_json::Value = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut cfg = cur["config"].clone();
+        let old = cfg["prediction"]["failure_threshold"].as_f64().unwrap();
+        cfg["enabled"] = serde_json::json!(false);
+        cfg["prediction"]["failure_threshold"] = serde_json::json!(0.91);
+        let r = http
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&cfg)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["restartKeys"], serde_json::json!(["enabled"]), "{v}");
+        assert_eq!(
+            v["appliedLive"]["thresholds"]["failureThreshold"], 0.91,
+            "{v}"
+        );
+        (old, v["appliedLive"]["effectiveTs"].as_i64().unwrap())
+    });
+    // The control topic holds the configuration and the threshold change with
+    // the values it replaced.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let recs = loop {
+        let recs: Vec<prognos::control::ControlRecord> = alerts_of(&addr, "cfg.scada.control")
+            .into_iter()
+            .map(|v| serde_json::from_value(v).unwrap())
+            .collect();
+        if recs.len() >= 3 || Instant::now() > deadline {
+            break recs;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    use prognos::control::ControlRecord as C;
+    let thresholds: Vec<(i64, f64)> = recs
+        .iter()
+        .filter_map(|r| match r {
+            C::Thresholds(c) => Some((c.effective_ts, c.thresholds.failure_threshold)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(thresholds, [(i64::MIN, old), (eff, 0.91)], "{recs:?}");
+    assert!(
+        recs.iter()
+            .any(|r| matches!(r, C::OrgConfig(o) if o.id == "acme-heat" && !o.config.enabled)),
+        "{recs:?}"
+    );
+    // The following worker saw the change that waits for its restart.
+    pending(1);
+    // A worker starting now runs with the stored configuration: acme-heat is off.
+    run(worker(
+        &addr,
+        "cfg.scada",
+        "cfg.batch.alerts",
+        &tmp.path().join("b"),
+    )
+    .arg("--until-end"));
+    let got = alerts_of(&addr, "cfg.batch.alerts");
+    let want: Vec<serde_json::Value> = data()
+        .replay
+        .iter()
+        .filter(|a| a["organizationId"] != "acme-heat")
+        .cloned()
+        .collect();
+    assert!(
+        want.len() < data().replay.len() && !want.is_empty(),
+        "acme-heat had alerts"
+    );
+    assert_eq!(multiset(&got), multiset(&want));
 }
 
 #[test]

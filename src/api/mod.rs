@@ -135,6 +135,9 @@ pub struct ApiDeps {
     pub predictions: Option<tokio::sync::broadcast::Sender<Arc<LivePrediction>>>,
     /// The live activation log (deploy and rollback go through it).
     pub live: Arc<Activations>,
+    /// Whether a dataflow follows `live`'s threshold changes without a restart
+    /// (a local pipeline, or workers through the control topic).
+    pub thresholds_live: bool,
     /// Configured organizations.
     pub orgs: BTreeSet<String>,
     /// The data dir (the JWT secret file).
@@ -177,6 +180,7 @@ pub(crate) struct Services {
     pub changes: tokio::sync::broadcast::Sender<Change>,
     pub predictions: Option<tokio::sync::broadcast::Sender<Arc<LivePrediction>>>,
     pub live: Arc<Activations>,
+    pub thresholds_live: bool,
     pub orgs: BTreeSet<String>,
     pub settings: ApiSettings,
     pub users: UserStore,
@@ -254,6 +258,7 @@ impl ApiState {
             changes: deps.changes,
             predictions: deps.predictions,
             live: deps.live,
+            thresholds_live: deps.thresholds_live,
             orgs: deps.orgs,
             keys: TokenKeys::new(&secret, s.token_ttl_s),
             limiter: LoginLimiter::new(Duration::from_secs(s.login_window_s)),

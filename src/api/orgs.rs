@@ -4,17 +4,22 @@
 //! the same code as the file (the failing key is named), stored in the
 //! `org_configs` tree and audited.
 //!
-//! What takes effect when, in `prognos run`:
+//! What takes effect when, in `prognos run` and in a cluster (`prognos
+//! controller` publishes stored configurations and threshold changes on the
+//! control topic; workers follow it):
 //! - `prediction.failure_threshold`, `prediction.for_s` and
 //!   `prediction.confidence_threshold` of a running org: at once, in event time —
 //!   from an effective ts at or after every row already scored (`appliedLive`).
+//!   The change is persisted with the thresholds it replaced (registry), so a
+//!   restart or a replay scores the rows before it with the old ones.
 //!   The stage-2 gate is part of each model version (recorded at training): a
 //!   failure threshold lowered below it alerts on rows whose component and time
 //!   to failure stay at the org's defaults until a version trained with it is active.
 //! - everything else (name, `enabled`, the schema mapping — columns and signals —,
 //!   features, rules, failure signals, the other prediction settings, training)
-//!   and new orgs: stored now, applied at the next start, when `prognos run` lays
-//!   the stored configurations over the file's (`restartKeys`). Live schema or
+//!   and new orgs: stored now, applied at the next start, when `prognos run` (or
+//!   a worker, from the control topic) lays the stored configurations over the
+//!   file's (`restartKeys`). Live schema or
 //!   feature changes would need the dataflow to swap mapping and feature state
 //!   in event time, which it does not do yet.
 
@@ -22,7 +27,7 @@ use super::ApiState;
 use super::error::ApiError;
 use super::ml::audit;
 use super::request::{Reply, Req};
-use crate::orgs::StoredOrg;
+use crate::orgs::{LIVE_KEYS, StoredOrg, changed_keys};
 use prognos_dataflows::config::{Config, ConfigError, OrgConfig};
 use prognos_dataflows::models::activations::Thresholds;
 use prognos_dataflows::time::format_rfc3339_ms;
@@ -30,13 +35,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::MutexGuard;
 use warp::http::StatusCode;
-
-/// Keys a running org applies without a restart.
-pub const LIVE_KEYS: [&str; 3] = [
-    "prediction.failure_threshold",
-    "prediction.for_s",
-    "prediction.confidence_threshold",
-];
 
 /// Body of `POST /api/orgs`.
 #[derive(Debug, Deserialize)]
@@ -92,41 +90,6 @@ fn field_error(id: &str, e: ConfigError, prefix: &str) -> ApiError {
         None => e.key.clone(),
     };
     ApiError::field(&field, e.reason)
-}
-
-/// Dotted keys whose values differ (prediction settings one by one).
-fn changed_keys(old: &OrgConfig, new: &OrgConfig) -> Vec<String> {
-    let (a, b) = (json!(old), json!(new));
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return vec![];
-    };
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut out = Vec::new();
-    for k in keys {
-        if a.get(k) == b.get(k) {
-            continue;
-        }
-        match (
-            k.as_str(),
-            a.get(k).and_then(Value::as_object),
-            b.get(k).and_then(Value::as_object),
-        ) {
-            ("prediction", Some(pa), Some(pb)) => {
-                let mut sub: Vec<&String> = pa.keys().chain(pb.keys()).collect();
-                sub.sort();
-                sub.dedup();
-                out.extend(
-                    sub.into_iter()
-                        .filter(|s| pa.get(*s) != pb.get(*s))
-                        .map(|s| format!("prediction.{s}")),
-                );
-            }
-            _ => out.push(k.clone()),
-        }
-    }
-    out
 }
 
 /// `GET /api/orgs`.
@@ -208,6 +171,15 @@ pub fn create(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     ))
 }
 
+fn thresholds_of(o: &OrgConfig) -> Thresholds {
+    let p = &o.prediction;
+    Thresholds {
+        failure_threshold: p.failure_threshold,
+        for_s: p.for_s,
+        confidence_threshold: p.confidence_threshold,
+    }
+}
+
 /// `PUT /api/orgs/{org}`: replace an org's configuration.
 pub fn update(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     let id = req.path(0).to_string();
@@ -233,10 +205,10 @@ pub fn update(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
         return Err(e);
     }
     let changed = changed_keys(&old, &body);
-    // Thresholds apply live only where this process runs the dataflow (the
-    // embedded `prognos run`; a local pipeline is what feeds `predictions`). On
-    // `prognos controller` the workers run it and read their own configuration.
-    let running = st.svc.predictions.is_some() && st.svc.orgs.contains(&id);
+    // Thresholds apply live where a dataflow reads this process's activation
+    // log: the embedded `prognos run`'s own pipeline, or the workers of
+    // `prognos controller`, which follow it on the control topic.
+    let running = st.svc.thresholds_live && st.svc.orgs.contains(&id);
     let live_change = running && changed.iter().any(|k| LIVE_KEYS.contains(&k.as_str()));
     let s = StoredOrg {
         id: id.clone(),
@@ -245,18 +217,22 @@ pub fn update(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
         updated_by: req.caller()?.username.clone(),
     };
     st.svc.org_store.put(&s).map_err(ApiError::internal)?;
-    let applied = live_change.then(|| {
-        let p = &s.config.prediction;
-        st.svc.live.set_thresholds(
-            &id,
-            Thresholds {
-                failure_threshold: p.failure_threshold,
-                for_s: p.for_s,
-                confidence_threshold: p.confidence_threshold,
-            },
-            req.now_ms,
+    let applied = if live_change {
+        Some(
+            st.svc
+                .registry
+                .set_thresholds(
+                    &id,
+                    thresholds_of(&old),
+                    thresholds_of(&s.config),
+                    req.now_ms,
+                    &st.svc.live,
+                )
+                .map_err(ApiError::internal)?,
         )
-    });
+    } else {
+        None
+    };
     *cfg = candidate;
     let restart: Vec<&String> = changed
         .iter()

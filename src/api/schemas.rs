@@ -190,6 +190,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
                         "appliedLive",
                         null(obj(
                             &[
+                                ("organizationId", s()),
                                 ("effectiveTs", int()),
                                 (
                                     "thresholds",

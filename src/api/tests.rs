@@ -22,6 +22,7 @@ async fn start() -> (
         changes: tokio::sync::broadcast::channel(16).0,
         predictions: None,
         live: Arc::default(),
+        thresholds_live: false,
         orgs: BTreeSet::from(["acme-heat".to_string()]),
         data_dir: dir.path().to_path_buf(),
         trainer: None,

@@ -2,13 +2,16 @@
 //! (sled is single-process), serves the REST/WebSocket API, trains and registers
 //! models, consumes the alerts topic the workers write into the store (which
 //! groups records into alerts and numbers every change for the WebSocket), and
-//! publishes model activations on the compacted control topic every worker reads.
+//! publishes on the compacted control topic every worker reads: model
+//! activations, prediction threshold changes (`PUT /api/orgs/{id}` applies them
+//! live in the workers) and stored org configurations (see `crate::control`).
 //!
 //! Alerts-topic offsets are kept in the store, so a restart continues where it
 //! stopped; re-reading a record is harmless (the store's upsert is idempotent).
 
 use crate::api::{self, ApiDeps, ApiSettings, ApiState, SimulatorTrainer};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
+use crate::control::ControlRecord;
 use crate::metrics::Metrics;
 use crate::outputs::AlertOutputs;
 use crate::store::{AlertStore, Change};
@@ -17,12 +20,11 @@ use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
 use prognos_connectors::kafka::{KafkaClient, ReaderContext, RecordProducer, admin};
-use prognos_dataflows::models::activations::Activations;
 use prognos_dataflows::records::Alert;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -75,7 +77,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .context("the stored organization configurations do not fit the configuration file")?;
     let (changes, _) = tokio::sync::broadcast::channel::<Change>(4096);
     let metrics = Metrics::new();
-    let live = Arc::new(Activations::from_log(registry.activation_log()?));
+    let live = Arc::new(registry.live_log()?);
     let ready = Arc::new(AtomicBool::new(false));
     let client = KafkaClient::new(&args.brokers);
     let wait = Duration::from_secs(120);
@@ -99,6 +101,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         changes: changes.clone(),
         predictions: None,
         live: live.clone(),
+        thresholds_live: true,
         orgs: config.orgs.keys().cloned().collect(),
         data_dir: data_dir.clone(),
         trainer: Some(Arc::new(SimulatorTrainer {
@@ -141,7 +144,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         let registry = registry.clone();
         std::thread::Builder::new()
             .name("control-topic".into())
-            .spawn(move || publish_activations(&client, &topic, &registry, &stop))?
+            .spawn(move || publish_control(&client, &topic, &registry, &stop))?
     };
     ready.store(true, Ordering::Release);
     rt.block_on(crate::commands::run::shutdown_signal());
@@ -149,7 +152,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Release);
     for (name, t) in [
         ("alerts consumer", consumer),
-        ("activation publisher", publisher),
+        ("control publisher", publisher),
     ] {
         match t.join() {
             Ok(Ok(())) => {}
@@ -246,34 +249,60 @@ fn consume_alerts(
     Ok(())
 }
 
-/// Publish every activation of the registry's log not yet published (key
-/// `org/effective_ts`, so compaction keeps one record per activation).
-fn publish_activations(
+/// What the control topic should hold now: every stored org configuration,
+/// every threshold change and every activation.
+fn control_records(
+    registry: &Registry,
+    orgs: &crate::orgs::OrgStore,
+) -> anyhow::Result<Vec<ControlRecord>> {
+    let mut out: Vec<ControlRecord> = orgs
+        .list()?
+        .into_iter()
+        .map(|o| ControlRecord::OrgConfig(Box::new(o)))
+        .collect();
+    out.extend(
+        registry
+            .threshold_log()?
+            .into_iter()
+            .map(ControlRecord::Thresholds),
+    );
+    out.extend(
+        registry
+            .activation_log()?
+            .into_iter()
+            .map(ControlRecord::Activation),
+    );
+    Ok(out)
+}
+
+/// Publish every control record not yet published as it is now (a changed org
+/// configuration again, under the same key).
+fn publish_control(
     client: &KafkaClient,
     topic: &str,
     registry: &Registry,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let producer = RecordProducer::new(client, topic)?;
-    let mut published: BTreeSet<(String, i64)> = BTreeSet::new();
+    let orgs = crate::orgs::OrgStore::open(&registry.db())?;
+    let mut published: HashMap<String, Vec<u8>> = HashMap::new();
     while !stop.load(Ordering::Acquire) {
-        match registry.activation_log() {
-            Ok(log) => {
-                for a in log {
-                    let key = (a.organization_id.clone(), a.effective_ts);
-                    if published.contains(&key) {
+        match control_records(registry, &orgs) {
+            Ok(recs) => {
+                for r in recs {
+                    let (key, bytes) = (r.key(), serde_json::to_vec(&r)?);
+                    if published.get(&key) == Some(&bytes) {
                         continue;
                     }
-                    let k = format!("{}/{}", key.0, key.1);
-                    producer.send(k.as_bytes(), &serde_json::to_vec(&a)?, 0);
-                    tracing::info!(org = %a.organization_id, version = ?a.version, "activation published");
-                    published.insert(key);
+                    producer.send(key.as_bytes(), &bytes, 0);
+                    tracing::info!(key, "control record published");
+                    published.insert(key, bytes);
                 }
                 if let Err(e) = producer.flush(Duration::from_secs(10)) {
-                    tracing::warn!(error = %e, "activations not yet acknowledged (retrying)");
+                    tracing::warn!(error = %e, "control records not yet acknowledged (retrying)");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot read the activation log"),
+            Err(e) => tracing::error!(error = %e, "cannot read what the control topic should hold"),
         }
         std::thread::sleep(Duration::from_secs(1));
     }

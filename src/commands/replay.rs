@@ -229,7 +229,7 @@ pub fn inference_context(config: &Config, data_dir: &Path) -> anyhow::Result<Inf
             None => tracing::warn!(org = %org, "no model: rules only for this org"),
         }
     }
-    let activations = Arc::new(Activations::from_log(registry.activation_log()?));
+    let activations = Arc::new(registry.live_log()?);
     let ort = onnx_runtime::init()?;
     Ok(InferenceContext {
         env: Some(ort.environment),

@@ -132,7 +132,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // The live activation log: the dataflow scores with it, deploy and rollback
     // (CLI-free, through the API) append to it.
-    let live = Arc::new(Activations::from_log(registry.activation_log()?));
+    let live = Arc::new(registry.live_log()?);
     let pipeline = Arc::new(PipelineStatus::default());
     let api_state = ApiState::open(ApiDeps {
         metrics: metrics.clone(),
@@ -142,6 +142,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         changes: changes.clone(),
         predictions: Some(predictions.clone()),
         live: live.clone(),
+        thresholds_live: true,
         orgs: config.orgs.keys().cloned().collect(),
         data_dir: args.data_dir.data_dir.clone(),
         trainer: Some(Arc::new(SimulatorTrainer {

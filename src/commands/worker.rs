@@ -13,11 +13,14 @@
 //! recorded offsets, drops everything below F, and skips records already in the
 //! topic: nothing lost, nothing twice.
 //!
-//! Model activations come from the control topic (the controller publishes
-//! them); model files from `<data-dir>/models` (a volume shared with the
-//! controller, or a copy).
+//! The control topic (the controller publishes it, see `crate::control`)
+//! brings model activations and prediction threshold changes, applied live,
+//! and organization configurations, laid over the file's at start. Model files
+//! come from `<data-dir>/models` (a volume shared with the controller, or a
+//! copy).
 
 use crate::cli::{ConfigArg, DataDirArg};
+use crate::control::{ControlFollower, ControlRecord};
 use crate::metrics::Metrics;
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
@@ -26,7 +29,7 @@ use prognos_connectors::kafka::{
     KafkaClient, KafkaSource, KafkaSourceConfig, Lag, OffsetTracker, RecordProducer, admin,
 };
 use prognos_dataflows::alerts::{AlertSettings, Mode};
-use prognos_dataflows::models::activations::{Activation, Activations};
+use prognos_dataflows::models::activations::Activations;
 use prognos_dataflows::models::cache::CacheLimits;
 use prognos_dataflows::operators::flushing_sink::flushing_sink;
 use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
@@ -64,7 +67,8 @@ pub struct WorkerArgs {
     /// Also write every prediction to this topic (one record per scored row).
     #[arg(long)]
     pub predictions_topic: Option<String>,
-    /// Model activations published by the controller (compacted).
+    /// Model activations, threshold changes and org configurations published by
+    /// the controller (compacted).
     #[arg(long, default_value = "prognos.control")]
     pub control_topic: String,
     /// Process what the topic holds now, then stop (a batch run; without it the
@@ -129,6 +133,20 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     };
     let client = KafkaClient::new(&args.brokers);
     let wait = Duration::from_secs(120);
+
+    // The control topic as it is now: stored org configurations are laid over
+    // the file's before anything is built; activations and threshold changes
+    // already published apply before the first row. A thread follows the rest.
+    let activations = Arc::new(Activations::default());
+    admin::create_topic(&client, &args.control_topic, 1, true, wait)?;
+    let (control, control_next) = read_control(
+        &client,
+        &args.control_topic,
+        config,
+        activations.clone(),
+        wait,
+    )?;
+    let config = control.config().clone();
 
     // This process's checkpoints.
     let dir = args.data_dir.data_dir.join(format!("worker-{process}"));
@@ -212,12 +230,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    // Model activations from the control topic: everything published so far
-    // before the first row, then followed in the background.
-    let activations = Arc::new(Activations::default());
-    admin::create_topic(&client, &args.control_topic, 1, true, wait)?;
     let stop = Arc::new(AtomicBool::new(false));
-    follow_control(&client, &args.control_topic, &activations, &stop)?;
 
     let ort = onnx_runtime::init()?;
     let stats = Arc::new(Stats::default());
@@ -235,6 +248,14 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     metrics.init_orgs(config.orgs.keys());
     let kafka = KafkaMetrics::register(&metrics.registry)?;
+    follow_control(
+        &client,
+        &args.control_topic,
+        control,
+        control_next,
+        kafka.restart_pending.clone(),
+        &stop,
+    )?;
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, metrics.clone(), ready.clone())?;
@@ -460,6 +481,7 @@ struct KafkaMetrics {
     retried: prometheus::IntGauge,
     written: prometheus::IntGauge,
     skipped: prometheus::IntGauge,
+    restart_pending: prometheus::IntGauge,
 }
 
 impl KafkaMetrics {
@@ -498,6 +520,10 @@ impl KafkaMetrics {
             skipped: gauge(
                 "prognos_kafka_alert_records_already_written",
                 "Alert records skipped at a restart because the topic already had them.",
+            )?,
+            restart_pending: gauge(
+                "prognos_worker_config_restart_pending",
+                "Organizations whose configuration on the control topic changed in keys this worker applies only at its next start.",
             )?,
         })
     }
@@ -745,26 +771,40 @@ fn plan_resume(
     })
 }
 
-/// Read the control topic to its end now (activations already published apply
-/// before the first row), then keep following it on a thread.
+/// The control topic up to its end now, and where to read on from.
+fn read_control(
+    client: &KafkaClient,
+    topic: &str,
+    config: prognos_dataflows::config::Config,
+    activations: Arc<Activations>,
+    wait: Duration,
+) -> anyhow::Result<(ControlFollower, BTreeMap<i32, i64>)> {
+    let now = admin::read_all(client, topic, &BTreeMap::new(), wait)?;
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut records = Vec::new();
+    for r in &now {
+        records.extend(parse_control(&r.payload));
+        next.insert(r.partition, r.offset + 1);
+    }
+    let follower = ControlFollower::start(config, records, activations).with_context(|| {
+        format!("the organization configurations on the control topic `{topic}` do not fit the configuration file")
+    })?;
+    if !now.is_empty() {
+        tracing::info!(topic, records = now.len(), "control topic read");
+    }
+    Ok((follower, next))
+}
+
+/// Follow the control topic from `next` on a thread until `stop`.
 fn follow_control(
     client: &KafkaClient,
     topic: &str,
-    activations: &Arc<Activations>,
+    mut control: ControlFollower,
+    mut next: BTreeMap<i32, i64>,
+    restart_pending: prometheus::IntGauge,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let now = admin::read_all(client, topic, &BTreeMap::new(), Duration::from_secs(60))?;
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for r in &now {
-        apply_control(activations, &r.payload);
-        next.insert(r.partition, r.offset + 1);
-    }
-    let (client, topic, activations, stop) = (
-        client.clone(),
-        topic.to_string(),
-        activations.clone(),
-        stop.clone(),
-    );
+    let (client, topic, stop) = (client.clone(), topic.to_string(), stop.clone());
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -773,9 +813,12 @@ fn follow_control(
                 match admin::read_all(&client, &topic, &next, Duration::from_secs(10)) {
                     Ok(recs) => {
                         for r in &recs {
-                            apply_control(&activations, &r.payload);
+                            if let Some(c) = parse_control(&r.payload) {
+                                control.apply(c);
+                            }
                             next.insert(r.partition, r.offset + 1);
                         }
+                        restart_pending.set(control.pending_restart().len() as i64);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the control topic (retrying)")
@@ -786,15 +829,10 @@ fn follow_control(
     Ok(())
 }
 
-fn apply_control(activations: &Activations, value: &[u8]) {
-    match serde_json::from_slice::<Activation>(value) {
-        Ok(a) => {
-            let applied =
-                activations.activate(&a.organization_id, a.version.clone(), a.effective_ts);
-            tracing::info!(org = %a.organization_id, version = ?a.version, effective_ts = applied.effective_ts, "model activation");
-        }
-        Err(e) => tracing::warn!(error = %e, "unreadable control record skipped"),
-    }
+fn parse_control(value: &[u8]) -> Option<ControlRecord> {
+    serde_json::from_slice::<ControlRecord>(value)
+        .inspect_err(|e| tracing::warn!(error = %e, "unreadable control record skipped"))
+        .ok()
 }
 
 /// Ends every partition when a shutdown is requested (so the dataflow drains

@@ -1,11 +1,15 @@
 //! The model registry (sled): versions per org with their metrics (the seed's
 //! ModelMetrics), training runs (TrainingLog), the activation log in event time,
-//! the active version, and retention of version directories.
+//! the active version, prediction threshold changes in event time, and retention
+//! of version directories.
 //!
 //! Trees: `models` (`org\0version` → [`ModelRecord`]), `activations`
-//! (`org\0effective_ts` → [`Activation`]), `runs` (`run id` → [`TrainingRun`]).
+//! (`org\0effective_ts` → [`Activation`]), `thresholds` (`org\0effective_ts` →
+//! [`ThresholdChange`]), `runs` (`run id` → [`TrainingRun`]).
 
-use prognos_dataflows::models::activations::{Activation, Activations};
+use prognos_dataflows::models::activations::{
+    Activation, Activations, ThresholdChange, Thresholds,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -93,6 +97,7 @@ pub struct Registry {
     path: PathBuf,
     models: sled::Tree,
     activations: sled::Tree,
+    thresholds: sled::Tree,
     runs: sled::Tree,
     db: sled::Db,
 }
@@ -121,6 +126,7 @@ impl Registry {
             path: dir.to_path_buf(),
             models: db.open_tree("models").map_err(err)?,
             activations: db.open_tree("activations").map_err(err)?,
+            thresholds: db.open_tree("thresholds").map_err(err)?,
             runs: db.open_tree("runs").map_err(err)?,
             db,
         })
@@ -275,6 +281,68 @@ impl Registry {
         Ok(a)
     }
 
+    /// Change `org`'s prediction thresholds through `live` (so the change lands
+    /// at or after the running operators' frontier), from `not_before`, and
+    /// persist it. An org's first change also records `before` (what the
+    /// configuration gave until then) from the beginning of time, so a restart or
+    /// a replay — whose configuration already holds the new values — still
+    /// scores the rows before the change with the old ones.
+    pub fn set_thresholds(
+        &self,
+        org: &str,
+        before: Thresholds,
+        thresholds: Thresholds,
+        not_before: i64,
+        live: &Activations,
+    ) -> Result<ThresholdChange, RegistryError> {
+        let first = self
+            .thresholds
+            .scan_prefix(key(org, b""))
+            .next()
+            .transpose()
+            .map_err(|e| self.store_err(e))?
+            .is_none();
+        if first {
+            let base = ThresholdChange {
+                organization_id: org.to_string(),
+                effective_ts: i64::MIN,
+                thresholds: before,
+            };
+            self.put_thresholds(&base)?;
+            live.load_thresholds([base]);
+        }
+        let c = live.set_thresholds(org, thresholds, not_before);
+        self.put_thresholds(&c)?;
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(c)
+    }
+
+    fn put_thresholds(&self, c: &ThresholdChange) -> Result<(), RegistryError> {
+        let bytes = serde_json::to_vec(c).map_err(|e| self.store_err(e))?;
+        self.thresholds
+            .insert(key(&c.organization_id, &ts_key(c.effective_ts)), bytes)
+            .map_err(|e| self.store_err(e))?;
+        Ok(())
+    }
+
+    /// Every persisted threshold change, in `(org, effective_ts)` order.
+    pub fn threshold_log(&self) -> Result<Vec<ThresholdChange>, RegistryError> {
+        let mut out = Vec::new();
+        for kv in self.thresholds.iter() {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(serde_json::from_slice(&v).map_err(|e| self.store_err(e))?);
+        }
+        Ok(out)
+    }
+
+    /// The live log of a service starting on this registry: every activation
+    /// and every threshold change recorded so far.
+    pub fn live_log(&self) -> Result<Activations, RegistryError> {
+        let live = Activations::from_log(self.activation_log()?);
+        live.load_thresholds(self.threshold_log()?);
+        Ok(live)
+    }
+
     /// Re-activate the version that was active before the current one.
     pub fn rollback(
         &self,
@@ -384,6 +452,40 @@ mod tests {
         )
         .unwrap();
         d
+    }
+
+    #[test]
+    fn threshold_changes_persist_with_the_values_they_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Registry::open(&tmp.path().join("store")).unwrap();
+        let live = Activations::default();
+        let t = |f| Thresholds {
+            failure_threshold: f,
+            for_s: 30,
+            confidence_threshold: 0.7,
+        };
+        // Operators have scored up to 7000.
+        live.resolve_rows(0, 7_000, &[], &mut Vec::new(), None);
+        let c1 = reg
+            .set_thresholds("acme", t(0.6), t(0.8), 5_000, &live)
+            .unwrap();
+        assert_eq!(c1.effective_ts, 7_000);
+        let c2 = reg
+            .set_thresholds("acme", t(0.8), t(0.9), 9_000, &live)
+            .unwrap();
+        assert_eq!(c2.effective_ts, 9_000);
+        let log = reg.threshold_log().unwrap();
+        assert_eq!(
+            log.iter()
+                .map(|c| (c.effective_ts, c.thresholds.failure_threshold))
+                .collect::<Vec<_>>(),
+            [(i64::MIN, 0.6), (7_000, 0.8), (9_000, 0.9)],
+            "the first change records what it replaced, once"
+        );
+        assert_eq!(log, live.threshold_log());
+        drop(reg);
+        let reg = Registry::open(&tmp.path().join("store")).unwrap();
+        assert_eq!(reg.live_log().unwrap().threshold_log(), log);
     }
 
     #[test]

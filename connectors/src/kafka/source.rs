@@ -35,6 +35,16 @@ pub struct KafkaSourceConfig {
     pub refresh: Duration,
 }
 
+/// The partitions of `0..n` that belong to worker `index` of `workers`
+/// (`p % workers == index`) and are not in `owned` yet: what a refresh assigns
+/// when a topic has grown to `n` partitions.
+fn unowned_partitions(n: u32, index: usize, workers: usize, owned: &BTreeSet<u32>) -> Vec<u32> {
+    (0..n)
+        .filter(|p| *p as usize % workers.max(1) == index)
+        .filter(|p| !owned.contains(p))
+        .collect()
+}
+
 /// Reads its partitions with an explicitly assigned [`BaseConsumer`].
 pub struct KafkaSource {
     cfg: KafkaSourceConfig,
@@ -127,10 +137,7 @@ impl KafkaSource {
     fn refresh(&mut self) -> Result<(), KafkaConnectorError> {
         self.last_refresh = Some(Instant::now());
         let n = self.partition_count()?;
-        let new: Vec<u32> = (0..n)
-            .filter(|p| *p as usize % self.cfg.workers.max(1) == self.cfg.index)
-            .filter(|p| !self.owned.contains(p))
-            .collect();
+        let new = unowned_partitions(n, self.cfg.index, self.cfg.workers, &self.owned);
         if !new.is_empty() {
             let mut tpl = TopicPartitionList::new();
             for &p in &new {
@@ -274,5 +281,39 @@ impl Source for KafkaSource {
             .entry(pos.partition)
             .or_default()
             .push((pos.offset as i64, ts.unwrap_or(i64::MIN)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unowned_partitions;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_growing_topic_gives_each_new_partition_to_exactly_one_worker() {
+        for workers in 1..=5usize {
+            let mut owned: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); workers];
+            // The topic grows 1 → 3 → 3 → 8 → 13 partitions between refreshes.
+            let mut before = 0;
+            for n in [1u32, 3, 3, 8, 13] {
+                let mut seen = BTreeSet::new();
+                for (i, o) in owned.iter_mut().enumerate() {
+                    let new = unowned_partitions(n, i, workers, o);
+                    for p in &new {
+                        assert_eq!(*p as usize % workers, i, "{workers} workers, n = {n}");
+                        assert!(o.insert(*p), "assigned twice: {p}");
+                    }
+                    seen.extend(new);
+                }
+                let all: BTreeSet<u32> = owned.iter().flatten().copied().collect();
+                assert_eq!(all, (0..n).collect(), "every partition has an owner");
+                assert_eq!(
+                    seen,
+                    (before..n).collect(),
+                    "only the new ones are assigned"
+                );
+                before = n;
+            }
+        }
     }
 }

@@ -35,9 +35,11 @@ impl Thresholds {
 }
 
 /// A threshold change: `thresholds` for `organization_id` from `effective_ts` on.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdChange {
+    /// Organization.
+    pub organization_id: String,
     /// Event time (ms) from which it applies.
     pub effective_ts: i64,
     /// The thresholds.
@@ -135,9 +137,45 @@ impl Activations {
             .insert(effective_ts, thresholds);
         self.thresholds_version.fetch_add(1, Ordering::Release);
         ThresholdChange {
+            organization_id: org.to_string(),
             effective_ts,
             thresholds,
         }
+    }
+
+    /// Add changes at their recorded effective ts as they are (a log persisted
+    /// earlier, or the baseline recorded with an org's first change): nothing of
+    /// it is moved to the operators' frontier.
+    pub fn load_thresholds(&self, log: impl IntoIterator<Item = ThresholdChange>) {
+        let mut s = self.lock();
+        let t = Arc::make_mut(&mut s.thresholds);
+        for c in log {
+            t.entry(c.organization_id)
+                .or_default()
+                .insert(c.effective_ts, c.thresholds);
+        }
+        drop(s);
+        self.thresholds_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Every threshold change, ordered by org then time.
+    pub fn threshold_log(&self) -> Vec<ThresholdChange> {
+        let s = self.lock();
+        let mut v: Vec<ThresholdChange> = s
+            .thresholds
+            .iter()
+            .flat_map(|(org, m)| {
+                m.iter().map(|(ts, t)| ThresholdChange {
+                    organization_id: org.clone(),
+                    effective_ts: *ts,
+                    thresholds: *t,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            (&a.organization_id, a.effective_ts).cmp(&(&b.organization_id, b.effective_ts))
+        });
+        v
     }
 
     /// The threshold log when it changed since `seen` (which is updated).
@@ -259,6 +297,40 @@ mod tests {
         let log = a.thresholds_if_changed(&mut seen).unwrap();
         assert_eq!(thresholds_at(&log, "acme", 19_999), Some(t(0.5)));
         assert_eq!(thresholds_at(&log, "acme", 20_000), Some(t(0.9)));
+    }
+
+    #[test]
+    fn a_loaded_threshold_log_applies_where_it_was_recorded() {
+        let t = |f| Thresholds {
+            failure_threshold: f,
+            for_s: 30,
+            confidence_threshold: 0.7,
+        };
+        let live = Activations::default();
+        let mut v = Vec::new();
+        live.resolve_rows(0, 50_000, &[], &mut v, None);
+        live.load_thresholds([ThresholdChange {
+            organization_id: "acme".into(),
+            effective_ts: i64::MIN,
+            thresholds: t(0.6),
+        }]);
+        live.set_thresholds("acme", t(0.8), 10_000);
+        let log = live.threshold_log();
+        assert_eq!(
+            log.iter().map(|c| c.effective_ts).collect::<Vec<_>>(),
+            [i64::MIN, 50_000],
+            "loaded as recorded; set moved up to the frontier"
+        );
+        // A restart loads the persisted log before any row: the same answers.
+        let again = Activations::default();
+        let mut seen = 0;
+        again.load_thresholds(log);
+        let snap = again
+            .thresholds_if_changed(&mut seen)
+            .expect("loading is a change");
+        assert_eq!(thresholds_at(&snap, "acme", 49_999), Some(t(0.6)));
+        assert_eq!(thresholds_at(&snap, "acme", 50_000), Some(t(0.8)));
+        assert_eq!(again.threshold_log(), live.threshold_log());
     }
 
     #[test]

@@ -56,6 +56,11 @@ def parse_args(argv=None):
                    default=int(os.environ.get("PROGNOS_TRAIN_MAX_NEGATIVES", str(MD.MAX_NEGATIVES))),
                    help="train the failure model on at most this many negative rows (a seeded random "
                         "subset, weighted up so the class balance is unchanged); 0 = all")
+    p.add_argument("--lead-weight", type=float,
+                   default=float(os.environ.get("PROGNOS_TRAIN_LEAD_WEIGHT", str(MD.DEFAULT_LEAD_WEIGHT))),
+                   help="weight a real positive row by 1 + W * (minutes to the failure / horizon), then "
+                        "rescale the positives to their former total: the early warnings count more "
+                        f"(default {MD.DEFAULT_LEAD_WEIGHT}; 0 = every positive alike)")
     p.add_argument("--no-report", action="store_true", help="skip report.png")
     return p.parse_args(argv)
 
@@ -138,6 +143,8 @@ def main(argv=None) -> int:
                                               np.random.default_rng([args.seed, 1]))
     X_tr, y_tr, w_tr = ft.X[tr_idx], lab.y[tr_idx], lab.weight[tr_idx].copy()
     w_tr[(y_tr == 0) & (w_tr == 1.0)] /= neg_rate
+    if args.lead_weight:
+        MD.weight_by_lead(w_tr, lab.real_positive[tr_idx], lab.ttf_min[tr_idx], s.horizon_minutes, args.lead_weight)
     if neg_rate < 1.0:
         log("split", f"negatives subsampled: {len(tr_idx)} of {int(tr.sum())} training rows kept, "
             f"negative weight x{1 / neg_rate:.2f}", keptRows=int(len(tr_idx)), negativeRate=neg_rate)
@@ -298,7 +305,7 @@ def main(argv=None) -> int:
         "labels": {"source": source, "failures": int(len(failures)), "feedback": fb_counts},
         "hyperparameters": {**{k: hp[k] for k in hp}, "imbalance": args.imbalance,
                             "scalePosWeight": fparams.get("scale_pos_weight"), "seed": args.seed,
-                            "negativeRate": neg_rate,
+                            "negativeRate": neg_rate, "leadWeight": args.lead_weight,
                             "tuned": bool(tuning)},
         "metrics": {k: metrics.get(k) for k in metric_keys} | extra,
         "featureImportance": fi,

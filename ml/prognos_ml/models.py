@@ -45,6 +45,26 @@ SEARCH_SPACE = {
 }
 
 
+# Positive rows weighted by 1 + W * ttf / horizon (train.py --lead-weight), 0 = off.
+DEFAULT_LEAD_WEIGHT = 0.0
+
+
+def weight_by_lead(w: np.ndarray, real_positive: np.ndarray, ttf_min: np.ndarray, horizon_min: float,
+                   lead_weight: float) -> None:
+    """In place: real positive rows get weight x (1 + lead_weight * ttf / horizon), rescaled so the
+    positives' total weight is unchanged (the class balance stays as it was). A row far from the
+    failure then counts more than one just before it: the model is pushed to warn early rather than
+    to be sure late."""
+    if lead_weight < 0:
+        raise ValueError(f"lead weight must be >= 0, got {lead_weight}")
+    pos = real_positive & np.isfinite(ttf_min)
+    if not pos.any() or lead_weight == 0:
+        return
+    before = w[pos].sum()
+    w[pos] *= 1.0 + lead_weight * np.clip(ttf_min[pos] / horizon_min, 0.0, 1.0)
+    w[pos] *= before / w[pos].sum()
+
+
 def base_params(seed: int, threads: int) -> dict:
     return {"verbose": -1, "seed": seed, "deterministic": True, "force_row_wise": True,
             "num_threads": threads, "feature_pre_filter": False}

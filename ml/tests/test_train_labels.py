@@ -196,3 +196,19 @@ def test_tuning_candidates_are_bounded_and_deterministic():
     best, res = MD.tune(X[:400], y[:400], np.ones(400), X[400:], y[400:], {"num_iterations": 10}, 3, 1, 1,
                         "sqrt", lambda *a: None)
     assert len(res) == 3 and best == max(res, key=lambda r: r["auc"])["hyperparameters"]
+
+
+def test_lead_weight_favours_early_positives_and_keeps_the_positive_total():
+    w = np.array([1.0, 1.0, 1.0, 1.0, 5.0])
+    real = np.array([True, True, True, False, False])
+    ttf = np.array([1.0, 5.0, 10.0, np.nan, np.nan])
+    MD.weight_by_lead(w, real, ttf, 10.0, 3.0)
+    assert w[0] < w[1] < w[2]
+    assert w[:3].sum() == pytest.approx(3.0)
+    assert w[2] / w[0] == pytest.approx(4.0 / 1.3)
+    assert list(w[3:]) == [1.0, 5.0], "negatives and feedback rows keep their weights"
+    off = np.ones(3)
+    MD.weight_by_lead(off, real[:3], ttf[:3], 10.0, 0.0)
+    assert list(off) == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError):
+        MD.weight_by_lead(off, real[:3], ttf[:3], 10.0, -1.0)

@@ -117,6 +117,20 @@ impl Tally {
         }
     }
 
+    /// Count `n` events at once (a machine's run of rows); nothing when 0.
+    pub fn add_n(&mut self, org: &str, outcome: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match &mut self.run {
+            Some((o, out, k)) if o == org && *out == outcome => *k += n,
+            _ => {
+                self.close_run();
+                self.run = Some((org.to_string(), outcome, n));
+            }
+        }
+    }
+
     fn close_run(&mut self) {
         if let Some((o, out, n)) = self.run.take() {
             *self.map.entry((o, out.to_string())).or_default() += n;
@@ -143,9 +157,12 @@ mod tests {
         }
         t.flush(&stats);
         t.add("a", "x");
+        t.add_n("a", "x", 0);
+        t.add_n("b", "x", 3);
+        t.add_n("b", "x", 2);
         t.flush(&stats);
         assert_eq!(stats.get("a", "x"), 4);
-        assert_eq!(stats.get("b", "x"), 1);
+        assert_eq!(stats.get("b", "x"), 6);
         assert_eq!(stats.get("a", "y"), 1);
         assert_eq!(stats.snapshot().len(), 3);
     }

@@ -19,10 +19,12 @@ use prognos_dataflows::alerts::{AlertSettings, Mode};
 use prognos_dataflows::config::Config;
 use prognos_dataflows::models::activations::Activations;
 use prognos_dataflows::models::cache::CacheLimits;
+use prognos_dataflows::operators::alerts::alerts;
 use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
-use prognos_dataflows::pipeline::alert_pipeline;
+use prognos_dataflows::pipeline::scoring_pipeline;
 use prognos_dataflows::records::{Alert, DeadLetter, FailureEvent};
 use prognos_dataflows::stats::Stats;
+use prognos_dataflows::util::MachineIndex;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -89,6 +91,35 @@ struct Collected {
     dead: BTreeMap<String, u64>,
 }
 
+/// One worker's machine spans: (first ts, last ts, rows) per machine, found
+/// without allocating per row.
+#[derive(Default)]
+struct LocalSpans {
+    index: MachineIndex,
+    spans: Vec<(i64, i64, u64)>,
+}
+
+impl LocalSpans {
+    fn add(&mut self, org: &str, machine: &str, ts: i64) {
+        let (i, new) = self.index.get_or_insert(org, machine);
+        if new {
+            self.spans.push((ts, ts, 0));
+        }
+        let e = &mut self.spans[i];
+        e.0 = e.0.min(ts);
+        e.1 = e.1.max(ts);
+        e.2 += 1;
+    }
+
+    fn into_spans(self) -> impl Iterator<Item = ((String, String), (i64, i64, u64))> {
+        let index = self.index;
+        self.spans.into_iter().enumerate().map(move |(i, v)| {
+            let (o, m) = index.key(i).expect("one span per index");
+            ((o.to_string(), m.to_string()), v)
+        })
+    }
+}
+
 /// Replay `inputs` through the alert pipeline; `ctx` None = rules only.
 pub fn replay(
     config: &Config,
@@ -125,54 +156,54 @@ pub fn replay(
             (cfg.clone(), stats2.clone(), ctx.clone(), settings.clone());
         let (s1, s2, s3) = (sink.clone(), sink.clone(), sink.clone());
         worker.dataflow::<u64, _, _>(move |scope| {
-            let out = alert_pipeline(
+            let (scored, dead) = scoring_pipeline(
                 scope,
                 &cfg,
                 Box::new(FileSource::new(mine)),
-                stats,
+                stats.clone(),
                 ctx,
-                settings,
             );
-            out.alerts
-                .sink(Pipeline, "CollectAlerts", move |(input, _)| {
+            // Machine spans, seen as the scored rows pass on to the alerts (one
+            // consumer per stream: a second one would get a copy of every row);
+            // handed over once, when the input is done.
+            let scored = scored.unary_frontier(Pipeline, "Spans", move |_cap, _info| {
+                let mut local = LocalSpans::default();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data: &mut Vec<ScoredRow>| {
+                        for r in data.iter() {
+                            local.add(&r.row.organization_id, &r.row.machine_id, r.row.ts);
+                        }
+                        output.session(&cap).give_container(data);
+                    });
+                    if frontier.is_empty() && !local.spans.is_empty() {
+                        let mut c = s3.lock().unwrap_or_else(|e| e.into_inner());
+                        for (k, v) in std::mem::take(&mut local).into_spans() {
+                            let e = c.spans.entry(k).or_insert(v);
+                            *e = (e.0.min(v.0), e.1.max(v.1), e.2.max(v.2));
+                        }
+                    }
+                }
+            });
+            alerts(scored, "Alerts", settings, stats).sink(
+                Pipeline,
+                "CollectAlerts",
+                move |(input, _)| {
                     input.for_each(|_, data| {
                         s1.lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .alerts
                             .append(data);
                     });
-                });
-            out.dead
-                .sink(Pipeline, "CountDeadLetters", move |(input, _)| {
-                    input.for_each(|_, data: &mut Vec<DeadLetter>| {
-                        let mut c = s2.lock().unwrap_or_else(|e| e.into_inner());
-                        for d in data.drain(..) {
-                            *c.dead.entry(d.reason.as_str().to_string()).or_default() += 1;
-                        }
-                    });
-                });
-            // Machine spans, per batch (one lock per batch).
-            let mut local: BTreeMap<(String, String), (i64, i64, u64)> = BTreeMap::new();
-            out.scored
-                .sink(Pipeline, "Spans", move |(input, frontier)| {
-                    input.for_each(|_, data: &mut Vec<ScoredRow>| {
-                        for r in data.iter() {
-                            let e = local
-                                .entry((r.row.organization_id.clone(), r.row.machine_id.clone()))
-                                .or_insert((r.row.ts, r.row.ts, 0));
-                            e.0 = e.0.min(r.row.ts);
-                            e.1 = e.1.max(r.row.ts);
-                            e.2 += 1;
-                        }
-                    });
-                    if frontier.is_empty() && !local.is_empty() {
-                        let mut c = s3.lock().unwrap_or_else(|e| e.into_inner());
-                        for (k, v) in std::mem::take(&mut local) {
-                            let e = c.spans.entry(k).or_insert(v);
-                            *e = (e.0.min(v.0), e.1.max(v.1), e.2.max(v.2));
-                        }
+                },
+            );
+            dead.sink(Pipeline, "CountDeadLetters", move |(input, _)| {
+                input.for_each(|_, data: &mut Vec<DeadLetter>| {
+                    let mut c = s2.lock().unwrap_or_else(|e| e.into_inner());
+                    for d in data.drain(..) {
+                        *c.dead.entry(d.reason.as_str().to_string()).or_default() += 1;
                     }
                 });
+            });
         });
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;

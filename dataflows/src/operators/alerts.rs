@@ -20,9 +20,9 @@ use crate::operators::features::machine_hash;
 use crate::operators::inference::ScoredRow;
 use crate::records::Alert;
 use crate::stats::{Stats, Tally};
-use crate::util::Fnv;
+use crate::util::MachineIndex;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
@@ -46,7 +46,7 @@ pub fn alerts<'s>(
     rows.unary_frontier(pact, name, move |cap, _info| {
         let mut cap = Some(cap);
         let mut machines: Vec<Machine> = Vec::new();
-        let mut index: HashMap<(String, String), usize, Fnv> = HashMap::default();
+        let mut index = MachineIndex::default();
         let mut dirty: Vec<usize> = Vec::new();
         let mut deadlines: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
         let mut out: Vec<Alert> = Vec::new();
@@ -56,21 +56,22 @@ pub fn alerts<'s>(
         move |(input, frontier), output| {
             input.for_each(|_cap, data| {
                 for row in data.drain(..) {
-                    let key = (row.row.organization_id.clone(), row.row.machine_id.clone());
-                    let i = match index.get(&key) {
-                        Some(&i) => i,
+                    let (org, machine) = (&row.row.organization_id, &row.row.machine_id);
+                    let i = match index.get(org, machine) {
+                        Some(i) => i,
                         None => {
-                            let Some(org) = settings.orgs.get(&key.0) else {
-                                tally.add(&key.0, "no_alert_config");
+                            let Some(config) = settings.orgs.get(org) else {
+                                tally.add(org, "no_alert_config");
                                 continue;
                             };
                             machines.push(Machine {
                                 pending: Vec::new(),
-                                state: MachineAlerts::new(&key.0, &key.1, org.clone()),
+                                state: MachineAlerts::new(org, machine, config.clone()),
                                 dirty: false,
                             });
-                            index.insert(key, machines.len() - 1);
-                            machines.len() - 1
+                            let (i, _) = index.get_or_insert(org, machine);
+                            debug_assert_eq!(i, machines.len() - 1);
+                            i
                         }
                     };
                     let m = &mut machines[i];

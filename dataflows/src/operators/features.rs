@@ -13,7 +13,7 @@
 use crate::features::{FeatureSpec, MachineFeatures};
 use crate::records::{CanonicalRow, FeatureRow};
 use crate::stats::{BatchSample, Stage, Stats, Tally, outcome};
-use crate::util::Fnv;
+use crate::util::MachineIndex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use timely::dataflow::Stream;
@@ -27,37 +27,12 @@ pub fn machine_hash(org: &str, machine: &str) -> u64 {
 }
 
 struct Machine {
+    /// The org, for counting this machine's rows without a lookup per row.
+    org: String,
     pending: Vec<CanonicalRow>,
     state: MachineFeatures,
     last_ts: Option<i64>,
     dirty: bool,
-}
-
-/// Machines of one worker, found by (org, machine) without allocating.
-#[derive(Default)]
-struct Machines {
-    all: Vec<Machine>,
-    index: HashMap<String, HashMap<String, usize, Fnv>, Fnv>,
-}
-
-impl Machines {
-    fn slot(&mut self, org: &str, machine: &str, spec: &Arc<FeatureSpec>) -> usize {
-        if let Some(&i) = self.index.get(org).and_then(|m| m.get(machine)) {
-            return i;
-        }
-        let i = self.all.len();
-        self.all.push(Machine {
-            pending: Vec::new(),
-            state: MachineFeatures::new(spec.clone()),
-            last_ts: None,
-            dirty: false,
-        });
-        self.index
-            .entry(org.to_string())
-            .or_default()
-            .insert(machine.to_string(), i);
-        i
-    }
 }
 
 /// Compute features for `rows`; `specs` holds every enabled org's compiled spec.
@@ -74,21 +49,37 @@ pub fn features<'s>(
     let pact = Exchange::new(|r: &CanonicalRow| machine_hash(&r.organization_id, &r.machine_id));
     rows.unary_frontier(pact, name, move |cap, _info| {
         let mut cap = Some(cap);
-        let mut machines = Machines::default();
+        let mut machines: Vec<Machine> = Vec::new();
+        let mut index = MachineIndex::default();
         let mut dirty: Vec<usize> = Vec::new();
         let mut tally = Tally::default();
         let mut timed: Vec<BatchSample> = Vec::new();
         move |(input, frontier), output| {
             input.for_each(|_cap, data| {
                 for row in data.drain(..) {
-                    let Some(spec) = specs.get(&row.organization_id) else {
-                        // The mapper only admits configured orgs; a spec is missing only
-                        // if configs diverge, and then the row must not vanish silently.
-                        tally.add(&row.organization_id, "no_feature_spec");
-                        continue;
+                    let i = match index.get(&row.organization_id, &row.machine_id) {
+                        Some(i) => i,
+                        None => {
+                            let Some(spec) = specs.get(&row.organization_id) else {
+                                // The mapper only admits configured orgs; a spec is missing
+                                // only if configs diverge, and then the row must not vanish
+                                // silently.
+                                tally.add(&row.organization_id, "no_feature_spec");
+                                continue;
+                            };
+                            let (i, _) = index.get_or_insert(&row.organization_id, &row.machine_id);
+                            debug_assert_eq!(i, machines.len());
+                            machines.push(Machine {
+                                org: row.organization_id.clone(),
+                                pending: Vec::new(),
+                                state: MachineFeatures::new(spec.clone()),
+                                last_ts: None,
+                                dirty: false,
+                            });
+                            i
+                        }
                     };
-                    let i = machines.slot(&row.organization_id, &row.machine_id, spec);
-                    let m = &mut machines.all[i];
+                    let m = &mut machines[i];
                     m.pending.push(row);
                     if !m.dirty {
                         m.dirty = true;
@@ -104,23 +95,24 @@ pub fn features<'s>(
             {
                 let mut session = output.session(&*c);
                 dirty.retain(|&i| {
-                    let m = &mut machines.all[i];
+                    let m = &mut machines[i];
                     m.pending.sort_unstable_by_key(|r| (r.ts, r.pos));
                     let k = match limit {
                         None => m.pending.len(),
                         Some(f) => m.pending.partition_point(|r| (r.ts as u64) < f),
                     };
+                    let (mut featured, mut duplicates) = (0u64, 0u64);
                     for row in m.pending.drain(..k) {
                         if m.last_ts.is_some_and(|t| row.ts <= t) {
-                            tally.add(&row.organization_id, outcome::DUPLICATE);
+                            duplicates += 1;
                             continue;
                         }
                         m.last_ts = Some(row.ts);
                         let mut features = Vec::with_capacity(m.state.spec().len());
                         m.state.push(row.ts, &row.values, &mut features);
-                        tally.add(&row.organization_id, outcome::FEATURED);
-                        emitted += 1;
-                        // Declared values as they came, then the derived ones.
+                        featured += 1;
+                        // Declared values as they came, then the derived ones (the
+                        // mapper leaves room for them, so this does not reallocate).
                         let mut values = row.values;
                         values
                             .extend_from_slice(m.state.values().get(values.len()..).unwrap_or(&[]));
@@ -133,6 +125,9 @@ pub fn features<'s>(
                             values,
                         });
                     }
+                    emitted += featured as usize;
+                    tally.add_n(&m.org, outcome::DUPLICATE, duplicates);
+                    tally.add_n(&m.org, outcome::FEATURED, featured);
                     m.dirty = !m.pending.is_empty();
                     m.dirty
                 });

@@ -175,6 +175,48 @@ fn fallback(
     }
 }
 
+/// Rank every row's org among `names` (sorted; an org not there yet is inserted
+/// in order), so sorting by rank sorts by org name. Consecutive rows mostly share
+/// an org, which then costs one comparison.
+fn org_ranks(rows: &[FeatureRow], names: &mut Vec<String>, ranks: &mut Vec<u32>) {
+    loop {
+        ranks.clear();
+        let mut prev: Option<(&str, u32)> = None;
+        let mut missing = None;
+        for r in rows {
+            let org = r.organization_id.as_str();
+            let k = match prev {
+                Some((p, k)) if p == org => k,
+                _ => match names.binary_search_by(|n| n.as_str().cmp(org)) {
+                    Ok(k) => k as u32,
+                    Err(_) => {
+                        missing = Some(org.to_string());
+                        break;
+                    }
+                },
+            };
+            prev = Some((org, k));
+            ranks.push(k);
+        }
+        match missing {
+            None => return,
+            Some(m) => {
+                let at = names.binary_search(&m).unwrap_err();
+                names.insert(at, m);
+            }
+        }
+    }
+}
+
+/// Versions in name order (none first), without comparing the text of one shared
+/// string with itself.
+fn cmp_version(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) if Arc::ptr_eq(x, y) => std::cmp::Ordering::Equal,
+        _ => a.as_deref().cmp(&b.as_deref()),
+    }
+}
+
 /// Score `rows` with each org's active model version.
 pub fn inference<'s>(
     rows: Stream<'s, u64, Vec<FeatureRow>>,
@@ -204,9 +246,25 @@ pub fn inference<'s>(
                 }
             }
         }
+        // Per-worker copies of the org settings: the strings they hand to every row
+        // (the general component) then have one reference count per worker, so two
+        // workers do not bounce one counter's cache line per row.
+        let orgs: HashMap<String, OrgScoring> = ctx
+            .orgs
+            .iter()
+            .map(|(k, s)| {
+                let general_component = Arc::from(&*s.general_component);
+                (k.clone(), OrgScoring { general_component, ..s.clone() })
+            })
+            .collect();
+        // Org names in order; a row's rank here sorts it as its org name would.
+        let mut org_names: Vec<String> = orgs.keys().cloned().collect();
+        org_names.sort();
         let mut breakers: HashMap<String, Breaker> = HashMap::new();
         let mut versions: Vec<Option<Arc<str>>> = Vec::new();
         let mut thresholds: Vec<Option<Thresholds>> = Vec::new();
+        let mut ranks: Vec<u32> = Vec::new();
+        let mut order: Vec<u32> = Vec::new();
         let mut scores: Vec<Score> = Vec::new();
         let mut tally = Tally::default();
         let mut timed: Vec<BatchSample> = Vec::new();
@@ -214,13 +272,13 @@ pub fn inference<'s>(
             input.for_each(|_cap, data| pending.append(data));
             let Some(c) = cap.as_mut() else { return };
             let limit: Option<u64> = frontier.frontier().first().copied();
-            let mut ready: Vec<FeatureRow> = match limit {
-                None => std::mem::take(&mut pending),
-                Some(f) => {
+            let ready: Vec<FeatureRow> = match limit {
+                Some(f) if !pending.iter().all(|r| (r.ts as u64) < f) => {
                     let (now, later) = std::mem::take(&mut pending).into_iter().partition(|r| (r.ts as u64) < f);
                     pending = later;
                     now
                 }
+                _ => std::mem::take(&mut pending),
             };
             let published = limit.map_or(i64::MAX, |f| f as i64);
             let keys: Vec<(&str, i64)> = ready.iter().map(|r| (r.organization_id.as_str(), r.ts)).collect();
@@ -228,57 +286,60 @@ pub fn inference<'s>(
             drop(keys);
             // Group by (org, version) so each group is one model's batch; order within
             // a group is the rows' (ts, position) order, so batches are reproducible.
-            // Each row carries the confidence threshold changed at or before its ts
-            // (None: the configured one).
-            let mut items: Vec<(FeatureRow, Option<Arc<str>>, Option<f64>)> = ready
-                .drain(..)
-                .zip(versions.drain(..))
-                .zip(thresholds.drain(..))
-                .map(|((r, v), t)| (r, v, t.map(|t| t.confidence_threshold)))
-                .collect();
-            items.sort_by(|(a, va, _), (b, vb, _)| {
-                (a.organization_id.as_str(), va.as_deref(), a.ts, a.pos).cmp(&(
-                    b.organization_id.as_str(),
-                    vb.as_deref(),
-                    b.ts,
-                    b.pos,
-                ))
+            // Rows are ordered through an index (orgs by rank, versions by pointer
+            // first) rather than moved and compared by their strings.
+            org_ranks(&ready, &mut org_names, &mut ranks);
+            order.clear();
+            order.extend(0..ready.len() as u32);
+            order.sort_unstable_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                ranks[a]
+                    .cmp(&ranks[b])
+                    .then_with(|| cmp_version(&versions[a], &versions[b]))
+                    .then_with(|| (ready[a].ts, ready[a].pos).cmp(&(ready[b].ts, ready[b].pos)))
             });
+            let mut slots: Vec<Option<FeatureRow>> = ready.into_iter().map(Some).collect();
+            let mut take = |ix: u32| slots[ix as usize].take().expect("each row is grouped once");
             let mut session = output.session(&*c);
-            let mut items = items.into_iter().peekable();
-            while let Some((first, version, conf)) = items.next() {
-                let org = first.organization_id.clone();
-                let mut group = vec![first];
-                let mut confs = vec![conf];
-                while let Some((next, v, _)) = items.peek() {
-                    if next.organization_id != org || v.as_deref() != version.as_deref() {
+            let mut start = 0;
+            while start < order.len() {
+                let first_ix = order[start] as usize;
+                let mut end = start + 1;
+                while end < order.len() {
+                    let i = order[end] as usize;
+                    if ranks[i] != ranks[first_ix] || cmp_version(&versions[i], &versions[first_ix]).is_ne() {
                         break;
                     }
-                    let (row, _, conf) = items.next().expect("peeked");
-                    group.push(row);
-                    confs.push(conf);
+                    end += 1;
                 }
-                let settings = ctx.orgs.get(&org);
+                let group = &order[start..end];
+                start = end;
+                let org = org_names[ranks[first_ix] as usize].as_str();
+                let version = versions[first_ix].clone();
+                let settings = orgs.get(org);
                 let usable = settings.is_some_and(|s| s.enabled);
-                let breaker = breakers.entry(org.clone()).or_default();
+                if !breakers.contains_key(org) {
+                    breakers.insert(org.to_string(), Breaker::default());
+                }
+                let breaker = breakers.get_mut(org).expect("inserted");
                 let open = breaker.open_until.is_some_and(|t| Instant::now() < t);
                 let (Some(v), Some(cache), true, false) = (version.clone(), cache.as_mut(), usable, open) else {
                     let health = if open { ModelHealth::Failed } else { ModelHealth::Healthy };
                     let health = if version.is_some() && !open && cache.is_none() { ModelHealth::Failed } else { health };
-                    for row in group {
-                        tally.add(&org, "fallback");
-                        session.give(fallback(row, settings, version.clone(), health));
+                    tally.add_n(org, "fallback", group.len() as u64);
+                    for &ix in group {
+                        session.give(fallback(take(ix), settings, version.clone(), health));
                     }
                     continue;
                 };
                 let settings = settings.expect("usable implies configured");
-                let model = match cache.get(&org, v.as_ref(), &settings.feature_names) {
+                let model = match cache.get(org, v.as_ref(), &settings.feature_names) {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(org = %org, version = %v, error = %e, "model unusable; rules only");
-                        for row in group {
-                            tally.add(&org, "fallback");
-                            session.give(fallback(row, Some(settings), Some(v.clone()), ModelHealth::Failed));
+                        tally.add_n(org, "fallback", group.len() as u64);
+                        for &ix in group {
+                            session.give(fallback(take(ix), Some(settings), Some(v.clone()), ModelHealth::Failed));
                         }
                         continue;
                     }
@@ -288,19 +349,21 @@ pub fn inference<'s>(
                 let importance = model.importance.clone();
                 let gate_health = if breaker.errors > 0 { ModelHealth::Degraded } else { ModelHealth::Healthy };
                 let mut first = true;
-                let mut rest = group;
-                while !rest.is_empty() {
-                    let take = rest.len().min(ctx.max_batch_rows.max(1));
-                    let batch: Vec<FeatureRow> = rest.drain(..take).collect();
-                    let batch_confs: Vec<Option<f64>> = confs.drain(..take).collect();
+                for chunk in group.chunks(ctx.max_batch_rows.max(1)) {
+                    let batch: Vec<FeatureRow> = chunk.iter().map(|&ix| take(ix)).collect();
+                    let batch_confs: Vec<Option<f64>> = chunk
+                        .iter()
+                        .map(|&ix| thresholds[ix as usize].as_ref().map(|t| t.confidence_threshold))
+                        .collect();
                     let refs: Vec<&[f64]> = batch.iter().map(|r| r.features.as_slice()).collect();
                     let t0 = Instant::now();
                     match model.score(&refs, &mut scores) {
                         Ok(()) => {
                             breaker.errors = 0;
                             let seconds = t0.elapsed().as_secs_f64();
-                            timed.push(BatchSample { stage: Stage::Inference, org: Some(org.clone()), rows: batch.len(), seconds });
+                            timed.push(BatchSample { stage: Stage::Inference, org: Some(org.to_string()), rows: batch.len(), seconds });
                             let per_row = seconds * 1000.0 / batch.len() as f64;
+                            tally.add_n(org, "scored", batch.len() as u64);
                             for ((row, s), conf) in batch.into_iter().zip(scores.iter()).zip(batch_confs) {
                                 let threshold = conf.unwrap_or(settings.confidence_threshold);
                                 let (component, confidence) = match s.component {
@@ -316,7 +379,6 @@ pub fn inference<'s>(
                                     Some((_, q)) => (settings.general_component.clone(), q),
                                     None => (settings.general_component.clone(), 0.0),
                                 };
-                                tally.add(&org, "scored");
                                 session.give(ScoredRow {
                                     row,
                                     probability: s.probability,
@@ -340,8 +402,8 @@ pub fn inference<'s>(
                                 breaker.open_until = Some(Instant::now() + BREAKER_OPEN);
                                 tracing::error!(org = %org, "circuit breaker open for {:?}: repeated inference errors", BREAKER_OPEN);
                             }
+                            tally.add_n(org, "fallback", batch.len() as u64);
                             for row in batch {
-                                tally.add(&org, "fallback");
                                 session.give(fallback(row, Some(settings), Some(v.clone()), ModelHealth::Degraded));
                             }
                         }
@@ -364,4 +426,60 @@ pub fn inference<'s>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::SourcePosition;
+
+    fn row(org: &str) -> FeatureRow {
+        FeatureRow {
+            organization_id: org.into(),
+            machine_id: "m".into(),
+            ts: 0,
+            pos: SourcePosition {
+                partition: 0,
+                offset: 0,
+            },
+            features: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn org_ranks_sort_as_names_and_learn_new_orgs() {
+        let mut names = vec!["b".to_string(), "d".to_string()];
+        let rows: Vec<FeatureRow> = ["d", "d", "c", "b", "a", "d"]
+            .into_iter()
+            .map(row)
+            .collect();
+        let mut ranks = Vec::new();
+        org_ranks(&rows, &mut names, &mut ranks);
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        assert_eq!(ranks, [3, 3, 2, 1, 0, 3]);
+        // Ranks order rows exactly as their names do.
+        for (x, y) in rows.iter().zip(&ranks) {
+            for (p, q) in rows.iter().zip(&ranks) {
+                assert_eq!(y.cmp(q), x.organization_id.cmp(&p.organization_id));
+            }
+        }
+        org_ranks(&[], &mut names, &mut ranks);
+        assert!(ranks.is_empty());
+    }
+
+    #[test]
+    fn versions_compare_by_name_none_first() {
+        use std::cmp::Ordering::*;
+        let v1: Arc<str> = Arc::from("v1");
+        let v1b: Arc<str> = Arc::from("v1");
+        let v2: Arc<str> = Arc::from("v2");
+        assert_eq!(cmp_version(&Some(v1.clone()), &Some(v1.clone())), Equal);
+        assert_eq!(cmp_version(&Some(v1.clone()), &Some(v1b)), Equal);
+        assert_eq!(cmp_version(&Some(v1.clone()), &Some(v2.clone())), Less);
+        assert_eq!(cmp_version(&Some(v2), &Some(v1.clone())), Greater);
+        assert_eq!(cmp_version(&None, &Some(v1.clone())), Less);
+        assert_eq!(cmp_version(&Some(v1), &None), Greater);
+        assert_eq!(cmp_version(&None, &None), Equal);
+    }
 }

@@ -70,9 +70,9 @@ pub fn ingest<'s>(
                     match ev {
                         SourceEvent::Partition(p) => clocks.register(p, now_ms),
                         SourceEvent::PartitionEnd(p) => clocks.finish(p),
-                        SourceEvent::Row(raw) => {
+                        SourceEvent::Row(mut raw) => {
                             let p = raw.pos.partition;
-                            let mapped = mapper.map(&raw);
+                            let mapped = mapper.map_mut(&mut raw);
                             src.mapped(raw.pos, mapped.as_ref().ok().map(|r| r.ts));
                             let out = match mapped {
                                 Ok(row) => match clocks.admit(p, row.ts, now_ms) {

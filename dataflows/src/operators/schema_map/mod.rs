@@ -18,7 +18,7 @@
 
 use crate::config::{Config, SignalKind};
 use crate::records::{CanonicalRow, DeadLetter, DeadLetterReason, RawPayload, RawRow};
-use crate::util::Fnv;
+use crate::util::ShortKey;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::collections::HashMap;
 use std::fmt;
@@ -40,11 +40,13 @@ enum Target {
 /// One org's compiled mapping.
 #[derive(Debug)]
 pub struct OrgMapping {
-    org_id: String,
     machine_column: String,
     time_column: String,
-    columns: HashMap<String, Target, Fnv>,
+    columns: HashMap<String, Target, ShortKey>,
     kinds: Vec<SignalKind>,
+    /// Declared plus derived signals: the capacity a row's values get, so the
+    /// features operator appends the derived values without reallocating.
+    n_values: usize,
 }
 
 impl OrgMapping {
@@ -57,15 +59,15 @@ impl OrgMapping {
 /// The mappings of every enabled org.
 #[derive(Debug, Clone)]
 pub struct SchemaMapper {
-    orgs: Arc<HashMap<String, OrgMapping>>,
+    orgs: Arc<HashMap<String, OrgMapping, ShortKey>>,
 }
 
 impl SchemaMapper {
     /// Compile the mappings of `config`'s enabled orgs.
     pub fn new(config: &Config) -> SchemaMapper {
-        let mut orgs = HashMap::new();
+        let mut orgs = HashMap::with_hasher(ShortKey::default());
         for (id, org) in config.orgs.iter().filter(|(_, o)| o.enabled) {
-            let mut columns = HashMap::with_hasher(Fnv::default());
+            let mut columns = HashMap::with_hasher(ShortKey::default());
             columns.insert(org.machine_column.clone(), Target::Machine);
             columns.insert(org.time_column.clone(), Target::Time);
             for (i, s) in org.signals.iter().enumerate() {
@@ -74,11 +76,11 @@ impl SchemaMapper {
             orgs.insert(
                 id.clone(),
                 OrgMapping {
-                    org_id: id.clone(),
                     machine_column: org.machine_column.clone(),
                     time_column: org.time_column.clone(),
                     columns,
                     kinds: org.signals.iter().map(|s| s.kind).collect(),
+                    n_values: org.value_signals().len().max(org.signals.len()),
                 },
             );
         }
@@ -89,6 +91,24 @@ impl SchemaMapper {
 
     /// Map one raw row.
     pub fn map(&self, row: &RawRow) -> Result<CanonicalRow, Box<DeadLetter>> {
+        let mut r = self.map_unowned(row)?;
+        // Mapped: the row's org is the configured one it was looked up by.
+        r.organization_id = row.organization_id.clone().unwrap_or_default();
+        Ok(r)
+    }
+
+    /// Map one raw row as [`map`](Self::map) does, moving the row's organization
+    /// string into the mapped row (no copy) when it maps; the raw row keeps it
+    /// when it does not, for the dead letter.
+    pub fn map_mut(&self, row: &mut RawRow) -> Result<CanonicalRow, Box<DeadLetter>> {
+        let mut r = self.map_unowned(row)?;
+        r.organization_id = row.organization_id.take().unwrap_or_default();
+        Ok(r)
+    }
+
+    /// The mapping with an empty `organization_id` (no allocation): the callers
+    /// fill in the row's own, which is the configured org it was looked up by.
+    fn map_unowned(&self, row: &RawRow) -> Result<CanonicalRow, Box<DeadLetter>> {
         let dead = |reason, org: Option<&str>, detail: String| {
             Box::new(DeadLetter {
                 reason,
@@ -113,7 +133,7 @@ impl SchemaMapper {
                 format!("organization `{org_id}` is not configured (or disabled)"),
             ));
         };
-        let mut parsed = Parsed::new(m.kinds.len());
+        let mut parsed = Parsed::new(m.kinds.len(), m.n_values);
         let result = match &row.payload {
             RawPayload::Json { text } => parse_json(m, text, &mut parsed),
             RawPayload::Csv { header, text } => parse_csv(m, header, text, &mut parsed),
@@ -146,7 +166,7 @@ impl SchemaMapper {
             ));
         }
         Ok(CanonicalRow {
-            organization_id: m.org_id.clone(),
+            organization_id: String::new(),
             machine_id: machine,
             ts,
             pos: row.pos,
@@ -164,11 +184,13 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn new(n: usize) -> Parsed {
+    fn new(n: usize, capacity: usize) -> Parsed {
+        let mut values = Vec::with_capacity(capacity.max(n));
+        values.resize(n, f64::NAN);
         Parsed {
             machine: None,
             ts: None,
-            values: vec![f64::NAN; n],
+            values,
         }
     }
 }

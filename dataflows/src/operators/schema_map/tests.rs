@@ -72,6 +72,25 @@ fn maps_each_example_org_from_its_own_columns() {
 }
 
 #[test]
+fn map_mut_moves_the_org_only_when_the_row_maps() {
+    let m = mapper();
+    let mut raw = json("acme-heat", ACME_OK);
+    let owned = m.map_mut(&mut raw).unwrap();
+    assert_eq!(owned, m.map(&json("acme-heat", ACME_OK)).unwrap());
+    assert_eq!(raw.organization_id, None);
+    // Room for the derived values, so appending them does not reallocate.
+    let cfg = Config::from_toml_str(EXAMPLE).unwrap();
+    assert!(owned.values.capacity() >= cfg.orgs["acme-heat"].value_signals().len());
+    let mut bad = json("acme-heat", "{not json");
+    let dead = m.map_mut(&mut bad).unwrap_err();
+    assert_eq!(dead.organization_id.as_deref(), Some("acme-heat"));
+    assert_eq!(bad.organization_id.as_deref(), Some("acme-heat"));
+    let mut unknown = json("nobody", ACME_OK);
+    assert!(m.map_mut(&mut unknown).is_err());
+    assert_eq!(unknown.organization_id.as_deref(), Some("nobody"));
+}
+
+#[test]
 fn csv_rows_map_by_header() {
     let m = mapper();
     let header: Arc<[String]> = ["machine", "event_time", "t_zone_a", "door", "note"]

@@ -55,6 +55,10 @@ pub struct Loaded {
     pub origin: Origin,
     /// Environment variables that overrode keys (names only).
     pub overrides: Vec<String>,
+    /// The document with the overrides applied: what other processes that read
+    /// the configuration (the Python trainer) must be given, so that they see
+    /// what this process sees.
+    pub effective: toml::Table,
 }
 
 /// Load from `path` (or the built-in example) with overrides from the process environment.
@@ -87,11 +91,12 @@ pub fn load_with_env(
         Err(_) => return Err(invalid(Config::from_toml_str(&text).unwrap_err())),
     };
     let overrides = apply_env_overrides(&mut table, env).map_err(invalid)?;
-    let config = Config::from_table(table).map_err(invalid)?;
+    let config = Config::from_table(table.clone()).map_err(invalid)?;
     Ok(Loaded {
         config,
         origin,
         overrides,
+        effective: table,
     })
 }
 

@@ -261,6 +261,20 @@ pub fn train_org(
     })
 }
 
+/// Write the configuration the Python trainer reads: the file (or the built-in
+/// example) with this process's `PROGNOS_*` overrides applied, so labels,
+/// horizon and hyperparameters agree with the features computed here.
+fn trainer_config(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    work: &Path,
+) -> anyhow::Result<PathBuf> {
+    let loaded = settings::load_with_env(path, env)?;
+    let p = work.join("config.toml");
+    std::fs::write(&p, toml::to_string(&loaded.effective)?)?;
+    Ok(p)
+}
+
 fn train_steps(
     args: &TrainArgs,
     ml: &MlEnv,
@@ -283,14 +297,7 @@ fn train_steps(
     let rows = summary.rows.get(&args.org).copied().unwrap_or(0);
     anyhow::ensure!(rows > 0, "no usable rows for `{}` in the inputs", args.org);
     tracing::info!(org = %args.org, rows, dead_letters = summary.dead_letters, "features ready; training");
-    let config_path = match &args.config.config {
-        Some(p) => p.clone(),
-        None => {
-            let p = work.join("config.toml");
-            std::fs::write(&p, settings::EXAMPLE_CONFIG)?;
-            p
-        }
-    };
+    let config_path = trainer_config(args.config.config.as_deref(), std::env::vars(), work)?;
     let features = feats_dir.join(format!("{}.parquet", args.org));
     let mut py_args = vec![
         "--org".into(),
@@ -427,4 +434,44 @@ pub fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trainer reads a file, not this process's environment: the overrides
+    /// must be in the file it is given (they once were not, and
+    /// `..__HYPERPARAMETERS__NUM_ITERATIONS` silently trained 400 trees).
+    #[test]
+    fn the_trainer_config_carries_the_environment_overrides() {
+        let work = tempfile::tempdir().unwrap();
+        let env = [
+            (
+                "PROGNOS_ORGS__ACME_HEAT__TRAINING__HYPERPARAMETERS__NUM_ITERATIONS",
+                "100",
+            ),
+            ("PROGNOS_ORGS__COBALT_THERMAL__PREDICTION__HORIZON_MINUTES", "12"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let p = trainer_config(None, env, work.path()).unwrap();
+        let written: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
+        let org = |o: &str| written["orgs"][o].clone();
+        assert_eq!(
+            org("acme-heat")["training"]["hyperparameters"]["num_iterations"].as_integer(),
+            Some(100)
+        );
+        assert_eq!(
+            org("cobalt-thermal")["prediction"]["horizon_minutes"].as_integer(),
+            Some(12)
+        );
+        // Untouched keys keep the example's values, and the file is a valid config.
+        assert_eq!(
+            org("borealis-forge")["training"]["hyperparameters"]["num_iterations"].as_integer(),
+            Some(400)
+        );
+        let again = settings::load_with_env(Some(&p), Vec::new()).unwrap();
+        let base = settings::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(again.config.orgs.len(), base.config.orgs.len());
+    }
 }

@@ -1149,6 +1149,11 @@ async fn a_lagging_websocket_client_is_closed_and_never_blocks_the_pipeline() {
     let f = close.expect("closed with a frame");
     assert_eq!(u16::from(f.code), 1013);
     assert!(f.reason.contains("since="), "{}", f.reason);
+    assert_one_lagged_disconnect(&s).await;
+}
+
+/// Wait (1 s at most) for `/metrics` to count exactly one lagged WebSocket disconnect.
+async fn assert_one_lagged_disconnect(s: &Server) {
     let mut text = String::new();
     for _ in 0..50 {
         text = s
@@ -1415,23 +1420,7 @@ async fn a_lagging_prediction_subscriber_is_closed_and_never_blocks_the_pipeline
             .unwrap()["type"],
         "alert.created"
     );
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = s
-            .http
-            .get(format!("{}/metrics", s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains(r#"prognos_ws_disconnects_total{reason="lagged"} 1"#) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no lagged disconnect counted: {text}");
+    assert_one_lagged_disconnect(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -467,6 +467,18 @@ fn controller(broker: &Broker, alerts: &str, control: &str, dir: &Path) -> (Guar
     (Guard(child), port)
 }
 
+/// `GET url` with `token`, as JSON.
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A super admin's token, once the controller's API answers (60 s at most).
 async fn login(http: &reqwest::Client, base: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -527,16 +539,12 @@ fn the_controller_stores_what_the_workers_wrote() {
                 "{org} has alerts: {want}"
             );
             let got = loop {
-                let v: serde_json::Value = http
-                    .get(format!("{base}/api/predictive-alerts/statistics?org={org}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let mut v = v;
+                let mut v = get_json(
+                    &http,
+                    &format!("{base}/api/predictive-alerts/statistics?org={org}"),
+                    &token,
+                )
+                .await;
                 v.as_object_mut().unwrap().remove("organizationId");
                 if v == want || Instant::now() > deadline {
                     break v;
@@ -603,15 +611,7 @@ fn org_configs_and_thresholds_reach_the_workers_on_the_control_topic() {
         let base = format!("http://127.0.0.1:{port}");
         let token = login(&http, &base).await;
         let url = format!("{base}/api/orgs/acme-heat");
-        let cur: serde_json::Value = http
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let cur = get_json(&http, &url, &token).await;
         let mut cfg = cur["config"].clone();
         let old = cfg["prediction"]["failure_threshold"].as_f64().unwrap();
         cfg["enabled"] = serde_json::json!(false);

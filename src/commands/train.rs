@@ -451,7 +451,10 @@ mod tests {
                 "PROGNOS_ORGS__ACME_HEAT__TRAINING__HYPERPARAMETERS__NUM_ITERATIONS",
                 "100",
             ),
-            ("PROGNOS_ORGS__COBALT_THERMAL__PREDICTION__HORIZON_MINUTES", "12"),
+            (
+                "PROGNOS_ORGS__COBALT_THERMAL__PREDICTION__HORIZON_MINUTES",
+                "12",
+            ),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let p = trainer_config(None, env, work.path()).unwrap();

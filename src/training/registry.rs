@@ -217,12 +217,20 @@ impl Registry {
 
     /// The whole activation log (every org), in `(org, effective_ts)` order.
     pub fn activation_log(&self) -> Result<Vec<Activation>, RegistryError> {
-        let mut out = Vec::new();
-        for kv in self.activations.iter() {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(serde_json::from_slice(&v).map_err(|e| self.store_err(e))?);
-        }
-        Ok(out)
+        self.read_tree(&self.activations)
+    }
+
+    /// Every value of `tree`, in key order.
+    fn read_tree<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+    ) -> Result<Vec<T>, RegistryError> {
+        tree.iter()
+            .map(|kv| {
+                let (_, v) = kv.map_err(|e| self.store_err(e))?;
+                serde_json::from_slice(&v).map_err(|e| self.store_err(e))
+            })
+            .collect()
     }
 
     /// The version active for `org` now (its latest activation).
@@ -327,12 +335,7 @@ impl Registry {
 
     /// Every persisted threshold change, in `(org, effective_ts)` order.
     pub fn threshold_log(&self) -> Result<Vec<ThresholdChange>, RegistryError> {
-        let mut out = Vec::new();
-        for kv in self.thresholds.iter() {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(serde_json::from_slice(&v).map_err(|e| self.store_err(e))?);
-        }
-        Ok(out)
+        self.read_tree(&self.thresholds)
     }
 
     /// The live log of a service starting on this registry: every activation

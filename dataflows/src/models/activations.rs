@@ -49,6 +49,19 @@ pub struct ThresholdChange {
 /// Every org's threshold changes by effective ts (a snapshot operators hold).
 pub type ThresholdLog = HashMap<String, BTreeMap<i64, Thresholds>>;
 
+/// A per-org, per-ts map as one list in `(org, ts)` order.
+fn flatten_sorted<V, T>(
+    by_org: &HashMap<String, BTreeMap<i64, V>>,
+    mut make: impl FnMut(&str, i64, &V) -> T,
+) -> Vec<T> {
+    let mut orgs: Vec<&String> = by_org.keys().collect();
+    orgs.sort();
+    orgs.into_iter()
+        .flat_map(|org| by_org[org].iter().map(move |(ts, v)| (org, *ts, v)))
+        .map(|(org, ts, v)| make(org, ts, v))
+        .collect()
+}
+
 /// The thresholds in force for `org` at `ts` under `log` (None: the config's).
 pub fn thresholds_at(log: &ThresholdLog, org: &str, ts: i64) -> Option<Thresholds> {
     log.get(org)
@@ -160,22 +173,11 @@ impl Activations {
 
     /// Every threshold change, ordered by org then time.
     pub fn threshold_log(&self) -> Vec<ThresholdChange> {
-        let s = self.lock();
-        let mut v: Vec<ThresholdChange> = s
-            .thresholds
-            .iter()
-            .flat_map(|(org, m)| {
-                m.iter().map(|(ts, t)| ThresholdChange {
-                    organization_id: org.clone(),
-                    effective_ts: *ts,
-                    thresholds: *t,
-                })
-            })
-            .collect();
-        v.sort_by(|a, b| {
-            (&a.organization_id, a.effective_ts).cmp(&(&b.organization_id, b.effective_ts))
-        });
-        v
+        flatten_sorted(&self.lock().thresholds, |org, ts, t| ThresholdChange {
+            organization_id: org.to_string(),
+            effective_ts: ts,
+            thresholds: *t,
+        })
     }
 
     /// The threshold log when it changed since `seen` (which is updated).
@@ -238,22 +240,11 @@ impl Activations {
 
     /// Every activation, ordered by org then time (what the registry persists).
     pub fn log(&self) -> Vec<Activation> {
-        let s = self.lock();
-        let mut v: Vec<Activation> = s
-            .by_org
-            .iter()
-            .flat_map(|(org, m)| {
-                m.iter().map(|(ts, ver)| Activation {
-                    organization_id: org.clone(),
-                    version: ver.as_deref().map(str::to_string),
-                    effective_ts: *ts,
-                })
-            })
-            .collect();
-        v.sort_by(|a, b| {
-            (&a.organization_id, a.effective_ts).cmp(&(&b.organization_id, b.effective_ts))
-        });
-        v
+        flatten_sorted(&self.lock().by_org, |org, ts, ver| Activation {
+            organization_id: org.to_string(),
+            version: ver.as_deref().map(str::to_string),
+            effective_ts: ts,
+        })
     }
 }
 

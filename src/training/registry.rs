@@ -235,19 +235,19 @@ impl Registry {
 
     /// The version active for `org` now (its latest activation).
     pub fn active(&self, org: &str) -> Result<Option<String>, RegistryError> {
-        let last = self
-            .activations
+        Ok(self.last_activation(org)?.and_then(|a| a.version))
+    }
+
+    /// `org`'s latest activation, if any.
+    fn last_activation(&self, org: &str) -> Result<Option<Activation>, RegistryError> {
+        self.activations
             .scan_prefix(key(org, b""))
             .next_back()
             .transpose()
-            .map_err(|e| self.store_err(e))?;
-        match last {
-            None => Ok(None),
-            Some((_, v)) => {
-                let a: Activation = serde_json::from_slice(&v).map_err(|e| self.store_err(e))?;
-                Ok(a.version)
-            }
-        }
+            .map_err(|e| self.store_err(e))?
+            .map(|(_, v)| serde_json::from_slice(&v))
+            .transpose()
+            .map_err(|e| self.store_err(e))
     }
 
     /// Activate `version` for `org` through `live` (so it lands at or after the
@@ -267,15 +267,7 @@ impl Registry {
         }
         // Each activation gets its own instant (two in the same millisecond would
         // share a key and the log would lose one).
-        let last = self
-            .activations
-            .scan_prefix(key(org, b""))
-            .next_back()
-            .transpose()
-            .map_err(|e| self.store_err(e))?
-            .map(|(_, v)| serde_json::from_slice::<Activation>(&v))
-            .transpose()
-            .map_err(|e| self.store_err(e))?;
+        let last = self.last_activation(org)?;
         let at = match last {
             None => i64::MIN,
             Some(l) => not_before.max(l.effective_ts.saturating_add(1)),

@@ -233,7 +233,17 @@ pub fn train_org(
         error_message: None,
     };
     reg.record_run(&run)?;
-    let result = train_steps(&args, &ml, reg, live, &work, &version_dir, &version);
+    let result = Steps {
+        args: &args,
+        ml: &ml,
+        reg,
+        live,
+        effective: &loaded.effective,
+        work: &work,
+        version_dir: &version_dir,
+        version: &version,
+    }
+    .run();
     run.completed_at = Some(now_ms());
     match &result {
         Ok((metrics, deployed)) => {
@@ -261,127 +271,142 @@ pub fn train_org(
     })
 }
 
-/// Write the configuration the Python trainer reads: the file (or the built-in
-/// example) with this process's `PROGNOS_*` overrides applied, so labels,
-/// horizon and hyperparameters agree with the features computed here.
-fn trainer_config(
-    path: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-    work: &Path,
-) -> anyhow::Result<PathBuf> {
-    let loaded = settings::load_with_env(path, env)?;
+/// Write the configuration the Python trainer reads: the effective document
+/// (the file or the built-in example, with this process's `PROGNOS_*`
+/// overrides applied), so labels, horizon and hyperparameters agree with the
+/// features computed here.
+fn write_trainer_config(effective: &toml::Table, work: &Path) -> anyhow::Result<PathBuf> {
     let p = work.join("config.toml");
-    std::fs::write(&p, toml::to_string(&loaded.effective)?)?;
+    std::fs::write(&p, toml::to_string(effective)?)?;
     Ok(p)
 }
 
-fn train_steps(
-    args: &TrainArgs,
-    ml: &MlEnv,
-    reg: &Registry,
-    live: &Activations,
-    work: &Path,
-    version_dir: &Path,
-    version: &str,
-) -> anyhow::Result<(serde_json::Value, bool)> {
-    tracing::info!(org = %args.org, version, "computing features with the live dataflow");
-    let feats_dir = work.join("features");
-    let summary = compute(&FeaturesArgs {
-        config: args.config.clone(),
-        input: args.input.clone(),
-        org: Some(args.org.clone()),
-        out: feats_dir.clone(),
-        workers: args.workers,
-        discard: false,
-    })?;
-    let rows = summary.rows.get(&args.org).copied().unwrap_or(0);
-    anyhow::ensure!(rows > 0, "no usable rows for `{}` in the inputs", args.org);
-    tracing::info!(org = %args.org, rows, dead_letters = summary.dead_letters, "features ready; training");
-    let config_path = trainer_config(args.config.config.as_deref(), std::env::vars(), work)?;
-    let features = feats_dir.join(format!("{}.parquet", args.org));
-    let mut py_args = vec![
-        "--org".into(),
-        args.org.clone(),
-        "--config".into(),
-        arg(&config_path),
-        "--features".into(),
-        arg(&features),
-        "--out".into(),
-        arg(version_dir),
-        "--version".into(),
-        version.into(),
-        "--seed".into(),
-        args.seed.to_string(),
-    ];
-    if let Some(e) = &args.events {
-        py_args.extend(["--events".into(), arg(e)]);
-    }
-    if let Some(f) = &args.feedback {
-        py_args.extend(["--feedback".into(), arg(f)]);
-    }
-    if args.tune {
-        py_args.extend(["--tune".into(), "--trials".into(), args.trials.to_string()]);
-    }
-    let done = ml.run("train.py", &py_args, |line| {
-        let stage = line.get("stage").and_then(|s| s.as_str()).unwrap_or("");
-        let msg = line.get("message").and_then(|s| s.as_str()).unwrap_or("");
-        tracing::info!(org = %args.org, stage, "{msg}");
-    })?;
-    let metrics = done
-        .as_ref()
-        .and_then(|d| d.get("metrics").cloned())
-        .unwrap_or_default();
-    let record = reg.register(version_dir, now_ms())?;
-    let active = reg.active(&args.org)?;
-    let deploy = match (&active, args.force) {
-        (None, _) => true,
-        (Some(_), true) => true,
-        (Some(active), false) => {
-            let active_rec = reg.version(&args.org, active)?;
-            let split = &record.split;
-            let from = split
-                .get("validationStart")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let to = split
-                .get("validationEnd")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let mut eval_args = vec![
-                "--version-dir".into(),
-                arg(&active_rec.dir),
-                "--features".into(),
-                arg(&features),
-                "--config".into(),
-                arg(&config_path),
-                "--org".into(),
-                args.org.clone(),
-                "--from".into(),
-                from.to_string(),
-                "--to".into(),
-                to.to_string(),
-            ];
-            if let Some(e) = &args.events {
-                eval_args.extend(["--events".into(), arg(e)]);
-            }
-            let active_metrics = ml
-                .run("evaluate.py", &eval_args, |_| {})?
-                .map(|v| v.get("metrics").cloned().unwrap_or(v))
-                .unwrap_or_default();
-            let better = beats(&metrics, &active_metrics);
-            tracing::info!(org = %args.org, candidate = version, active = %active, better,
+/// One training run's context: what `train_org` prepared for the steps.
+struct Steps<'a> {
+    args: &'a TrainArgs,
+    ml: &'a MlEnv,
+    reg: &'a Registry,
+    live: &'a Activations,
+    /// The configuration as loaded, overrides applied (`settings::Loaded::effective`).
+    effective: &'a toml::Table,
+    work: &'a Path,
+    version_dir: &'a Path,
+    version: &'a str,
+}
+
+impl Steps<'_> {
+    /// Features, training, registration and the deploy gate; the metrics and
+    /// whether the version was activated.
+    fn run(&self) -> anyhow::Result<(serde_json::Value, bool)> {
+        let Steps {
+            args,
+            ml,
+            reg,
+            live,
+            effective,
+            work,
+            version_dir,
+            version,
+        } = *self;
+        tracing::info!(org = %args.org, version, "computing features with the live dataflow");
+        let feats_dir = work.join("features");
+        let summary = compute(&FeaturesArgs {
+            config: args.config.clone(),
+            input: args.input.clone(),
+            org: Some(args.org.clone()),
+            out: feats_dir.clone(),
+            workers: args.workers,
+            discard: false,
+        })?;
+        let rows = summary.rows.get(&args.org).copied().unwrap_or(0);
+        anyhow::ensure!(rows > 0, "no usable rows for `{}` in the inputs", args.org);
+        tracing::info!(org = %args.org, rows, dead_letters = summary.dead_letters, "features ready; training");
+        let config_path = write_trainer_config(effective, work)?;
+        let features = feats_dir.join(format!("{}.parquet", args.org));
+        let mut py_args = vec![
+            "--org".into(),
+            args.org.clone(),
+            "--config".into(),
+            arg(&config_path),
+            "--features".into(),
+            arg(&features),
+            "--out".into(),
+            arg(version_dir),
+            "--version".into(),
+            version.into(),
+            "--seed".into(),
+            args.seed.to_string(),
+        ];
+        if let Some(e) = &args.events {
+            py_args.extend(["--events".into(), arg(e)]);
+        }
+        if let Some(f) = &args.feedback {
+            py_args.extend(["--feedback".into(), arg(f)]);
+        }
+        if args.tune {
+            py_args.extend(["--tune".into(), "--trials".into(), args.trials.to_string()]);
+        }
+        let done = ml.run("train.py", &py_args, |line| {
+            let stage = line.get("stage").and_then(|s| s.as_str()).unwrap_or("");
+            let msg = line.get("message").and_then(|s| s.as_str()).unwrap_or("");
+            tracing::info!(org = %args.org, stage, "{msg}");
+        })?;
+        let metrics = done
+            .as_ref()
+            .and_then(|d| d.get("metrics").cloned())
+            .unwrap_or_default();
+        let record = reg.register(version_dir, now_ms())?;
+        let active = reg.active(&args.org)?;
+        let deploy = match (&active, args.force) {
+            (None, _) => true,
+            (Some(_), true) => true,
+            (Some(active), false) => {
+                let active_rec = reg.version(&args.org, active)?;
+                let split = &record.split;
+                let from = split
+                    .get("validationStart")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let to = split
+                    .get("validationEnd")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let mut eval_args = vec![
+                    "--version-dir".into(),
+                    arg(&active_rec.dir),
+                    "--features".into(),
+                    arg(&features),
+                    "--config".into(),
+                    arg(&config_path),
+                    "--org".into(),
+                    args.org.clone(),
+                    "--from".into(),
+                    from.to_string(),
+                    "--to".into(),
+                    to.to_string(),
+                ];
+                if let Some(e) = &args.events {
+                    eval_args.extend(["--events".into(), arg(e)]);
+                }
+                let active_metrics = ml
+                    .run("evaluate.py", &eval_args, |_| {})?
+                    .map(|v| v.get("metrics").cloned().unwrap_or(v))
+                    .unwrap_or_default();
+                let better = beats(&metrics, &active_metrics);
+                tracing::info!(org = %args.org, candidate = version, active = %active, better,
                 candidate_metrics = %metrics, active_metrics = %active_metrics,
                 "deploy gate: both scored on the candidate's validation rows");
-            better
+                better
+            }
+        };
+        if deploy {
+            let a = reg.activate(&args.org, Some(version), now_ms(), live)?;
+            tracing::info!(org = %args.org, version, effective_ts = a.effective_ts, "activated");
+        } else {
+            tracing::warn!(org = %args.org, version, "not deployed: it does not beat the active version (use --force to deploy anyway)");
         }
-    };
-    if deploy {
-        let a = reg.activate(&args.org, Some(version), now_ms(), live)?;
-        tracing::info!(org = %args.org, version, effective_ts = a.effective_ts, "activated");
-    } else {
-        tracing::warn!(org = %args.org, version, "not deployed: it does not beat the active version (use --force to deploy anyway)");
+        Ok((metrics, deploy))
     }
-    Ok((metrics, deploy))
 }
 
 /// Run `prognos models`.
@@ -457,7 +482,8 @@ mod tests {
             ),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
-        let p = trainer_config(None, env, work.path()).unwrap();
+        let loaded = settings::load_with_env(None, env).unwrap();
+        let p = write_trainer_config(&loaded.effective, work.path()).unwrap();
         let written: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
         let org = |o: &str| written["orgs"][o].clone();
         assert_eq!(

@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 const ORG: &str = "cobalt-thermal";
 const SIZES: [usize; 6] = [1, 16, 128, 1024, 2048, 4096];
+/// Trees of the failure model: what the throughput target is stated for (the
+/// example config trains 400).
+const TREES: i64 = 100;
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -71,6 +74,17 @@ fn setup() -> Setup {
         discard: false,
     })
     .unwrap();
+    // The trainer's config: the example with `TREES` boosting rounds for ORG.
+    let mut doc: toml::Table = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    doc["orgs"][ORG]["training"]["hyperparameters"]
+        .as_table_mut()
+        .unwrap()
+        .insert("num_iterations".into(), TREES.into());
+    let trainer_config = tmp.path().join("trainer.toml");
+    std::fs::write(&trainer_config, toml::to_string(&doc).unwrap()).unwrap();
     let models = tmp.path().join("models");
     let v1 = models.join(ORG).join("v1");
     let ml = MlEnv::locate().expect("make setup");
@@ -81,7 +95,7 @@ fn setup() -> Setup {
         "v1".into(),
         "--no-report".into(),
         "--config".into(),
-        arg(&config_path),
+        arg(&trainer_config),
         "--features".into(),
         arg(&feats.join(format!("{ORG}.parquet"))),
         "--events".into(),
@@ -90,6 +104,13 @@ fn setup() -> Setup {
         arg(&v1),
     ];
     ml.run("train.py", &args, |_| {}).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(v1.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(
+        meta["hyperparameters"]["num_iterations"].as_i64(),
+        Some(TREES),
+        "the bench's failure model has {TREES} trees"
+    );
     // Realistic rows to score: another simulated week's features (most rows are
     // healthy and stay below the stage-2 gate, as in production).
     let spec = Arc::new(FeatureSpec::from_org(
@@ -132,6 +153,22 @@ fn setup() -> Setup {
     }
 }
 
+/// The rows of the next batch of `n`: consecutive batches walk the whole pool of
+/// `len` rows, so a small batch is not the same few rows every iteration (the
+/// branch predictor and caches would learn them and flatter small batches).
+struct Cursor(usize);
+
+impl Cursor {
+    fn next(&mut self, n: usize, len: usize) -> std::ops::Range<usize> {
+        if self.0 + n > len {
+            self.0 = 0;
+        }
+        let r = self.0..self.0 + n;
+        self.0 += n;
+        r
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let s = setup();
     let env = prognos::onnx_runtime::init()
@@ -157,8 +194,11 @@ fn bench(c: &mut Criterion) {
     for n in SIZES {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("bare_ort_failure", n), &n, |b, &n| {
+            let mut at = Cursor(0);
             b.iter(|| {
-                let t = ort::value::TensorRef::from_array_view(([n, f], &input[..n * f])).unwrap();
+                let r = at.next(n, s.rows.len());
+                let x = &input[r.start * f..r.end * f];
+                let t = ort::value::TensorRef::from_array_view(([n, f], x)).unwrap();
                 let out = bare.run(ort::inputs![t]).unwrap();
                 let (_, p) = out["probabilities"].try_extract_tensor::<f32>().unwrap();
                 std::hint::black_box(p[0]);
@@ -182,15 +222,18 @@ fn bench(c: &mut Criterion) {
     for n in SIZES {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("bare_ort_three_models", n), &n, |b, &n| {
+            let mut at = Cursor(0);
             b.iter(|| {
-                let t = ort::value::TensorRef::from_array_view(([n, f], &input[..n * f])).unwrap();
+                let r = at.next(n, s.rows.len());
+                let x = &input[r.start * f..r.end * f];
+                let t = ort::value::TensorRef::from_array_view(([n, f], x)).unwrap();
                 let out = bare.run(ort::inputs![t]).unwrap();
                 let (_, p) = out["probabilities"].try_extract_tensor::<f32>().unwrap();
                 gated.clear();
                 let mut k = 0;
                 for i in 0..n {
                     if p[2 * i + 1] as f64 >= gate {
-                        gated.extend_from_slice(&input[i * f..(i + 1) * f]);
+                        gated.extend_from_slice(&x[i * f..(i + 1) * f]);
                         k += 1;
                     }
                 }
@@ -216,8 +259,11 @@ fn bench(c: &mut Criterion) {
     for n in SIZES {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("loaded_model_score", n), &n, |b, &n| {
+            let mut at = Cursor(0);
             b.iter(|| {
-                model.score(&refs[..n], &mut scores).unwrap();
+                model
+                    .score(&refs[at.next(n, refs.len())], &mut scores)
+                    .unwrap();
                 std::hint::black_box(scores[0].probability);
             })
         });
@@ -255,9 +301,10 @@ fn bench(c: &mut Criterion) {
                         inference(stream, "Inference", ctx).probe_with(&probe);
                     });
                     let mut total = Duration::ZERO;
+                    let mut at = Cursor(0);
                     for it in 0..iters {
                         let t = 1_000 + it;
-                        let batch: Vec<FeatureRow> = rows[..n]
+                        let batch: Vec<FeatureRow> = rows[at.next(n, rows.len())]
                             .iter()
                             .enumerate()
                             .map(|(i, r)| FeatureRow {

@@ -300,6 +300,31 @@ fn write_org(
     Ok((index, summary, stream.failure_events().to_vec()))
 }
 
+/// The org of the next row in the merged (ts, org index) order (machines of
+/// one org already come in order), once the pacer lets it go: before sleeping
+/// it runs `before_pause` (a writer flushes there). `None` when every stream
+/// has ended.
+fn next_org(
+    streams: &[OrgStream],
+    pacer: &mut Pacer,
+    before_pause: &mut dyn FnMut() -> Result<(), SimError>,
+) -> Result<Option<usize>, SimError> {
+    let mut best: Option<(i64, usize)> = None;
+    for (i, s) in streams.iter().enumerate() {
+        if let Some(ts) = s.peek_ts()
+            && best.is_none_or(|(b, _)| ts < b)
+        {
+            best = Some((ts, i));
+        }
+    }
+    let Some((ts, i)) = best else { return Ok(None) };
+    if let Some(wait) = pacer.wait_for(ts) {
+        before_pause()?;
+        std::thread::sleep(wait);
+    }
+    Ok(Some(i))
+}
+
 /// Hands every org's rows, one JSON object each (no newline), merged in
 /// `(ts, org index, machine)` order and paced by `speed`, to `emit(org index,
 /// machine index, row)`: the simulator as a producer for a message bus. Returns
@@ -319,19 +344,7 @@ pub fn run_to_records(
     let mut pacer = Pacer::new(factor, cfg.start_ms);
     let mut buf = Vec::with_capacity(1024);
     let mut rows = 0u64;
-    loop {
-        let mut best: Option<(i64, usize)> = None;
-        for (i, s) in streams.iter().enumerate() {
-            if let Some(ts) = s.peek_ts()
-                && best.is_none_or(|(b, _)| ts < b)
-            {
-                best = Some((ts, i));
-            }
-        }
-        let Some((ts, i)) = best else { break };
-        if let Some(wait) = pacer.wait_for(ts) {
-            std::thread::sleep(wait);
-        }
+    while let Some(i) = next_org(&streams, &mut pacer, &mut || Ok(()))? {
         buf.clear();
         if let Some(info) = streams[i].next_into(&mut buf, OutputFormat::Jsonl) {
             while buf.last().is_some_and(|b| *b == b'\n') {
@@ -381,23 +394,11 @@ pub fn run_to_writer(
         buf.clear();
         Ok(())
     };
-    loop {
-        // Smallest (ts, org index); machines of one org already come in order.
-        let mut best: Option<(i64, usize)> = None;
-        for (i, s) in streams.iter().enumerate() {
-            if let Some(ts) = s.peek_ts()
-                && best.is_none_or(|(b, _)| ts < b)
-            {
-                best = Some((ts, i));
-            }
-        }
-        let Some((ts, i)) = best else { break };
-        if let Some(wait) = pacer.wait_for(ts) {
-            wr(w, &mut buf)?;
-            w.flush()
-                .map_err(|source| SimError::WriteStream { source })?;
-            std::thread::sleep(wait);
-        }
+    // Written rows reach the reader before each pause.
+    while let Some(i) = next_org(&streams, &mut pacer, &mut || {
+        wr(w, &mut buf)?;
+        w.flush().map_err(|source| SimError::WriteStream { source })
+    })? {
         let before = buf.len();
         streams[i].next_into(&mut buf, OutputFormat::Jsonl);
         bytes[i] += (buf.len() - before) as u64;

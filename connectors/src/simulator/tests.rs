@@ -224,6 +224,36 @@ fn csv_header_and_rows_agree() {
     }
 }
 
+/// The bus producer's records are the merged writer's rows, in its order,
+/// without the org field (the org travels as the record's key).
+#[test]
+fn records_are_the_merged_rows_without_the_org_field() {
+    let c = cfg(2, 1800 * 1000);
+    let schemas = OrgSchema::builtin(3);
+    let mut out = Vec::new();
+    run_to_writer(&c, &schemas, &mut out, Speed::Max, &|_| {}).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let mut records = Vec::new();
+    let n = run_to_records(&c, &schemas, Speed::Max, &mut |org, machine, row| {
+        records.push((org, machine, String::from_utf8(row.to_vec()).unwrap()));
+    })
+    .unwrap();
+    assert_eq!(n, records.len() as u64);
+    assert_eq!(records.len(), text.lines().count());
+    for (line, (org, machine, row)) in text.lines().zip(&records) {
+        let prefix = format!("{{\"org\":\"{}\",", schemas[*org].org_id);
+        let rest = line
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(row.strip_prefix('{'), Some(rest), "org {org}");
+        let v: Value = serde_json::from_str(row).unwrap();
+        assert_eq!(
+            v[&schemas[*org].machine_column].as_str(),
+            Some(schemas[*org].machine_id(*machine).as_str())
+        );
+    }
+}
+
 #[test]
 fn merged_writer_orders_by_ts_then_org() {
     let c = cfg(2, 1800 * 1000);

@@ -74,17 +74,18 @@ fn setup() -> Setup {
         discard: false,
     })
     .unwrap();
-    // The trainer's config: the example with `TREES` boosting rounds for ORG.
-    let mut doc: toml::Table = std::fs::read_to_string(&config_path)
-        .unwrap()
-        .parse()
-        .unwrap();
-    doc["orgs"][ORG]["training"]["hyperparameters"]
-        .as_table_mut()
-        .unwrap()
-        .insert("num_iterations".into(), TREES.into());
+    // The trainer's config: the example with `TREES` boosting rounds for ORG,
+    // set the way an operator would, by an environment override.
+    let overrides = [(
+        format!(
+            "PROGNOS_ORGS__{}__TRAINING__HYPERPARAMETERS__NUM_ITERATIONS",
+            ORG.to_uppercase().replace('-', "_")
+        ),
+        TREES.to_string(),
+    )];
+    let loaded = prognos::settings::load_with_env(Some(&config_path), overrides).unwrap();
     let trainer_config = tmp.path().join("trainer.toml");
-    std::fs::write(&trainer_config, toml::to_string(&doc).unwrap()).unwrap();
+    std::fs::write(&trainer_config, toml::to_string(&loaded.effective).unwrap()).unwrap();
     let models = tmp.path().join("models");
     let v1 = models.join(ORG).join("v1");
     let ml = MlEnv::locate().expect("make setup");

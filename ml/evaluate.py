@@ -58,7 +58,7 @@ def evaluate(version_dir, features, config, org, t_from, t_to, events=None, thre
     model = vdir / meta.get("onnx", {}).get("files", {}).get("failure", "failure.onnx")
     score = OX.onnx_outputs("failure", OX.session(model), X[sel])
     metrics = M.all_metrics(ft.machine[sel], ft.ts[sel], score, lab.y[sel], lab.excluded[sel], failures,
-                            thr, horizon_ms, t_from, t_to, s.for_ms)
+                            thr, horizon_ms, t_from, t_to, s.for_ms, s.immediate_threshold)
     return {"organizationId": org, "version": meta.get("version"), "threshold": thr,
             "range": {"from": fmt_ms(t_from), "to": fmt_ms(t_to)}, "metrics": metrics}
 

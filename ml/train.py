@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     score_all = OX.onnx_outputs("failure", sessions["failure"], Xv_all)
     metrics = M.all_metrics(ft.machine[va_all], ft.ts[va_all], score_all, lab.y[va_all], lab.excluded[va_all],
                             failures, s.failure_threshold, s.horizon_ms, sp.validation_start, sp.validation_end,
-                            s.for_ms)
+                            s.for_ms, s.immediate_threshold)
     pos_va = va & lab.real_positive
     extra = {}
     if pos_va.any():
@@ -296,7 +296,8 @@ def main(argv=None) -> int:
         "components": {str(i): c for i, c in enumerate(order)},
         "generalComponent": s.general_component,
         "thresholds": {"failure": s.failure_threshold, "confidence": s.confidence_threshold,
-                       "stage2Gate": s.stage2_gate},
+                       "stage2Gate": s.stage2_gate,
+                       **({} if s.immediate_threshold is None else {"immediate": s.immediate_threshold})},
         "horizonMinutes": s.horizon_minutes,
         "timeToFailureMinutes": s.time_to_failure_minutes,
         "dataRange": {"start": fmt_ms(sp.data_start), "end": fmt_ms(sp.data_end)},

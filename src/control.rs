@@ -152,6 +152,7 @@ mod tests {
         Thresholds {
             failure_threshold: f,
             for_s: 30,
+            immediate_threshold: None,
             confidence_threshold: 0.7,
         }
     }

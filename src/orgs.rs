@@ -78,9 +78,10 @@ impl OrgStore {
 }
 
 /// Keys a running org applies without a restart.
-pub const LIVE_KEYS: [&str; 3] = [
+pub const LIVE_KEYS: [&str; 4] = [
     "prediction.failure_threshold",
     "prediction.for_s",
+    "prediction.immediate_threshold",
     "prediction.confidence_threshold",
 ];
 

@@ -1847,17 +1847,20 @@ async fn org_config_routes_validate_store_audit_and_apply_thresholds_live() {
     let mut cfg = org_a_json();
     cfg["prediction"]["failure_threshold"] = json!(0.6);
     cfg["prediction"]["confidence_threshold"] = json!(0.9);
+    cfg["prediction"]["immediate_threshold"] = json!(0.97);
     let before = chrono::Utc::now().timestamp_millis();
     let (st, v) = put(cfg.clone()).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["restartKeys"], json!([]));
     assert_eq!(v["pendingRestart"], false);
     assert_eq!(v["appliedLive"]["thresholds"]["failureThreshold"], 0.6);
+    assert_eq!(v["appliedLive"]["thresholds"]["immediateThreshold"], 0.97);
     let eff = v["appliedLive"]["effectiveTs"].as_i64().unwrap();
     assert!(eff >= before, "never before the request");
     let log = s.live.thresholds_if_changed(&mut seen).expect("changed");
     let t = prognos_dataflows::models::activations::thresholds_at(&log, A, eff).unwrap();
     assert_eq!((t.failure_threshold, t.confidence_threshold), (0.6, 0.9));
+    assert_eq!(t.immediate_threshold, Some(0.97));
     // Before the change: the thresholds it replaced, recorded with it, so a
     // restart (whose configuration holds the new ones) scores those rows alike.
     let old = org_a_json();
@@ -1868,6 +1871,10 @@ async fn org_config_routes_validate_store_audit_and_apply_thresholds_live() {
             old["prediction"]["failure_threshold"].as_f64().unwrap(),
             old["prediction"]["confidence_threshold"].as_f64().unwrap()
         )
+    );
+    assert_eq!(
+        t.immediate_threshold,
+        old["prediction"]["immediate_threshold"].as_f64()
     );
     assert_eq!(
         s.registry.threshold_log().unwrap(),

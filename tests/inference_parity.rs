@@ -316,6 +316,7 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
         prognos_dataflows::models::activations::Thresholds {
             failure_threshold: 0.85,
             for_s: 0,
+            immediate_threshold: None,
             confidence_threshold: 1.5,
         },
         mid,

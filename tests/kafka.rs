@@ -616,6 +616,8 @@ fn org_configs_and_thresholds_reach_the_workers_on_the_control_topic() {
         let old = cfg["prediction"]["failure_threshold"].as_f64().unwrap();
         cfg["enabled"] = serde_json::json!(false);
         cfg["prediction"]["failure_threshold"] = serde_json::json!(0.91);
+        // Not below the failure threshold (refused with the key named otherwise).
+        cfg["prediction"]["immediate_threshold"] = serde_json::json!(0.95);
         let r = http
             .put(&url)
             .bearer_auth(&token)
@@ -646,14 +648,22 @@ fn org_configs_and_thresholds_reach_the_workers_on_the_control_topic() {
         std::thread::sleep(Duration::from_millis(250));
     };
     use prognos::control::ControlRecord as C;
-    let thresholds: Vec<(i64, f64)> = recs
+    let thresholds: Vec<(i64, f64, Option<f64>)> = recs
         .iter()
         .filter_map(|r| match r {
-            C::Thresholds(c) => Some((c.effective_ts, c.thresholds.failure_threshold)),
+            C::Thresholds(c) => Some((
+                c.effective_ts,
+                c.thresholds.failure_threshold,
+                c.thresholds.immediate_threshold,
+            )),
             _ => None,
         })
         .collect();
-    assert_eq!(thresholds, [(i64::MIN, old), (eff, 0.91)], "{recs:?}");
+    assert_eq!(
+        thresholds,
+        [(i64::MIN, old, Some(0.9)), (eff, 0.91, Some(0.95))],
+        "{recs:?}"
+    );
     assert!(
         recs.iter()
             .any(|r| matches!(r, C::OrgConfig(o) if o.id == "acme-heat" && !o.config.enabled)),

@@ -47,6 +47,8 @@ class OrgSettings:
     deltas_s: list[int] = field(default_factory=list)
     # prediction.for_s in ms: how long the score must hold to alarm
     for_ms: int = 0
+    # prediction.immediate_threshold: a score this high alarms without for_s
+    immediate_threshold: float | None = None
     baselines_s: list[int] = field(default_factory=list)
 
     @property
@@ -88,6 +90,7 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
         lag_tolerance_ms=int(cfg.get("runtime", {}).get("lag_tolerance_ms", 60_000)),
         deltas_s=list(feats.get("deltas_s", [])),
         for_ms=int(pred.get("for_s", 0)) * 1000,
+        immediate_threshold=(float(pred["immediate_threshold"]) if "immediate_threshold" in pred else None),
         baselines_s=list(feats.get("baselines_s", [])),
     )
 

@@ -2,7 +2,8 @@
 
 Row metrics are over non-excluded rows, alarm = score >= threshold.
 Event metrics (an alarm row: score >= threshold on this row and on every row of the
-machine for the `for_ms` before it, like `prediction.for_s` of the alerts):
+machine for the `for_ms` before it, like `prediction.for_s` of the alerts, or a
+score at or above `immediate`, like `prediction.immediate_threshold`):
 - failures: failures with an observed start in the scored range [from, to);
 - eventRecall: share of those with at least one scored row >= threshold in
   [start - horizon, start);
@@ -63,10 +64,13 @@ def held(machine: np.ndarray, ts: np.ndarray, above: np.ndarray, for_ms: int) ->
 
 def event_metrics(machine: np.ndarray, ts: np.ndarray, score: np.ndarray, excluded: np.ndarray,
                   failures: pd.DataFrame, threshold: float, horizon_ms: int,
-                  range_from: int, range_to: int, for_ms: int = 0) -> dict:
+                  range_from: int, range_to: int, for_ms: int = 0, immediate: float | None = None) -> dict:
     """`machine`, `ts`, `score`, `excluded`: every row of the scored range, sorted by
     (machine, ts). `failures`: all failures of the org (any time)."""
-    alarm = held(machine, ts, (score >= threshold) & ~excluded, for_ms)
+    above = (score >= threshold) & ~excluded
+    alarm = held(machine, ts, above, for_ms)
+    if immediate is not None:
+        alarm = alarm | (above & (score >= immediate))
     obs = failures[failures["observedStart"]]
     in_range = obs[(obs["start"] >= range_from) & (obs["start"] < range_to)]
     fail_by_m = {m: g["start"].to_numpy(np.int64) for m, g in obs.groupby("machine")}
@@ -137,8 +141,9 @@ def event_metrics(machine: np.ndarray, ts: np.ndarray, score: np.ndarray, exclud
 
 
 def all_metrics(machine, ts, score, y, excluded, failures, threshold, horizon_ms, range_from, range_to,
-                for_ms: int = 0) -> dict:
+                for_ms: int = 0, immediate: float | None = None) -> dict:
     keep = ~excluded
     rm = row_metrics(y[keep], score[keep], threshold)
-    em = event_metrics(machine, ts, score, excluded, failures, threshold, horizon_ms, range_from, range_to, for_ms)
+    em = event_metrics(machine, ts, score, excluded, failures, threshold, horizon_ms, range_from, range_to, for_ms,
+                       immediate)
     return {**rm, **em}

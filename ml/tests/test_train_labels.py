@@ -179,6 +179,16 @@ def test_event_metrics_for_ms_wait_for_the_score_to_hold():
     assert now["medianLeadMinutes"] == pytest.approx(6.0)
     assert held["medianLeadMinutes"] == pytest.approx(5.0)
     assert held["eventRecall"] == 1.0
+    # a score at or above `immediate` alarms on its own row, without for_ms
+    sure = score.copy()
+    sure[ts == 50 * MIN] = 0.97                                 # one row, far from the failure
+    sure[ts == start - 6 * MIN] = 0.97                          # first precursor row
+    args2 = (machine, ts, sure, lab.y, lab.excluded, f, 0.85, H, int(ts[0]), int(ts[-1]) + 1)
+    waits = M.all_metrics(*args2, for_ms=60_000)
+    at_once = M.all_metrics(*args2, for_ms=60_000, immediate=0.95)
+    assert waits["falseAlarms"] == 1 and at_once["falseAlarms"] == 2
+    assert waits["medianLeadMinutes"] == pytest.approx(5.0)
+    assert at_once["medianLeadMinutes"] == pytest.approx(6.0)
     # a run of rows is per machine: one machine's run does not continue another's
     m2 = np.array(["a", "a", "b", "b"])
     t2 = np.array([0, 30_000, 60_000, 90_000])

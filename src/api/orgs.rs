@@ -7,8 +7,9 @@
 //! What takes effect when, in `prognos run` and in a cluster (`prognos
 //! controller` publishes stored configurations and threshold changes on the
 //! control topic; workers follow it):
-//! - `prediction.failure_threshold`, `prediction.for_s` and
-//!   `prediction.confidence_threshold` of a running org: at once, in event time —
+//! - `prediction.failure_threshold`, `prediction.for_s`,
+//!   `prediction.immediate_threshold` and `prediction.confidence_threshold` of a
+//!   running org: at once, in event time —
 //!   from an effective ts at or after every row already scored (`appliedLive`).
 //!   The change is persisted with the thresholds it replaced (registry), so a
 //!   restart or a replay scores the rows before it with the old ones.
@@ -172,12 +173,7 @@ pub fn create(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
 }
 
 fn thresholds_of(o: &OrgConfig) -> Thresholds {
-    let p = &o.prediction;
-    Thresholds {
-        failure_threshold: p.failure_threshold,
-        for_s: p.for_s,
-        confidence_threshold: p.confidence_threshold,
-    }
+    Thresholds::of(&o.prediction)
 }
 
 /// `PUT /api/orgs/{org}`: replace an org's configuration.

@@ -540,7 +540,7 @@ pub static ROUTES: &[Route] = &[
         method: Verb::Put,
         path: "/api/orgs/{org}",
         operation_id: "updateOrg",
-        summary: "Replace an organization's configuration (validated like the file). The failure threshold, for_s and confidence threshold of a running org apply at once in event time (appliedLive); every other change is stored and applied at the next start (restartKeys).",
+        summary: "Replace an organization's configuration (validated like the file). The failure threshold, for_s, immediate threshold and confidence threshold of a running org apply at once in event time (appliedLive); every other change is stored and applied at the next start (restartKeys).",
         tag: "orgs",
         access: SUPER_ADMINS,
         body: Some(RequestBody {

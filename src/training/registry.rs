@@ -457,6 +457,7 @@ mod tests {
         let t = |f| Thresholds {
             failure_threshold: f,
             for_s: 30,
+            immediate_threshold: None,
             confidence_threshold: 0.7,
         };
         // Operators have scored up to 7000.

@@ -16,7 +16,7 @@ pub mod rules;
 mod tests;
 
 use crate::config::{Config, Severity};
-use crate::models::activations::{ThresholdLog, thresholds_at};
+use crate::models::activations::{ThresholdLog, Thresholds, thresholds_at};
 use crate::operators::inference::ScoredRow;
 use crate::records::{Alert, AlertStatus, AlertType, TopFeature};
 use dedup::{DedupSettings, KeyDedup};
@@ -47,10 +47,9 @@ pub enum Mode {
 pub struct OrgAlerting {
     /// Level rules in config order.
     pub rules: Vec<Rule>,
-    /// PREDICTIVE at or above this probability ...
-    pub failure_threshold: f64,
-    /// ... held on every scored row for this long (ms).
-    pub predictive_for_ms: i64,
+    /// PREDICTIVE thresholds as configured (threshold changes made while
+    /// running override them from their effective ts on).
+    pub thresholds: Thresholds,
     /// Feature names (for explanations).
     pub feature_names: Arc<Vec<String>>,
     /// Value names, declared then derived signals (rules and their explanations).
@@ -83,9 +82,7 @@ impl AlertSettings {
                 id.clone(),
                 Arc::new(OrgAlerting {
                     rules: Rule::compile_org(o)?,
-                    failure_threshold: o.prediction.failure_threshold,
-                    predictive_for_ms: i64::try_from(o.prediction.for_s.saturating_mul(1000))
-                        .unwrap_or(i64::MAX),
+                    thresholds: Thresholds::of(&o.prediction),
                     feature_names: Arc::new(o.feature_names()),
                     signal_names: Arc::new(
                         o.value_signals()
@@ -113,7 +110,7 @@ impl AlertSettings {
             .iter()
             .map(|(k, o)| {
                 let mut o = (**o).clone();
-                o.failure_threshold = f64::INFINITY;
+                o.thresholds.failure_threshold = f64::INFINITY;
                 (k.clone(), Arc::new(o))
             })
             .collect();
@@ -200,13 +197,11 @@ impl MachineAlerts {
         match (row.fallback, &row.model_version, &row.importance) {
             (false, Some(v), Some(imp)) => {
                 self.baseline.update(v, imp, ts, f);
-                let (threshold, for_ms) = match thresholds_at(&s.thresholds, &self.org_id, ts) {
-                    Some(t) => (t.failure_threshold, t.for_ms()),
-                    None => (self.org.failure_threshold, self.org.predictive_for_ms),
-                };
-                if row.probability >= threshold {
+                let t =
+                    thresholds_at(&s.thresholds, &self.org_id, ts).unwrap_or(self.org.thresholds);
+                if row.probability >= t.failure_threshold {
                     let since = *self.above_since.get_or_insert(ts);
-                    if ts.saturating_sub(since) >= for_ms {
+                    if t.alerts(row.probability, ts.saturating_sub(since)) {
                         detections.push(Detection::Predictive);
                     }
                 } else {

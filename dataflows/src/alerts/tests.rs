@@ -434,6 +434,30 @@ fn predictive_alerts_wait_for_the_probability_to_hold_for_s() {
 }
 
 #[test]
+fn a_probability_at_the_immediate_threshold_alerts_without_waiting_for_s() {
+    let rows = [
+        (0, 0.9, 0.0),    // above 0.8 but under 0.95: waits for_s
+        (30, 0.95, 0.0),  // at the immediate threshold: alerts on this row
+        (60, 0.9, 0.0),   // held 60 s since 0: alerts
+        (90, 0.5, 0.0),   // below: the run restarts
+        (120, 0.97, 0.0), // a jump straight past the immediate threshold
+        (150, 0.85, 0.0), // held only 30 s
+        (300, 0.99, 0.0), // next dedup window (held since 120 s anyway)
+    ];
+    let two_tier =
+        PREDICTIVE_CONFIG.replace("for_s = 60", "for_s = 60\nimmediate_threshold = 0.95");
+    assert_eq!(
+        notified(&two_tier, &rows, AlertType::Predictive),
+        [30, 60, 120, 300]
+    );
+    assert_eq!(
+        notified(PREDICTIVE_CONFIG, &rows, AlertType::Predictive),
+        [60, 300],
+        "without it every alert waits for_s"
+    );
+}
+
+#[test]
 fn threshold_changes_apply_from_their_effective_ts() {
     use crate::models::activations::{Activations, Thresholds};
     let rows = [
@@ -450,6 +474,7 @@ fn threshold_changes_apply_from_their_effective_ts() {
         Thresholds {
             failure_threshold: 0.95,
             for_s: 0,
+            immediate_threshold: None,
             confidence_threshold: 0.7,
         },
         100_000,
@@ -469,6 +494,7 @@ fn threshold_changes_apply_from_their_effective_ts() {
         Thresholds {
             failure_threshold: 0.1,
             for_s: 0,
+            immediate_threshold: None,
             confidence_threshold: 0.1,
         },
         0,

@@ -478,6 +478,12 @@ pub struct PredictionConfig {
     /// keeps the probability high.
     #[serde(default)]
     pub for_s: u64,
+    /// A probability at or above this alerts on its first row, without waiting
+    /// `for_s`: the model is sure enough that a second row would only make the
+    /// warning later (none when absent: every alert waits `for_s`). In
+    /// `[failure_threshold, 1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immediate_threshold: Option<f64>,
     /// The predicted component is used when its probability reaches this.
     #[serde(default = "default_confidence_threshold")]
     pub confidence_threshold: f64,
@@ -1270,6 +1276,16 @@ impl PredictionConfig {
             &format!("{p}.confidence_threshold"),
             format!("must be in [0, 1], got {}", self.confidence_threshold),
         )?;
+        if let Some(i) = self.immediate_threshold {
+            check(
+                i.is_finite() && (self.failure_threshold..=1.0).contains(&i),
+                &format!("{p}.immediate_threshold"),
+                format!(
+                    "must be in [failure_threshold = {}, 1], got {i}",
+                    self.failure_threshold
+                ),
+            )?;
+        }
         if let Some(g) = self.stage2_gate {
             check(
                 g.is_finite() && (0.0..=self.failure_threshold).contains(&g),

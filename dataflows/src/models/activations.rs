@@ -23,6 +23,9 @@ pub struct Thresholds {
     pub failure_threshold: f64,
     /// ... held on every scored row of the machine for this long (event time).
     pub for_s: u64,
+    /// At or above this probability a row alerts at once, without `for_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immediate_threshold: Option<f64>,
     /// The predicted component is used when its probability reaches this.
     pub confidence_threshold: f64,
 }
@@ -31,6 +34,24 @@ impl Thresholds {
     /// `for_s` in ms.
     pub fn for_ms(&self) -> i64 {
         i64::try_from(self.for_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// The org's configured thresholds.
+    pub fn of(p: &crate::config::PredictionConfig) -> Thresholds {
+        Thresholds {
+            failure_threshold: p.failure_threshold,
+            for_s: p.for_s,
+            immediate_threshold: p.immediate_threshold,
+            confidence_threshold: p.confidence_threshold,
+        }
+    }
+
+    /// Whether a row of probability `p`, above the failure threshold without a
+    /// break since `held_ms` ago, alerts.
+    #[inline]
+    pub fn alerts(&self, p: f64, held_ms: i64) -> bool {
+        p >= self.failure_threshold
+            && (held_ms >= self.for_ms() || self.immediate_threshold.is_some_and(|i| p >= i))
     }
 }
 
@@ -258,6 +279,7 @@ mod tests {
         let t = |f| Thresholds {
             failure_threshold: f,
             for_s: 0,
+            immediate_threshold: None,
             confidence_threshold: 0.7,
         };
         let mut seen = 0;
@@ -295,6 +317,7 @@ mod tests {
         let t = |f| Thresholds {
             failure_threshold: f,
             for_s: 30,
+            immediate_threshold: None,
             confidence_threshold: 0.7,
         };
         let live = Activations::default();

@@ -13,6 +13,9 @@ pub struct Thresholds {
     pub confidence: f64,
     /// Component and time-to-failure models run at or above this probability.
     pub stage2_gate: f64,
+    /// Alerts at once at or above this probability (`prediction.immediate_threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immediate: Option<f64>,
 }
 
 /// Rows of `testVector`: inputs and the outputs the models must reproduce.

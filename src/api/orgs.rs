@@ -172,10 +172,6 @@ pub fn create(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     ))
 }
 
-fn thresholds_of(o: &OrgConfig) -> Thresholds {
-    Thresholds::of(&o.prediction)
-}
-
 /// `PUT /api/orgs/{org}`: replace an org's configuration.
 pub fn update(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     let id = req.path(0).to_string();
@@ -219,8 +215,8 @@ pub fn update(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
                 .registry
                 .set_thresholds(
                     &id,
-                    thresholds_of(&old),
-                    thresholds_of(&s.config),
+                    Thresholds::of(&old.prediction),
+                    Thresholds::of(&s.config.prediction),
                     req.now_ms,
                     &st.svc.live,
                 )

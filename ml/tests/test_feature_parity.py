@@ -5,7 +5,7 @@ on a simulated day against
   - an independent pandas computation (merge_asof backward with tolerance,
     rolling(f"{W}s", closed="right")) to 1e-7 relative on every row,
 covering every feature family of the example config: derived signals (difference,
-deviation), current values, lags, deltas and rolling windows.
+deviation), current values, lags, deltas, rolling windows and pooled features.
 
 A deviation (a value minus its rolling mean) and everything computed from one is
 compared relative to the magnitude of the values the mean was taken of: the mean's
@@ -15,6 +15,7 @@ rounding error is relative to them, and the deviation itself may cancel to ~0.
 import math
 import subprocess
 import tomllib
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,29 @@ def feature_spec(org, tol_ms):
     return dict(signals=signals, kinds=kinds, derived=derived, current=f.get("current", signals),
                 fsig=f.get("signals", signals), lags=f.get("lags_s", [60, 120, 300]),
                 deltas=f.get("deltas_s", []), windows=f.get("windows_s", [180, 300, 600]),
-                stats=f.get("stats", ["mean", "std", "min", "max"]), tol_ms=tol_ms)
+                stats=f.get("stats", ["mean", "std", "min", "max"]), pooled=f.get("pooled", []),
+                tol_ms=tol_ms)
+
+
+def pooled_features(spec):
+    """(name, stat, member feature names) of each pooled feature, in feature order."""
+    sfx = [f"_lag_{lag}s" for lag in spec["lags"]] + [f"_delta_{lag}s" for lag in spec["deltas"]] \
+        + [f"_rolling_{w}s_{st}" for w in spec["windows"] for st in spec["stats"]]
+    for p in spec["pooled"]:
+        with_current = all(m in spec["current"] for m in p["of"])
+        for st in p["stats"]:
+            for s in ([""] if with_current else []) + sfx:
+                yield f"{p['name']}_{st}{s}", st, [f"{m}{s}" for m in p["of"]]
+
+
+def pool(stat, xs):
+    """max / min / max_abs over the members (arrays or scalars), NaN ignored."""
+    a = np.vstack([np.atleast_1d(np.asarray(x, dtype=float)) for x in xs])
+    if stat == "max_abs":
+        a = np.abs(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
+        return (np.nanmin if stat == "min" else np.nanmax)(a, axis=0)
 
 
 def canonical(sim, org_id, org):
@@ -94,6 +117,8 @@ def test_example_config_covers_every_feature_family(example_config):
         assert derived & set(spec["fsig"]) and derived & set(spec["current"]), org_id
         # A deviation of a derived signal (chained) is covered too.
         assert any(d["kind"] == "deviation" and d["of"][0] in derived for d in spec["derived"]), org_id
+    pools = [p for o in ORGS for p in feature_spec(cfg["orgs"][o], 60_000)["pooled"]]
+    assert {st for p in pools for st in p["stats"]} == {"max", "min", "max_abs"}, "every pool statistic"
 
 
 def pandas_features(df, spec):
@@ -142,6 +167,9 @@ def pandas_features(df, spec):
                 for st in sp["stats"]:
                     put(f"{s}_rolling_{w}s_{st}", getattr(r, st)().to_numpy(), s,
                         mag if st == "std" else None)
+        for name, st, members in pooled_features(sp):
+            out[name] = pool(st, [out[m].to_numpy() for m in members])
+            out[name + "__scale"] = np.max([out[m + "__scale"].to_numpy() for m in members], axis=0)
         parts.append(out.copy())
     return pd.concat(parts).sort_values(["machine", "ts"]).reset_index(drop=True)
 
@@ -223,6 +251,8 @@ def exact_row(times, vals, scale, i, spec):
                 else:
                     v = max(xs) if n else math.nan
                 out[f"{s}_rolling_{w}s_{st}"] = (v, 2 * scale[s])
+    for name, st, members in pooled_features(sp):
+        out[name] = (float(pool(st, [out[m][0] for m in members])[0]), max(out[m][1] for m in members))
     return out
 
 

@@ -232,6 +232,17 @@ pub struct FeatureSignal<'a> {
     pub kind: SignalKind,
 }
 
+/// A pool whose members resolved (see [`OrgConfig::resolved_pools`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedPool<'a> {
+    /// Its configuration.
+    pub pool: &'a PooledConfig,
+    /// Per member, its index among the feature signals.
+    pub members: Vec<usize>,
+    /// Per member, its index among the current-value signals, when all have one.
+    pub current: Option<Vec<usize>>,
+}
+
 /// A rolling-window statistic of a continuous signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -352,6 +363,69 @@ pub struct FeaturesConfig {
     /// Statistics of continuous signals per window (booleans get their rate).
     #[serde(default = "default_stats")]
     pub stats: Vec<Stat>,
+    /// Pools of like signals (the zones of a furnace): features that do not care
+    /// which of them moved.
+    #[serde(default)]
+    pub pooled: Vec<PooledConfig>,
+}
+
+/// A pool of like feature signals, e.g. one signal per furnace zone. For every
+/// feature its members share (the current value when each of them has one, each
+/// lag, delta and window statistic) it adds one feature per `stats` entry: the
+/// largest, smallest or largest-magnitude value over the members, NaN ignored
+/// (NaN when all are). Named `{name}_{stat}` plus the shared feature's suffix
+/// (`zone_dev_max_rolling_300s_std`), appended after every other feature.
+///
+/// A failure of any one zone then shows in the same feature, so the model
+/// learns it from every zone's failures at once instead of from a third of
+/// them per zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PooledConfig {
+    /// Canonical name (`[a-z][a-z0-9_]*`), the prefix of the pooled features.
+    pub name: String,
+    /// Members: at least two continuous signals listed in `signals`.
+    pub of: Vec<String>,
+    /// What to take over the members.
+    pub stats: Vec<PoolStat>,
+}
+
+/// What a pool takes over its members' values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolStat {
+    /// Largest value.
+    Max,
+    /// Smallest value.
+    Min,
+    /// Largest absolute value.
+    MaxAbs,
+}
+
+impl PoolStat {
+    /// The part of feature names after the pool's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolStat::Max => "max",
+            PoolStat::Min => "min",
+            PoolStat::MaxAbs => "max_abs",
+        }
+    }
+
+    /// The pooled value of `xs`, NaN ignored; NaN when every value is.
+    #[inline]
+    pub fn apply(self, xs: impl IntoIterator<Item = f64>) -> f64 {
+        let mut acc = f64::NAN;
+        for x in xs {
+            let x = if self == PoolStat::MaxAbs { x.abs() } else { x };
+            // `f64::max`/`min` return the other operand when one is NaN.
+            acc = match self {
+                PoolStat::Max | PoolStat::MaxAbs => acc.max(x),
+                PoolStat::Min => acc.min(x),
+            };
+        }
+        acc
+    }
 }
 
 impl Default for FeaturesConfig {
@@ -364,6 +438,7 @@ impl Default for FeaturesConfig {
             deltas_s: Vec::new(),
             windows_s: default_windows_s(),
             stats: default_stats(),
+            pooled: Vec::new(),
         }
     }
 }
@@ -914,6 +989,66 @@ impl OrgConfig {
                 }
             }
         }
+        names.extend(self.pooled_feature_names());
+        names
+    }
+
+    /// The pools whose members all resolve to continuous feature signals (the
+    /// others are skipped: validation refuses them), with, per member, its index
+    /// in [`feature_signals`](Self::feature_signals) and, when every member has a
+    /// current-value feature, its index in [`current_signals`](Self::current_signals).
+    pub fn resolved_pools(&self) -> Vec<ResolvedPool<'_>> {
+        let fs = self.feature_signals();
+        let cur = self.current_signals();
+        self.features
+            .pooled
+            .iter()
+            .filter_map(|pool| {
+                let members = pool
+                    .of
+                    .iter()
+                    .map(|m| {
+                        fs.iter()
+                            .position(|s| s.name == m.as_str() && s.kind == SignalKind::Continuous)
+                    })
+                    .collect::<Option<Vec<usize>>>()?;
+                let current = pool
+                    .of
+                    .iter()
+                    .map(|m| cur.iter().position(|s| s.name == m.as_str()))
+                    .collect::<Option<Vec<usize>>>();
+                Some(ResolvedPool {
+                    pool,
+                    members,
+                    current,
+                })
+            })
+            .collect()
+    }
+
+    /// Names of the pooled features, in feature order (after every other
+    /// feature): per pool and statistic, the current value when pooled, then the
+    /// lags, deltas and window statistics.
+    pub fn pooled_feature_names(&self) -> Vec<String> {
+        let f = &self.features;
+        let mut names = Vec::new();
+        for rp in self.resolved_pools() {
+            for st in &rp.pool.stats {
+                let base = format!("{}_{}", rp.pool.name, st.name());
+                if rp.current.is_some() {
+                    names.push(base.clone());
+                }
+                names.extend(f.lags_s.iter().map(|l| format!("{base}_lag_{l}s")));
+                names.extend(f.deltas_s.iter().map(|l| format!("{base}_delta_{l}s")));
+                for w in &f.windows_s {
+                    names.extend(
+                        f.stats
+                            .iter()
+                            .map(|x| format!("{base}_rolling_{w}s_{}", x.name())),
+                    );
+                }
+            }
+        }
         names
     }
 
@@ -1181,6 +1316,52 @@ impl OrgConfig {
             &format!("{p}.features.stats"),
             "a statistic is listed twice",
         )?;
+        let feature_signals = self.feature_signals();
+        let mut pools = BTreeSet::new();
+        for (i, pool) in f.pooled.iter().enumerate() {
+            let k = format!("{p}.features.pooled[{i}]");
+            check(
+                valid_signal_name(&pool.name),
+                &format!("{k}.name"),
+                format!(
+                    "`{}` is not a canonical name (a-z, 0-9, '_', starting with a letter)",
+                    pool.name
+                ),
+            )?;
+            check(
+                pools.insert(pool.name.as_str()),
+                &format!("{k}.name"),
+                format!("pool `{}` is declared twice", pool.name),
+            )?;
+            check(
+                pool.of.len() >= 2,
+                &format!("{k}.of"),
+                format!("a pool needs at least 2 signals, got {}", pool.of.len()),
+            )?;
+            let mut seen = BTreeSet::new();
+            for (j, m) in pool.of.iter().enumerate() {
+                let key = format!("{k}.of[{j}]");
+                check(seen.insert(m), &key, format!("`{m}` is listed twice"))?;
+                match feature_signals.iter().find(|s| s.name == m.as_str()) {
+                    None => check(
+                        false,
+                        &key,
+                        format!("`{m}` has no lag, delta or window features (add it to `signals`)"),
+                    )?,
+                    Some(s) => check(
+                        s.kind == SignalKind::Continuous,
+                        &key,
+                        format!("`{m}` must be a continuous signal, it is boolean"),
+                    )?,
+                }
+            }
+            let stats: BTreeSet<_> = pool.stats.iter().collect();
+            check(
+                !pool.stats.is_empty() && stats.len() == pool.stats.len(),
+                &format!("{k}.stats"),
+                "list each of max, min, max_abs at most once, and at least one",
+            )?;
+        }
         // A derived name can spell a generated one (`a_lag_60s`): refuse the clash
         // rather than emit two columns with one name.
         let mut names = BTreeSet::new();

@@ -372,6 +372,7 @@ fn each_semantic_mistake_names_its_key() {
 fn set_derived(t: &mut Table, name: &str, kind: &str, of: &[&str]) {
     table_at(t, "orgs.acme-heat.features").remove("signals");
     table_at(t, "orgs.acme-heat.features").remove("current");
+    table_at(t, "orgs.acme-heat.features").remove("pooled");
     let mut d = Table::new();
     d.insert("name".into(), Value::String(name.into()));
     d.insert("kind".into(), Value::String(kind.into()));
@@ -380,6 +381,84 @@ fn set_derived(t: &mut Table, name: &str, kind: &str, of: &[&str]) {
         Value::Array(of.iter().map(|s| Value::String(s.to_string())).collect()),
     );
     table_at(t, "orgs.acme-heat.features").insert("derived".into(), Value::Array(vec![d.into()]));
+}
+
+fn set_pool(t: &mut Table, name: &str, of: &[&str], stats: &[&str]) {
+    let strings =
+        |xs: &[&str]| Value::Array(xs.iter().map(|s| Value::String(s.to_string())).collect());
+    let mut p = Table::new();
+    p.insert("name".into(), Value::String(name.into()));
+    p.insert("of".into(), strings(of));
+    p.insert("stats".into(), strings(stats));
+    table_at(t, "orgs.acme-heat.features").insert("pooled".into(), Value::Array(vec![p.into()]));
+}
+
+#[test]
+fn pool_mistakes_name_their_key() {
+    let zones = ["zone1_dev", "zone2_dev", "zone3_dev"];
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(move |t| set_pool(t, "Zone Dev", &zones, &["max"])),
+            "orgs.acme-heat.features.pooled[0].name",
+            "not a canonical name",
+        ),
+        (
+            Box::new(|t| set_pool(t, "zone_dev", &["zone1_dev"], &["max"])),
+            "orgs.acme-heat.features.pooled[0].of",
+            "a pool needs at least 2 signals, got 1",
+        ),
+        (
+            Box::new(|t| set_pool(t, "zone_dev", &["zone1_dev", "zone1_dev"], &["max"])),
+            "orgs.acme-heat.features.pooled[0].of[1]",
+            "`zone1_dev` is listed twice",
+        ),
+        (
+            Box::new(|t| set_pool(t, "zone_dev", &["zone1_dev", "zone1_temp"], &["max"])),
+            "orgs.acme-heat.features.pooled[0].of[1]",
+            "`zone1_temp` has no lag, delta or window features (add it to `signals`)",
+        ),
+        (
+            Box::new(|t| set_pool(t, "zone_dev", &["zone1_dev", "door_open"], &["max"])),
+            "orgs.acme-heat.features.pooled[0].of[1]",
+            "`door_open` must be a continuous signal",
+        ),
+        (
+            Box::new(move |t| set_pool(t, "zone_dev", &zones, &[])),
+            "orgs.acme-heat.features.pooled[0].stats",
+            "at least one",
+        ),
+        (
+            Box::new(move |t| set_pool(t, "zone_dev", &zones, &["max", "max"])),
+            "orgs.acme-heat.features.pooled[0].stats",
+            "at most once",
+        ),
+        (
+            Box::new(move |t| set_pool(t, "zone_dev", &zones, &["median"])),
+            "median",
+            "unknown variant",
+        ),
+        (
+            Box::new(move |t| {
+                set_pool(t, "zone_dev", &zones, &["max"]);
+                let p = at(t, "orgs.acme-heat.features.pooled").as_array().unwrap()[0].clone();
+                at(t, "orgs.acme-heat.features.pooled")
+                    .as_array_mut()
+                    .unwrap()
+                    .push(p);
+            }),
+            "orgs.acme-heat.features.pooled[1].name",
+            "pool `zone_dev` is declared twice",
+        ),
+        (
+            // `zone1_dev_rolling_600s` + `_max` spells zone 1's own window maximum.
+            Box::new(move |t| set_pool(t, "zone1_dev_rolling_600s", &zones, &["max"])),
+            "orgs.acme-heat.features",
+            "feature `zone1_dev_rolling_600s_max` would be generated twice",
+        ),
+    ];
+    for (edit, key, reason) in cases {
+        expect_error(edit, key, reason);
+    }
 }
 
 #[test]

@@ -162,13 +162,20 @@ impl MachineFeatures {
         self.vals = vals;
         // Windows wrote variances into the std slots; see `Moments::stats`.
         let row = &mut out[start..];
+        let spec = &*self.spec;
         debug_assert_eq!(
-            row.len(),
-            self.spec.len(),
+            row.len() + spec.pooled.len(),
+            spec.len(),
             "features appended in whole rows"
         );
-        for &i in &self.spec.std_offsets {
+        for &i in &spec.std_offsets {
             row[i] = row[i].sqrt();
+        }
+        // Pooled features last: they read the finished features above.
+        for pool in &spec.pooled {
+            let members = &spec.pool_members[pool.members.clone()];
+            let v = pool.stat.apply(members.iter().map(|&i| out[start + i]));
+            out.push(v);
         }
     }
 

@@ -1,7 +1,7 @@
 //! [`FeatureSpec`]: an org's feature definitions compiled once into indices and
 //! milliseconds, so the per-row path does no name lookups.
 
-use crate::config::{DerivedKind, OrgConfig, SignalKind, Stat};
+use crate::config::{DerivedKind, OrgConfig, PoolStat, SignalKind, Stat};
 
 /// A signal that gets lag, delta and window features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,14 @@ pub(crate) struct Derived {
     pub(crate) b: usize,
     /// Deviation: the window of the mean.
     pub(crate) window_ms: i64,
+}
+
+/// One pooled feature: `stat` over the row's features at `members` (a range of
+/// [`FeatureSpec::pool_members`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pooled {
+    pub(crate) stat: PoolStat,
+    pub(crate) members: std::ops::Range<usize>,
 }
 
 /// Compiled feature definitions of one org (cheap to share: wrap in an `Arc`).
@@ -55,6 +63,11 @@ pub struct FeatureSpec {
     pub(crate) lag_tolerance_ms: i64,
     /// Offsets of the `std` features within a row's features.
     pub(crate) std_offsets: Vec<usize>,
+    /// Pooled features, in feature order, after every other feature.
+    pub(crate) pooled: Vec<Pooled>,
+    /// Offsets (within a row's features) of the pooled features' members.
+    pub(crate) pool_members: Vec<usize>,
+    pooled_names: Vec<String>,
     len: usize,
 }
 
@@ -146,12 +159,17 @@ impl FeatureSpec {
                 .collect(),
             lag_tolerance_ms: i64::try_from(lag_tolerance_ms).unwrap_or(i64::MAX),
             std_offsets: Vec::new(),
+            pooled: Vec::new(),
+            pool_members: Vec::new(),
+            pooled_names: org.pooled_feature_names(),
             len: 0,
         };
         let nfs = spec.feature_signals.len();
         // Walk the window layout (after current values, lags and deltas) for std slots.
         let mut at = spec.current.len() + nfs * (spec.lags_ms.len() + spec.deltas_ms.len());
+        let mut window_start = Vec::with_capacity(nfs);
         for fs in &spec.feature_signals {
+            window_start.push(at);
             for _ in &spec.windows_ms {
                 if fs.kind == SignalKind::Continuous {
                     for (k, st) in spec.stats.iter().enumerate() {
@@ -163,8 +181,56 @@ impl FeatureSpec {
                 at += spec.window_width(fs.kind);
             }
         }
-        spec.len = at;
+        spec.len = at + spec.compile_pools(org, &window_start);
+        debug_assert_eq!(spec.pooled.len(), spec.pooled_names.len());
         spec
+    }
+
+    /// Fills `pooled` and `pool_members` in the order of
+    /// [`OrgConfig::pooled_feature_names`]; returns how many features they add.
+    fn compile_pools(&mut self, org: &OrgConfig, window_start: &[usize]) -> usize {
+        let (nc, nl, nd) = (self.current.len(), self.lags_ms.len(), self.deltas_ms.len());
+        let nfs = self.feature_signals.len();
+        let ns = self.stats.len();
+        for rp in org.resolved_pools() {
+            // The member offsets of each pooled slot, in feature order.
+            let mut slots: Vec<Vec<usize>> = Vec::new();
+            if let Some(cur) = &rp.current {
+                slots.push(cur.clone());
+            }
+            for l in 0..nl {
+                slots.push(rp.members.iter().map(|&j| nc + j * nl + l).collect());
+            }
+            for d in 0..nd {
+                slots.push(
+                    rp.members
+                        .iter()
+                        .map(|&j| nc + nfs * nl + j * nd + d)
+                        .collect(),
+                );
+            }
+            for w in 0..self.windows_ms.len() {
+                for k in 0..ns {
+                    slots.push(
+                        rp.members
+                            .iter()
+                            .map(|&j| window_start[j] + w * ns + k)
+                            .collect(),
+                    );
+                }
+            }
+            for &stat in &rp.pool.stats {
+                for slot in &slots {
+                    let from = self.pool_members.len();
+                    self.pool_members.extend(slot);
+                    self.pooled.push(Pooled {
+                        stat,
+                        members: from..self.pool_members.len(),
+                    });
+                }
+            }
+        }
+        self.pooled.len()
     }
 
     /// Declared plus derived signals: the values a row's features come from.
@@ -225,6 +291,7 @@ impl FeatureSpec {
                 }
             }
         }
+        names.extend(self.pooled_names.iter().cloned());
         names
     }
 

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 
 use super::{FeatureSpec, MachineFeatures};
 use crate::config::{
-    Config, DerivedKind, DerivedSignalConfig, FeaturesConfig, OrgConfig, SignalConfig, SignalKind,
-    Stat,
+    Config, DerivedKind, DerivedSignalConfig, FeaturesConfig, OrgConfig, PoolStat, PooledConfig,
+    SignalConfig, SignalKind, Stat,
 };
 
 const EXAMPLE: &str = include_str!("../../../config/prognos.example.toml");
@@ -261,6 +261,78 @@ fn reference(
             }
         }
     }
+    let pooled = reference_pooled(org, &out);
+    out.extend(pooled);
+    out
+}
+
+/// Pooled features from the finished reference features, found by name (the
+/// member's feature with the same suffix), not by offset.
+fn reference_pooled(org: &OrgConfig, features: &[Expect]) -> Vec<Expect> {
+    let all = org.feature_names();
+    let by_name: std::collections::HashMap<&str, Expect> = all
+        .iter()
+        .map(String::as_str)
+        .zip(features.iter().copied())
+        .collect();
+    let f = &org.features;
+    let current: Vec<&str> = org.current_signals().iter().map(|s| s.name).collect();
+    let mut suffixes: Vec<String> = Vec::new();
+    suffixes.extend(f.lags_s.iter().map(|l| format!("_lag_{l}s")));
+    suffixes.extend(f.deltas_s.iter().map(|l| format!("_delta_{l}s")));
+    for w in &f.windows_s {
+        suffixes.extend(
+            f.stats
+                .iter()
+                .map(|st| format!("_rolling_{w}s_{}", st.name())),
+        );
+    }
+    let mut out = Vec::new();
+    let mut names = Vec::new();
+    for pool in &f.pooled {
+        let with_current = pool.of.iter().all(|m| current.contains(&m.as_str()));
+        let sfx = with_current
+            .then(String::new)
+            .into_iter()
+            .chain(suffixes.iter().cloned());
+        let sfx: Vec<String> = sfx.collect();
+        for &stat in &pool.stats {
+            for s in &sfx {
+                names.push(format!("{}_{}{s}", pool.name, stat.name()));
+                let members: Vec<Expect> = pool
+                    .of
+                    .iter()
+                    .map(|m| by_name[format!("{m}{s}").as_str()])
+                    .collect();
+                let vs = members.iter().map(|e| match *e {
+                    Expect::Exact(v) | Expect::Close { v, .. } | Expect::Dev { v, .. } => v,
+                });
+                let vs: Vec<f64> = vs.filter(|v| !v.is_nan()).collect();
+                let v = match stat {
+                    _ if vs.is_empty() => f64::NAN,
+                    PoolStat::Max => vs.iter().copied().reduce(f64::max).unwrap(),
+                    PoolStat::Min => vs.iter().copied().reduce(f64::min).unwrap(),
+                    PoolStat::MaxAbs => vs.iter().map(|v| v.abs()).reduce(f64::max).unwrap(),
+                };
+                // The pooled value is one of the members: within the largest of
+                // their error bounds.
+                let scale = members
+                    .iter()
+                    .map(|e| match *e {
+                        Expect::Exact(_) => 0.0,
+                        Expect::Close { v, scale } => scale.max(v.abs()),
+                        Expect::Dev { scale, .. } => scale,
+                    })
+                    .fold(0.0f64, f64::max);
+                out.push(if scale == 0.0 {
+                    Expect::Exact(v)
+                } else {
+                    Expect::Dev { v, scale }
+                });
+            }
+        }
+    }
+    assert_eq!(names, org.pooled_feature_names(), "pooled feature names");
     out
 }
 
@@ -343,6 +415,94 @@ fn names_match_config_for_example_orgs() {
     }
     let cobalt = FeatureSpec::from_org(&cfg.orgs["cobalt-thermal"], 60_000);
     assert_eq!(cobalt.len(), 186, "the benchmark's default furnace");
+}
+
+#[test]
+fn pooled_features_take_max_min_and_magnitude_over_members_ignoring_nan() {
+    use SignalKind::Continuous;
+    let mut org = org_with(
+        &[Continuous, Continuous, Continuous],
+        FeaturesConfig {
+            lags_s: vec![60],
+            windows_s: vec![],
+            ..FeaturesConfig::default()
+        },
+    );
+    org.features.pooled = vec![PooledConfig {
+        name: "zone".into(),
+        of: vec!["s0".into(), "s1".into(), "s2".into()],
+        stats: vec![PoolStat::Max, PoolStat::Min, PoolStat::MaxAbs],
+    }];
+    let spec = Arc::new(FeatureSpec::from_org(&org, 0));
+    assert_eq!(
+        spec.names(),
+        [
+            "s0",
+            "s1",
+            "s2",
+            "s0_lag_60s",
+            "s1_lag_60s",
+            "s2_lag_60s",
+            "zone_max",
+            "zone_max_lag_60s",
+            "zone_min",
+            "zone_min_lag_60s",
+            "zone_max_abs",
+            "zone_max_abs_lag_60s",
+        ]
+    );
+    let mut m = MachineFeatures::new(spec);
+    let mut out = Vec::new();
+    m.push(0, &[f64::NAN, f64::NAN, f64::NAN], &mut out);
+    assert!(
+        out[6..].iter().all(|v| v.is_nan()),
+        "all members NaN: {out:?}"
+    );
+    out.clear();
+    m.push(60_000, &[1.0, -5.0, f64::NAN], &mut out);
+    // Lags point at the all-NaN row.
+    let pooled: Vec<f64> = out[6..].iter().step_by(2).copied().collect();
+    assert_eq!(pooled, [1.0, -5.0, 5.0]);
+    assert!(out[6..].iter().skip(1).step_by(2).all(|v| v.is_nan()));
+    out.clear();
+    m.push(120_000, &[2.0, 3.0, -4.0], &mut out);
+    assert_eq!(out[6..], [3.0, 1.0, -4.0, -5.0, 4.0, 5.0]);
+}
+
+#[test]
+fn pools_sharing_no_current_value_pool_only_the_history() {
+    use SignalKind::Continuous;
+    let mut org = org_with(
+        &[Continuous, Continuous],
+        FeaturesConfig {
+            current: Some(vec!["s0".into()]),
+            lags_s: vec![],
+            windows_s: vec![60],
+            stats: vec![Stat::Max],
+            ..FeaturesConfig::default()
+        },
+    );
+    org.features.pooled = vec![PooledConfig {
+        name: "p".into(),
+        of: vec!["s1".into(), "s0".into()],
+        stats: vec![PoolStat::Min],
+    }];
+    assert_eq!(
+        org.feature_names(),
+        [
+            "s0",
+            "s0_rolling_60s_max",
+            "s1_rolling_60s_max",
+            "p_min_rolling_60s_max"
+        ]
+    );
+    let spec = Arc::new(FeatureSpec::from_org(&org, 0));
+    let mut m = MachineFeatures::new(spec);
+    let mut out = Vec::new();
+    m.push(0, &[7.0, 2.0], &mut out);
+    out.clear();
+    m.push(1_000, &[1.0, 3.0], &mut out);
+    assert_eq!(out, [1.0, 7.0, 3.0, 3.0]);
 }
 
 fn one_signal(kind: SignalKind, lags_s: Vec<u64>, windows_s: Vec<u64>) -> OrgConfig {
@@ -492,6 +652,7 @@ fn derived_signals_are_features_like_declared_ones() {
             deltas_s: vec![60],
             windows_s: vec![120],
             stats: vec![Stat::Max],
+            pooled: Vec::new(),
         },
     );
     let names = org.feature_names();
@@ -823,10 +984,27 @@ fn case() -> impl Strategy<Value = Case> {
                     .prop_shuffle(),
                 prop_oneof![Just(0u64), 1..2_000u64, Just(60_000u64), 0..200_000u64],
                 prop::collection::vec((gap(), prop::collection::vec(value(), n)), 1..250),
+                prop::sample::subsequence(
+                    vec![PoolStat::Max, PoolStat::Min, PoolStat::MaxAbs],
+                    0..=3,
+                )
+                .prop_shuffle(),
             )
         })
         .prop_map(
-            |(bools, picks, current, subset, lags_s, deltas_s, windows_s, stats, tol_ms, steps)| {
+            |(
+                bools,
+                picks,
+                current,
+                subset,
+                lags_s,
+                deltas_s,
+                windows_s,
+                stats,
+                tol_ms,
+                steps,
+                pool_stats,
+            )| {
                 let kinds: Vec<SignalKind> = bools
                     .iter()
                     .map(|&b| {
@@ -854,7 +1032,7 @@ fn case() -> impl Strategy<Value = Case> {
                             .collect()
                     })
                 };
-                let org = org_with(
+                let mut org = org_with(
                     &kinds,
                     FeaturesConfig {
                         current: names(current),
@@ -864,8 +1042,32 @@ fn case() -> impl Strategy<Value = Case> {
                         deltas_s,
                         windows_s,
                         stats,
+                        pooled: Vec::new(),
                     },
                 );
+                // Every continuous feature signal in one pool, and the first two,
+                // reversed, in another.
+                let pool: Vec<String> = org
+                    .feature_signals()
+                    .iter()
+                    .filter(|s| s.kind == SignalKind::Continuous)
+                    .map(|s| s.name.to_string())
+                    .collect();
+                if pool.len() >= 2 && !pool_stats.is_empty() {
+                    let pair = vec![pool[1].clone(), pool[0].clone()];
+                    org.features.pooled = vec![
+                        PooledConfig {
+                            name: "pool_all".into(),
+                            of: pool,
+                            stats: pool_stats,
+                        },
+                        PooledConfig {
+                            name: "pool_pair".into(),
+                            of: pair,
+                            stats: vec![PoolStat::MaxAbs],
+                        },
+                    ];
+                }
                 let mut ts = 0i64;
                 let rows = steps
                     .into_iter()

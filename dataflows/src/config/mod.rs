@@ -894,6 +894,15 @@ fn valid_org_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
 
+/// Refuses a name that is not canonical (`[a-z][a-z0-9_]*`, at most 63 bytes).
+fn check_canonical(name: &str, key: &str) -> Result<(), ConfigError> {
+    check(
+        valid_signal_name(name),
+        key,
+        format!("`{name}` is not a canonical name (a-z, 0-9, '_', starting with a letter)"),
+    )
+}
+
 fn valid_signal_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
@@ -1121,14 +1130,7 @@ impl OrgConfig {
         let mut columns = BTreeSet::new();
         for (i, s) in self.signals.iter().enumerate() {
             let k = format!("{p}.signals[{i}]");
-            check(
-                valid_signal_name(&s.name),
-                &format!("{k}.name"),
-                format!(
-                    "`{}` is not a canonical name (a-z, 0-9, '_', starting with a letter)",
-                    s.name
-                ),
-            )?;
+            check_canonical(&s.name, &format!("{k}.name"))?;
             check(
                 names.insert(s.name.as_str()),
                 &format!("{k}.name"),
@@ -1212,14 +1214,7 @@ impl OrgConfig {
         let mut derived = BTreeSet::new();
         for (i, d) in f.derived.iter().enumerate() {
             let k = format!("{p}.features.derived[{i}]");
-            check(
-                valid_signal_name(&d.name),
-                &format!("{k}.name"),
-                format!(
-                    "`{}` is not a canonical name (a-z, 0-9, '_', starting with a letter)",
-                    d.name
-                ),
-            )?;
+            check_canonical(&d.name, &format!("{k}.name"))?;
             check(
                 self.signal(&d.name).is_none(),
                 &format!("{k}.name"),
@@ -1320,14 +1315,7 @@ impl OrgConfig {
         let mut pools = BTreeSet::new();
         for (i, pool) in f.pooled.iter().enumerate() {
             let k = format!("{p}.features.pooled[{i}]");
-            check(
-                valid_signal_name(&pool.name),
-                &format!("{k}.name"),
-                format!(
-                    "`{}` is not a canonical name (a-z, 0-9, '_', starting with a letter)",
-                    pool.name
-                ),
-            )?;
+            check_canonical(&pool.name, &format!("{k}.name"))?;
             check(
                 pools.insert(pool.name.as_str()),
                 &format!("{k}.name"),

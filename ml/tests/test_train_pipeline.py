@@ -112,7 +112,7 @@ def test_artifacts_and_metadata(sim, trained):
     cols = pq.ParquetFile(sim / "feats" / f"{ORG}.parquet").schema_arrow.names
     assert meta["featureNames"] == [c for c in cols if c not in ("org", "machine", "ts")]
     assert meta["generalComponent"] == "General Equipment"
-    assert meta["thresholds"] == {"failure": 0.7, "confidence": 0.7, "stage2Gate": 0.4, "immediate": 0.95}
+    assert meta["thresholds"] == {"failure": 0.6, "confidence": 0.7, "stage2Gate": 0.4, "immediate": 0.9}
     assert meta["horizonMinutes"] == 10 and meta["timeToFailureMinutes"] == 8
     comps = meta["components"]
     assert list(comps) == [str(i) for i in range(len(comps))]

@@ -55,7 +55,7 @@ fn example_parses_with_three_differently_named_schemas() {
         .collect();
     assert_eq!(zone1.len(), 3, "raw zone-1 columns differ per org");
     let acme = &cfg.orgs["acme-heat"];
-    assert_eq!(acme.prediction.failure_threshold, 0.7);
+    assert_eq!(acme.prediction.failure_threshold, 0.6);
     assert_eq!(acme.prediction.for_s, 30);
     assert_eq!(acme.prediction.immediate_threshold, Some(0.9));
     assert_eq!(acme.prediction.confidence_threshold, 0.7);
@@ -248,7 +248,7 @@ fn each_semantic_mistake_names_its_key() {
                 *at(t, "orgs.acme-heat.prediction.immediate_threshold") = Value::Float(0.5)
             }),
             "orgs.acme-heat.prediction.immediate_threshold",
-            "must be in [failure_threshold = 0.7, 1]",
+            "must be in [failure_threshold = 0.6, 1]",
         ),
         (
             Box::new(|t| *at(t, "orgs.acme-heat.prediction.stage2_gate") = Value::Float(0.9)),

@@ -3,7 +3,9 @@
 //! operator, at batch sizes 1…4096, on a model trained here on simulated data.
 //!
 //! Setup (once, ~1 min): simulate cobalt-thermal, compute features with the
-//! dataflow, train with `ml/train.py` (needs `make setup`).
+//! dataflow, train with `ml/train.py` (needs `make setup`). The failure model is a
+//! single one unless `PROGNOS_BENCH_ENSEMBLE=K` asks for an average of K
+//! (`training.ensemble`).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prognos::commands::features::{FeaturesArgs, compute};
@@ -74,15 +76,22 @@ fn setup() -> Setup {
         discard: false,
     })
     .unwrap();
-    // The trainer's config: the example with `TREES` boosting rounds for ORG,
-    // set the way an operator would, by an environment override.
-    let overrides = [(
+    // The trainer's config: the example with `TREES` boosting rounds for ORG and
+    // `ensemble` failure models (1 unless PROGNOS_BENCH_ENSEMBLE says otherwise;
+    // the example config averages 3), set the way an operator would, by
+    // environment overrides.
+    let key = |k: &str| {
         format!(
-            "PROGNOS_ORGS__{}__TRAINING__HYPERPARAMETERS__NUM_ITERATIONS",
+            "PROGNOS_ORGS__{}__TRAINING__{k}",
             ORG.to_uppercase().replace('-', "_")
-        ),
-        TREES.to_string(),
-    )];
+        )
+    };
+    let ensemble: i64 = std::env::var("PROGNOS_BENCH_ENSEMBLE")
+        .map_or(1, |v| v.parse().expect("PROGNOS_BENCH_ENSEMBLE: a count"));
+    let overrides = [
+        (key("HYPERPARAMETERS__NUM_ITERATIONS"), TREES.to_string()),
+        (key("ENSEMBLE"), ensemble.to_string()),
+    ];
     let loaded = prognos::settings::load_with_env(Some(&config_path), overrides).unwrap();
     let trainer_config = tmp.path().join("trainer.toml");
     std::fs::write(&trainer_config, toml::to_string(&loaded.effective).unwrap()).unwrap();
@@ -111,6 +120,11 @@ fn setup() -> Setup {
         meta["hyperparameters"]["num_iterations"].as_i64(),
         Some(TREES),
         "the bench's failure model has {TREES} trees"
+    );
+    assert_eq!(
+        meta["hyperparameters"]["ensemble"].as_i64(),
+        Some(ensemble),
+        "the bench's failure model averages {ensemble} members"
     );
     // Realistic rows to score: another simulated week's features (most rows are
     // healthy and stay below the stage-2 gate, as in production).

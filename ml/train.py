@@ -139,12 +139,17 @@ def main(argv=None) -> int:
     log("split", f"train < {fmt_ms(sp.train_end)}, validation >= {fmt_ms(sp.validation_start)} (gap {gap // 1000} s)",
         trainRows=int(tr.sum()), validationRows=int(va.sum()))
 
-    tr_idx, neg_rate = MD.subsample_negatives(lab.y, lab.weight, np.flatnonzero(tr), args.max_negatives,
-                                              np.random.default_rng([args.seed, 1]))
-    X_tr, y_tr, w_tr = ft.X[tr_idx], lab.y[tr_idx], lab.weight[tr_idx].copy()
-    w_tr[(y_tr == 0) & (w_tr == 1.0)] /= neg_rate
-    if args.lead_weight:
-        MD.weight_by_lead(w_tr, lab.real_positive[tr_idx], lab.ttf_min[tr_idx], s.horizon_minutes, args.lead_weight)
+    def member_rows(seed):
+        """Training rows of one failure model: its own seeded draw of negatives."""
+        idx, rate = MD.subsample_negatives(lab.y, lab.weight, np.flatnonzero(tr), args.max_negatives,
+                                           np.random.default_rng([seed, 1]))
+        X, y, w = ft.X[idx], lab.y[idx], lab.weight[idx].copy()
+        w[(y == 0) & (w == 1.0)] /= rate
+        if args.lead_weight:
+            MD.weight_by_lead(w, lab.real_positive[idx], lab.ttf_min[idx], s.horizon_minutes, args.lead_weight)
+        return idx, X, y, w, rate
+
+    tr_idx, X_tr, y_tr, w_tr, neg_rate = member_rows(args.seed)
     if neg_rate < 1.0:
         log("split", f"negatives subsampled: {len(tr_idx)} of {int(tr.sum())} training rows kept, "
             f"negative weight x{1 / neg_rate:.2f}", keptRows=int(len(tr_idx)), negativeRate=neg_rate)
@@ -174,9 +179,18 @@ def main(argv=None) -> int:
                 "trainEnd": fmt_ms(inner.train_end), "validationStart": fmt_ms(inner.validation_start)}}
 
     # ---- train
-    failure, fparams, rounds = MD.train_failure(X_tr, y_tr, w_tr, hp, args.seed, args.threads, args.imbalance)
-    failure = OX.float32_exact(failure)
-    log("train", f"failure model: {rounds} rounds", model="failure")
+    seeds = [MD.member_seed(args.seed, i) for i in range(s.ensemble)]
+    boosters = []
+    for i, seed in enumerate(seeds):
+        if i > 0:  # member 0 reuses the rows drawn (and tuned on) above
+            del X_tr, w_tr
+            _, X_tr, y_tr, w_tr, _ = member_rows(seed)
+        booster, fparams, rounds = MD.train_failure(X_tr, y_tr, w_tr, hp, seed, args.threads, args.imbalance)
+        boosters.append(OX.float32_exact(booster))
+        member = f" (ensemble member {i + 1} of {len(seeds)}, seed {seed})" if len(seeds) > 1 else ""
+        log("train", f"failure model: {rounds} rounds{member}", model="failure", seed=seed)
+    del X_tr, w_tr
+    failure = MD.Ensemble(boosters)
 
     comp_rows = tr & lab.real_positive
     if not comp_rows.any():
@@ -201,7 +215,7 @@ def main(argv=None) -> int:
 
     # ---- export + parity
     n_f = len(names)
-    m_fail = OX.convert(failure, n_f, f"{args.org}-{args.version}-failure")
+    m_fail = OX.convert_failure(failure.boosters, n_f, f"{args.org}-{args.version}-failure")
     m_comp = (OX.convert(comp_booster, n_f, f"{args.org}-{args.version}-component") if comp_booster
               else OX.constant_classifier(n_f, f"{args.org}-{args.version}-component"))
     m_ttf = OX.convert(ttf_booster, n_f, f"{args.org}-{args.version}-ttf")
@@ -307,6 +321,7 @@ def main(argv=None) -> int:
         "hyperparameters": {**{k: hp[k] for k in hp}, "imbalance": args.imbalance,
                             "scalePosWeight": fparams.get("scale_pos_weight"), "seed": args.seed,
                             "negativeRate": neg_rate, "leadWeight": args.lead_weight,
+                            "ensemble": len(seeds), "ensembleSeeds": seeds,
                             "tuned": bool(tuning)},
         "metrics": {k: metrics.get(k) for k in metric_keys} | extra,
         "featureImportance": fi,

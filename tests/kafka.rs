@@ -661,7 +661,7 @@ fn org_configs_and_thresholds_reach_the_workers_on_the_control_topic() {
         .collect();
     assert_eq!(
         thresholds,
-        [(i64::MIN, old, Some(0.9)), (eff, 0.91, Some(0.95))],
+        [(i64::MIN, old, Some(0.8)), (eff, 0.91, Some(0.95))],
         "{recs:?}"
     );
     assert!(

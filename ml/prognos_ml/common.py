@@ -21,6 +21,8 @@ MS_PER_DAY = 86_400_000
 KEY_COLUMNS = ("org", "machine", "ts")
 DEFAULT_LAGS_S = [60, 120, 300]
 DEFAULT_WINDOWS_S = [180, 300, 600]
+# training.ensemble: at most this many failure models averaged (inference costs one per member)
+MAX_ENSEMBLE = 8
 
 
 class TrainError(RuntimeError):
@@ -50,6 +52,8 @@ class OrgSettings:
     # prediction.immediate_threshold: a score this high alarms without for_s
     immediate_threshold: float | None = None
     baselines_s: list[int] = field(default_factory=list)
+    # training.ensemble: failure models averaged, each with its own seed and negatives
+    ensemble: int = 1
 
     @property
     def horizon_ms(self) -> int:
@@ -73,6 +77,9 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
     general = pred.get("general_component", mapping.get("0", "General Equipment"))
     feats = o.get("features", {})
     training = o.get("training", {})
+    ensemble = training.get("ensemble", 1)
+    if not (isinstance(ensemble, int) and 1 <= ensemble <= MAX_ENSEMBLE):
+        raise TrainError(f"orgs.{org}.training.ensemble: must be an integer in 1..={MAX_ENSEMBLE}, got {ensemble!r}")
     return OrgSettings(
         org=org,
         failure_threshold=thr,
@@ -92,6 +99,7 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
         for_ms=int(pred.get("for_s", 0)) * 1000,
         immediate_threshold=(float(pred["immediate_threshold"]) if "immediate_threshold" in pred else None),
         baselines_s=list(feats.get("baselines_s", [])),
+        ensemble=ensemble,
     )
 
 

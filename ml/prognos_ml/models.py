@@ -126,6 +126,29 @@ def train_failure(X, y, w, hp, seed, threads, imbalance):
     return lgb.train(params, ds, num_boost_round=rounds), params, rounds
 
 
+def member_seed(seed: int, i: int) -> int:
+    """The seed of ensemble member `i`: member 0 is the run's seed (an ensemble of one
+    is the single model), the others are spaced so neighbouring run seeds do not share
+    members."""
+    return seed + 1000 * i
+
+
+class Ensemble:
+    """Failure models of the same data with different seeds and negative draws; predicts
+    their mean probability (what `onnx_export.convert_failure` exports)."""
+
+    def __init__(self, boosters):
+        self.boosters = list(boosters)
+
+    def predict(self, X):
+        return np.mean([b.predict(X) for b in self.boosters], axis=0)
+
+    def feature_importance(self, importance_type="gain"):
+        """Each member's importances normalised to sum 1, averaged."""
+        gs = [b.feature_importance(importance_type=importance_type).astype(np.float64) for b in self.boosters]
+        return np.mean([g / g.sum() if g.sum() > 0 else g for g in gs], axis=0)
+
+
 def _small_params(hp: dict, n: int, seed: int, threads: int) -> tuple[dict, int]:
     hp = {**DEFAULT_HP, **hp}
     p = base_params(seed, threads)

@@ -28,6 +28,42 @@ def convert(booster, n_features: int, name: str) -> onnx.ModelProto:
                             target_opset=OPSET, zipmap=False)
 
 
+
+def convert_failure(boosters: list, n_features: int, name: str) -> onnx.ModelProto:
+    """The failure model as one ONNX graph with the converted classifier's inputs and
+    outputs (`label`, `probabilities` [N, 2]). One booster converts as it is; several
+    (an ensemble, `training.ensemble`) become one tree-ensemble node each, their
+    probabilities averaged (`Sum` x 1/K) and the label the arg-max of the average, so
+    the serving side loads and runs it like a single model."""
+    if len(boosters) == 1:
+        return convert(boosters[0], n_features, name)
+    members = [convert(b, n_features, f"{name}-{i}") for i, b in enumerate(boosters)]
+    nodes, probs = [], []
+    for i, m in enumerate(members):
+        (tree,) = [n for n in m.graph.node if n.op_type == "TreeEnsembleClassifier"]
+        node = onnx.NodeProto()
+        node.CopyFrom(tree)
+        node.name = f"member{i}"
+        del node.output[:]
+        node.output.extend([f"label{i}", f"probabilities{i}"])
+        nodes.append(node)
+        probs.append(f"probabilities{i}")
+    k = len(members)
+    nodes += [
+        helper.make_node("Sum", probs, ["probability_sum"]),
+        helper.make_node("Mul", ["probability_sum", "inv_k"], ["probabilities"]),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    inits = [helper.make_tensor("inv_k", TensorProto.FLOAT, [], [1.0 / k])]
+    inp = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n_features])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, [None])
+    out = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])
+    graph = helper.make_graph(nodes, name, [inp], [label, out], initializer=inits)
+    model = helper.make_model(graph, opset_imports=list(members[0].opset_import), producer_name="prognos")
+    model.ir_version = members[0].ir_version
+    onnx.checker.check_model(model)
+    return model
+
 _THRESHOLD_LINE = re.compile(r"^threshold=(.*)$", re.M)
 
 

@@ -48,3 +48,39 @@ def test_constant_component_model():
     assert probs.shape == (4, 1) and (probs == 1.0).all()
     assert labels.dtype == np.int64 and (labels == 0).all()
     assert OX.parity_check("component", np.ones((4, 1)), m, X) == 0.0
+
+
+def test_ensemble_exports_the_mean_probability():
+    import lightgbm as lgb
+
+    from prognos_ml import models as MD
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    y = ((np.nan_to_num(X[:, 0]) + 0.5 * np.nan_to_num(X[:, 1]) + rng.normal(scale=0.8, size=3000)) > 0.8).astype(int)
+    params = {"objective": "binary", "verbose": -1, "num_threads": 1, "num_leaves": 15, "bagging_fraction": 0.7,
+              "bagging_freq": 1, "feature_fraction": 0.7}
+    boosters = [OX.float32_exact(lgb.train({**params, "seed": MD.member_seed(11, i)}, lgb.Dataset(X, label=y),
+                                           num_boost_round=20)) for i in range(3)]
+    ens = MD.Ensemble(boosters)
+    m = OX.convert_failure(boosters, X.shape[1], "e")
+    assert sum(n.op_type == "TreeEnsembleClassifier" for n in m.graph.node) == 3
+    # the graph averages the members' probabilities ...
+    mean = np.mean([b.predict(X) for b in boosters], axis=0)
+    assert OX.parity_check("failure", mean, m, X) <= 1e-5
+    np.testing.assert_array_equal(ens.predict(X), mean)
+    # ... which is none of the members alone
+    for b in boosters:
+        assert np.abs(b.predict(X) - mean).max() > 1e-3
+    # same outputs as a single converted model: label is P >= 0.5 up to ties, probabilities [N, 2]
+    probs = OX.run(m, X, "probabilities")
+    assert probs.shape == (len(X), 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-6)
+    labels = OX.run(m, X, "label")
+    assert labels.dtype == np.int64 and (labels == (probs[:, 1] > probs[:, 0])).all()
+    # importances: each member normalised, then averaged
+    fi = ens.feature_importance()
+    assert abs(fi.sum() - 1) < 1e-9 and fi[0] > fi[5]
+    # an ensemble of one is the plain model
+    one = OX.convert_failure(boosters[:1], X.shape[1], "one")
+    assert [n.op_type for n in one.graph.node] == [n.op_type for n in OX.convert(boosters[0], X.shape[1], "x").graph.node]
+    assert OX.parity_check("failure", boosters[0].predict(X), one, X) <= 1e-5

@@ -130,6 +130,13 @@ def test_artifacts_and_metadata(sim, trained):
     assert np.array(m["confusionMatrix"]).sum() == meta["rows"]["validation"]
     fi = meta["featureImportance"]
     assert list(fi) == meta["featureNames"] and abs(sum(fi.values()) - 1) < 1e-9
+    # the example config averages three failure models for this org (training.ensemble)
+    hp = meta["hyperparameters"]
+    assert hp["ensemble"] == 3 and hp["ensembleSeeds"] == [3, 1003, 2003] and hp["seed"] == 3
+    members = [n for n in onnx.load(out / "failure.onnx").graph.node if n.op_type == "TreeEnsembleClassifier"]
+    assert len(members) == 3
+    log = json.loads((out / "training_log.json").read_text())["entries"]
+    assert [e.get("seed") for e in log if e.get("model") == "failure"] == [3, 1003, 2003]
     assert meta["onnx"] == {**meta["onnx"], "opset": 15, "input": "input",
                             "files": {"failure": "failure.onnx", "component": "component.onnx", "ttf": "ttf.onnx"}}
 
@@ -250,6 +257,17 @@ def test_train_from_failure_signals_and_feedback(sim, example_config, tmp_path):
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["labels"]["source"] == "failure_signals"
     assert meta["labels"]["feedback"]["alertsUsed"] == 2
+
+
+def test_bad_ensemble_size_is_refused(example_config, tmp_path):
+    text = example_config.read_text()
+    at = text.index("[orgs.cobalt-thermal.training]\n")
+    head, tail = text[:at], text[at:]
+    assert "\nensemble = 3\n" in tail
+    text = head + tail.replace("\nensemble = 3\n", "\nensemble = 0\n", 1)
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(L.TrainError, match=r"orgs\.cobalt-thermal\.training\.ensemble: must be an integer in 1\.\.=8, got 0"):
+        load_org_settings(tmp_path / "c.toml", ORG)
 
 
 def test_errors_go_to_stderr_with_nonzero_exit(sim, example_config, tmp_path):

@@ -624,6 +624,12 @@ const fn default_data_days() -> u32 {
 const fn default_validation_split() -> f64 {
     0.2
 }
+const fn default_ensemble() -> u32 {
+    1
+}
+/// Most failure models `training.ensemble` may average (`ml/prognos_ml/common.py`
+/// refuses more too).
+pub const MAX_ENSEMBLE: u32 = 8;
 
 /// Retraining schedule and hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -644,6 +650,11 @@ pub struct TrainingConfig {
     /// Fraction of the (time-ordered) history held out for validation.
     #[serde(default = "default_validation_split")]
     pub validation_split: f64,
+    /// How many failure models to train and average (1 = a single model). Each
+    /// member has its own seed and draw of negatives; their mean probability is
+    /// exported as one ONNX graph, so scoring costs one tree ensemble per member.
+    #[serde(default = "default_ensemble")]
+    pub ensemble: u32,
     /// LightGBM hyperparameters of the failure model.
     #[serde(default)]
     pub hyperparameters: Hyperparameters,
@@ -657,6 +668,7 @@ impl Default for TrainingConfig {
             timezone: default_timezone(),
             data_days: default_data_days(),
             validation_split: default_validation_split(),
+            ensemble: default_ensemble(),
             hyperparameters: Hyperparameters::default(),
         }
     }
@@ -1520,6 +1532,11 @@ impl TrainingConfig {
                 && self.validation_split <= 0.5,
             &format!("{p}.validation_split"),
             format!("must be in (0, 0.5], got {}", self.validation_split),
+        )?;
+        check(
+            (1..=MAX_ENSEMBLE).contains(&self.ensemble),
+            &format!("{p}.ensemble"),
+            format!("must be in 1..={MAX_ENSEMBLE}, got {}", self.ensemble),
         )?;
         let h = &self.hyperparameters;
         let k = |f: &str| format!("{p}.hyperparameters.{f}");

@@ -57,7 +57,12 @@ fn example_parses_with_three_differently_named_schemas() {
     let acme = &cfg.orgs["acme-heat"];
     assert_eq!(acme.prediction.failure_threshold, 0.6);
     assert_eq!(acme.prediction.for_s, 30);
-    assert_eq!(acme.prediction.immediate_threshold, Some(0.9));
+    assert_eq!(acme.prediction.immediate_threshold, Some(0.8));
+    assert_eq!(acme.training.ensemble, 3);
+    assert_eq!(
+        cfg.orgs["borealis-forge"].training.ensemble, 1,
+        "the default"
+    );
     assert_eq!(acme.prediction.confidence_threshold, 0.7);
     assert_eq!(acme.prediction.general_component(), "General Equipment");
     assert_eq!(acme.failure_signals.len(), 4);
@@ -338,6 +343,16 @@ fn each_semantic_mistake_names_its_key() {
             Box::new(|t| *at(t, "orgs.acme-heat.training.validation_split") = Value::Float(0.9)),
             "orgs.acme-heat.training.validation_split",
             "must be in (0, 0.5]",
+        ),
+        (
+            Box::new(|t| *at(t, "orgs.acme-heat.training.ensemble") = Value::Integer(0)),
+            "orgs.acme-heat.training.ensemble",
+            "must be in 1..=8, got 0",
+        ),
+        (
+            Box::new(|t| *at(t, "orgs.acme-heat.training.ensemble") = Value::Integer(9)),
+            "orgs.acme-heat.training.ensemble",
+            "must be in 1..=8, got 9",
         ),
         (
             Box::new(|t| {

@@ -217,7 +217,7 @@ mod tests {
                 ("PROGNOS_RUNTIME__ALLOWED_LATENESS_MS", "3000"),
                 (
                     "PROGNOS_ORGS__ACME_HEAT__PREDICTION__FAILURE_THRESHOLD",
-                    "0.9",
+                    "0.75",
                 ),
                 ("PROGNOS_ORGS__COBALT_THERMAL__SIGNALS__0__COLUMN", "tza"),
                 ("PROGNOS_ORGS__BOREALIS_FORGE__FEATURES__LAGS_S", "[30, 90]"),
@@ -230,7 +230,7 @@ mod tests {
         .unwrap();
         let c = &l.config;
         assert_eq!(c.runtime.allowed_lateness_ms, 3000);
-        assert_eq!(c.orgs["acme-heat"].prediction.failure_threshold, 0.9);
+        assert_eq!(c.orgs["acme-heat"].prediction.failure_threshold, 0.75);
         assert_eq!(c.orgs["acme-heat"].name, "Acme Heat (night shift)");
         assert_eq!(c.orgs["cobalt-thermal"].signals[0].column, "tza");
         assert_eq!(c.orgs["borealis-forge"].features.lags_s, vec![30, 90]);

@@ -121,6 +121,16 @@ json.dump([[m, int(t), float(q)] for m, t, q in zip(df["machine"], ts, p)], open
         serde_json::from_str(&std::fs::read_to_string(&probs_path).unwrap()).unwrap();
     let python_probs = rows.into_iter().map(|(m, t, p)| ((m, t), p)).collect();
     let config = Config::from_toml_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    // The example config averages failure models for this org, so the parity
+    // below holds for the ensemble graph (one tree ensemble per member).
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(v1.join("metadata.json")).unwrap()).unwrap();
+    let members = config.orgs[ORG].training.ensemble;
+    assert!(members > 1, "the example config's {ORG} is an ensemble");
+    assert_eq!(
+        meta["hyperparameters"]["ensemble"].as_u64(),
+        Some(u64::from(members))
+    );
     Fixture {
         _tmp: tmp,
         sim,

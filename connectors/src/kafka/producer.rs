@@ -199,14 +199,14 @@ impl RecordProducer {
         let deadline = Instant::now() + timeout;
         loop {
             self.service();
-            if self.undelivered() == 0 {
+            // One reading for both the decision and the error: counting again
+            // could report "0 undelivered" for a record delivered in between.
+            let undelivered = self.undelivered();
+            if undelivered == 0 {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(KafkaConnectorError::Undelivered(
-                    self.undelivered(),
-                    timeout,
-                ));
+                return Err(KafkaConnectorError::Undelivered(undelivered, timeout));
             }
             let _ = self.producer.flush(Duration::from_millis(100));
         }

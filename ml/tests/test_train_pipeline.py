@@ -259,14 +259,15 @@ def test_train_from_failure_signals_and_feedback(sim, example_config, tmp_path):
     assert meta["labels"]["feedback"]["alertsUsed"] == 2
 
 
-def test_bad_ensemble_size_is_refused(example_config, tmp_path):
+@pytest.mark.parametrize("value, shown", [("0", "0"), ("9", "9"), ("true", "True"), ("2.0", "2.0")])
+def test_bad_ensemble_size_is_refused(example_config, tmp_path, value, shown):
     text = example_config.read_text()
     at = text.index("[orgs.cobalt-thermal.training]\n")
     head, tail = text[:at], text[at:]
     assert "\nensemble = 3\n" in tail
-    text = head + tail.replace("\nensemble = 3\n", "\nensemble = 0\n", 1)
+    text = head + tail.replace("\nensemble = 3\n", f"\nensemble = {value}\n", 1)
     (tmp_path / "c.toml").write_text(text)
-    with pytest.raises(L.TrainError, match=r"orgs\.cobalt-thermal\.training\.ensemble: must be an integer in 1\.\.=8, got 0"):
+    with pytest.raises(L.TrainError, match=rf"orgs\.cobalt-thermal\.training\.ensemble: must be an integer in 1\.\.=8, got {shown}$"):
         load_org_settings(tmp_path / "c.toml", ORG)
 
 

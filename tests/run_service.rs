@@ -38,8 +38,11 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
             "run",
             "--listen",
             "127.0.0.1:0",
+            // Longer than the test needs: it stops the run with Ctrl-C (SIGINT)
+            // once the first model is active and has scored, so a slow machine
+            // cannot end the simulated range before the first model is trained.
             "--hours",
-            "18",
+            "240",
             "--speed",
             "1200",
         ])
@@ -58,6 +61,10 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let pid = child.id().to_string();
+    let mut interrupted = false;
+    // "pipeline running" lines (every 10 s) seen since the first model went live.
+    let mut progress_since_trained = 0;
     let mut log = Vec::new();
     let mut addr: Option<String> = None;
     let mut metrics: Option<String> = None;
@@ -79,12 +86,30 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
         {
             trained_metrics = Some(http_get(a, "/metrics"));
         }
+        if trained_metrics.is_some() && line.contains("pipeline running") {
+            progress_since_trained += 1;
+        }
+        if !interrupted && progress_since_trained >= 2 {
+            // Ctrl-C: the run flushes, checkpoints and exits 0.
+            let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+            assert!(sent.success());
+            interrupted = true;
+        }
         log.push(line);
         assert!(t0.elapsed() < Duration::from_secs(600), "run did not end");
     }
     let status = child.wait().unwrap();
     let log = log.join("\n");
     assert!(status.success(), "{log}");
+    assert!(
+        interrupted,
+        "the run ended before its first model scored:\n{log}"
+    );
+    assert!(
+        log.contains("shutdown requested: stopping after the current batch")
+            && log.lines().any(|l| l.trim_end().ends_with("stopped")),
+        "Ctrl-C stops the run cleanly:\n{log}"
+    );
     assert!(
         log.contains("no model yet: scoring with rules only"),
         "{log}"

@@ -78,8 +78,8 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
     feats = o.get("features", {})
     training = o.get("training", {})
     ensemble = training.get("ensemble", 1)
-    # bool is an int in Python; TOML's `true` is not a size.
-    if isinstance(ensemble, bool) or not (isinstance(ensemble, int) and 1 <= ensemble <= MAX_ENSEMBLE):
+    # `type(...) is int`: a bool is an int in Python, and TOML's `true` is not a size.
+    if type(ensemble) is not int or not 1 <= ensemble <= MAX_ENSEMBLE:
         raise TrainError(f"orgs.{org}.training.ensemble: must be an integer in 1..={MAX_ENSEMBLE}, got {ensemble!r}")
     return OrgSettings(
         org=org,

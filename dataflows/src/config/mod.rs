@@ -290,6 +290,11 @@ pub enum DerivedKind {
     /// `a - mean(a)` of `of = [a]`, the mean over `(t - window_s, t]` (NaN ignored):
     /// the value relative to the machine's own recent level.
     Deviation,
+    /// `a - median(a)` of `of = [a]`, the median over `(t - window_s, t]` (NaN
+    /// ignored; the midpoint of the two middle values of an even count): like
+    /// `deviation`, but a baseline that a few outlying samples in the window
+    /// (an idle spell, a spike) do not drag.
+    MedianDeviation,
 }
 
 impl DerivedKind {
@@ -297,19 +302,19 @@ impl DerivedKind {
     pub fn operands(self) -> usize {
         match self {
             DerivedKind::Difference | DerivedKind::Ratio => 2,
-            DerivedKind::Deviation => 1,
+            DerivedKind::Deviation | DerivedKind::MedianDeviation => 1,
         }
     }
 
     /// The per-row value of a two-operand kind (NaN when either operand is);
-    /// `Deviation` is stateful and computed by the feature state.
+    /// the deviations are stateful and computed by the feature state.
     #[inline]
     pub fn apply(self, a: f64, b: f64) -> f64 {
         match self {
             DerivedKind::Difference => a - b,
             DerivedKind::Ratio if b == 0.0 => f64::NAN,
             DerivedKind::Ratio => a / b,
-            DerivedKind::Deviation => f64::NAN,
+            DerivedKind::Deviation | DerivedKind::MedianDeviation => f64::NAN,
         }
     }
 }
@@ -325,12 +330,12 @@ impl DerivedKind {
 pub struct DerivedSignalConfig {
     /// Canonical name (`[a-z][a-z0-9_]*`), distinct from every declared signal.
     pub name: String,
-    /// Difference, ratio or deviation.
+    /// Difference, ratio, deviation or median deviation.
     pub kind: DerivedKind,
-    /// Operands: `[a, b]` (difference, ratio) or `[a]` (deviation); declared
+    /// Operands: `[a, b]` (difference, ratio) or `[a]` (the deviations); declared
     /// continuous signals or derived signals listed earlier.
     pub of: Vec<String>,
-    /// Deviation only: the window of the mean, in seconds.
+    /// The deviations only: the window of the mean or median, in seconds.
     #[serde(default)]
     pub window_s: Option<u64>,
 }
@@ -1086,7 +1091,9 @@ impl OrgConfig {
                     .max()
                     .unwrap_or(0);
             let own = match d.kind {
-                DerivedKind::Deviation => d.window_s.unwrap_or(0).saturating_mul(1000),
+                DerivedKind::Deviation | DerivedKind::MedianDeviation => {
+                    d.window_s.unwrap_or(0).saturating_mul(1000)
+                }
                 _ => 0,
             };
             need.push(own.saturating_add(operands));
@@ -1264,14 +1271,16 @@ impl OrgConfig {
                 &format!("{k}.of"),
                 format!("both operands are `{}`", d.of[0]),
             )?;
-            match (d.kind, d.window_s) {
-                (DerivedKind::Deviation, Some(w)) => {
-                    check(w > 0, &format!("{k}.window_s"), "must be > 0")?
-                }
-                (DerivedKind::Deviation, None) => check(
+            let deviation = matches!(
+                d.kind,
+                DerivedKind::Deviation | DerivedKind::MedianDeviation
+            );
+            match (deviation, d.window_s) {
+                (true, Some(w)) => check(w > 0, &format!("{k}.window_s"), "must be > 0")?,
+                (true, None) => check(
                     false,
                     &format!("{k}.window_s"),
-                    "a deviation needs the window of its mean",
+                    "a deviation needs the window of its baseline",
                 )?,
                 (_, Some(_)) => check(
                     false,

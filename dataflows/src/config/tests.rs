@@ -570,7 +570,12 @@ fn feature_mistakes_name_their_key() {
         (
             Box::new(|t| set_derived(t, "oil_rel", "deviation", &["quench_oil_temp"])),
             "orgs.acme-heat.features.derived[0].window_s",
-            "a deviation needs the window of its mean",
+            "a deviation needs the window of its baseline",
+        ),
+        (
+            Box::new(|t| set_derived(t, "oil_rel", "median_deviation", &["quench_oil_temp"])),
+            "orgs.acme-heat.features.derived[0].window_s",
+            "a deviation needs the window of its baseline",
         ),
         (
             Box::new(|t| {

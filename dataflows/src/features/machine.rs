@@ -5,7 +5,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use super::spec::FeatureSpec;
-use super::window::{RollingMoments, RollingRate, Samples, shrink_after_burst};
+use super::window::{RollingMedian, RollingMoments, RollingRate, Samples, shrink_after_burst};
 use crate::config::{DerivedKind, SignalKind};
 
 /// Marks "no row within tolerance" in the per-lag scratch.
@@ -26,11 +26,15 @@ enum SignalWindows {
     },
 }
 
-/// The mean a deviation-derived signal subtracts: its operand's non-NaN samples.
+/// The baseline a deviation-derived signal subtracts, over its operand's non-NaN
+/// samples within its window.
 #[derive(Debug, Clone)]
-struct Deviation {
-    samples: Samples<f64>,
-    mean: RollingMoments,
+enum Deviation {
+    Mean {
+        samples: Samples<f64>,
+        mean: RollingMoments,
+    },
+    Median(RollingMedian),
 }
 
 /// Incremental feature state of one machine: rows within the lag horizon, per
@@ -91,11 +95,15 @@ impl MachineFeatures {
         let deviations = spec
             .derived
             .iter()
-            .map(|d| {
-                (d.kind == DerivedKind::Deviation).then(|| Deviation {
+            .map(|d| match d.kind {
+                DerivedKind::Deviation => Some(Deviation::Mean {
                     samples: Samples::new(),
                     mean: RollingMoments::new(d.window_ms),
-                })
+                }),
+                DerivedKind::MedianDeviation => {
+                    Some(Deviation::Median(RollingMedian::new(d.window_ms)))
+                }
+                DerivedKind::Difference | DerivedKind::Ratio => None,
             })
             .collect();
         MachineFeatures {
@@ -139,16 +147,24 @@ impl MachineFeatures {
         vals.extend_from_slice(&values[..self.spec.n_signals]);
         for (d, dev) in self.spec.derived.iter().zip(&mut self.deviations) {
             let a = vals.get(d.a).copied().unwrap_or(f64::NAN);
+            // A deviation is NaN when `a` is missing (or the window empty, which
+            // then it is).
             let v = match dev {
-                Some(dev) => {
+                Some(Deviation::Mean { samples, mean }) => {
                     if !a.is_nan() {
-                        dev.samples.push(ts, a);
-                        dev.mean.push(a);
+                        samples.push(ts, a);
+                        mean.push(a);
                     }
-                    dev.mean.advance(&dev.samples, ts);
-                    dev.samples.trim_below(dev.mean.lo());
-                    // NaN when `a` is missing (or the window empty, which then it is).
-                    a - dev.mean.mean()
+                    mean.advance(samples, ts);
+                    samples.trim_below(mean.lo());
+                    a - mean.mean()
+                }
+                Some(Deviation::Median(median)) => {
+                    if !a.is_nan() {
+                        median.push(ts, a);
+                    }
+                    median.advance(ts);
+                    a - median.median()
                 }
                 None => d.kind.apply(a, vals.get(d.b).copied().unwrap_or(f64::NAN)),
             };
@@ -305,7 +321,10 @@ impl MachineFeatures {
                 SignalWindows::Continuous { samples, .. } => samples.len(),
                 SignalWindows::Boolean { samples, .. } => samples.len(),
             })
-            .chain(self.deviations.iter().flatten().map(|d| d.samples.len()))
+            .chain(self.deviations.iter().flatten().map(|d| match d {
+                Deviation::Mean { samples, .. } => samples.len(),
+                Deviation::Median(median) => median.len(),
+            }))
             .max()
             .unwrap_or(0);
         self.row_ts.len().max(samples)
@@ -338,7 +357,10 @@ impl MachineFeatures {
             };
         }
         for dev in self.deviations.iter().flatten() {
-            b += dev.samples.heap_bytes() + dev.mean.heap_bytes();
+            b += match dev {
+                Deviation::Mean { samples, mean } => samples.heap_bytes() + mean.heap_bytes(),
+                Deviation::Median(median) => median.heap_bytes(),
+            };
         }
         b
     }

@@ -7,7 +7,9 @@
 //! - **derived signals**, computed first, in config order, from the row's declared
 //!   signals or earlier derived ones: `difference` `a - b`, `ratio` `a / b` (NaN when
 //!   `b` is 0), `deviation` `a - mean(a)` with the mean over the machine's non-NaN
-//!   samples of `a` with `ts in (t - window, t]` (NaN when `a` is NaN); NaN operands
+//!   samples of `a` with `ts in (t - window, t]` (NaN when `a` is NaN), and
+//!   `median_deviation` `a - median(a)` over the same samples (the midpoint of the
+//!   two middle values of an even count, `rolling(...).median()`); NaN operands
 //!   give NaN. They are continuous signals from then on;
 //! - **current value** of every signal in `current` (all declared, then all derived
 //!   signals by default): the row's value as is (missing stays NaN);
@@ -30,7 +32,9 @@
 //! subtracts a sample, so mean and std
 //! match an exact two-pass recomputation to ~1e-15 relative however long the run
 //! and however the window shrinks after gaps; a constant window has std exactly 0.
-//! Everything is amortised O(1) per row and (signal, window), state is bounded by
+//! Everything is amortised O(1) per row and (signal, window) but a median
+//! deviation, which keeps its window's values sorted (O(n) moves per row for `n`
+//! samples in its window, exact), and state is bounded by
 //! the longest window, deviation window or lag span plus tolerance, and `push` allocates only while buffers
 //! grow to that bound. Values are expected finite or NaN; infinities give
 //! unspecified (but non-panicking) window statistics.

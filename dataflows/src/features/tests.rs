@@ -108,6 +108,25 @@ fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>
                     }
                     a - exact_mean(&xs)
                 }
+                DerivedKind::MedianDeviation => {
+                    let k = idx(&d.of[0]);
+                    let lo = t - d.window_s.unwrap() as i64 * 1000;
+                    let mut xs: Vec<f64> = (0..j)
+                        .rev()
+                        .take_while(|&q| rows[q].0 > lo)
+                        .map(|q| vals[q][k])
+                        .chain([a])
+                        .filter(|x| !x.is_nan())
+                        .collect();
+                    xs.sort_by(f64::total_cmp);
+                    let n = xs.len();
+                    let median = match n {
+                        0 => f64::NAN,
+                        _ if n % 2 == 1 => xs[n / 2],
+                        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+                    };
+                    a - median
+                }
             };
             v.push(x);
         }
@@ -126,6 +145,9 @@ fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>
         let inherited: f64 = ops.iter().map(|&o| scale[o]).sum();
         scale[k] = match d.kind {
             DerivedKind::Deviation => magnitude(ops[0], &vals) + 2.0 * inherited,
+            // The median of exact values is exact; `a` and the median each carry
+            // at most the operand's error.
+            DerivedKind::MedianDeviation => 2.0 * inherited,
             _ if inherited > 0.0 => {
                 inherited + ops.iter().map(|&o| magnitude(o, &vals)).sum::<f64>()
             }
@@ -722,6 +744,46 @@ fn deviation_is_value_minus_its_window_mean() {
 }
 
 #[test]
+fn median_deviation_is_value_minus_its_window_median() {
+    let org = org_with(
+        &[SignalKind::Continuous],
+        FeaturesConfig {
+            derived: vec![derived(
+                "dev",
+                DerivedKind::MedianDeviation,
+                &["s0"],
+                Some(600),
+            )],
+            lags_s: vec![],
+            windows_s: vec![],
+            ..FeaturesConfig::default()
+        },
+    );
+    // [current s0, current dev]
+    let at = |xs: &[f64]| -> Vec<(i64, f64)> {
+        xs.iter()
+            .enumerate()
+            .map(|(i, &x)| (i as i64 * 30_000, x))
+            .collect()
+    };
+    let f = last(&org, 0, &at(&[10.0, 10.0, 0.0, 10.0, 11.0]));
+    assert_eq!(f[1], 1.0, "an idle sample does not drag the median");
+    let f = last(&org, 0, &at(&[1.0, 4.0, 2.0, 8.0]));
+    assert_eq!(f[1], 5.0, "8 - midpoint(2, 4) of an even count");
+    let f = last(&org, 0, &at(&[1.0, f64::NAN, 3.0]));
+    assert_eq!(f[1], 1.0, "NaN is not a sample");
+    let f = last(&org, 0, &at(&[1.0, 2.0, f64::NAN]));
+    assert!(f[1].is_nan(), "a missing value has no deviation");
+    let f = last(&org, 0, &[(0, 100.0), (300_000, 1.0), (600_000, 3.0)]);
+    assert_eq!(f[1], 1.0, "the sample at t - W is out: 3 - midpoint(1, 3)");
+    let f = last(&org, 0, &[(0, 1.0), (1, 1.0), (2, 1.0), (600_001, 5.0)]);
+    assert_eq!(
+        f[1], 2.0,
+        "equal values leave the window one by one: 5 - midpoint(1, 5)"
+    );
+}
+
+#[test]
 fn constant_window_has_zero_std() {
     let org = one_signal(SignalKind::Continuous, vec![60], vec![60, 180, 600]);
     let mut m = MachineFeatures::new(Arc::new(FeatureSpec::from_org(&org, 60_000)));
@@ -829,6 +891,9 @@ fn long_run_with_derived_and_deltas_does_not_drift() {
         derived("d1", DerivedKind::Ratio, &["s1", "s0"], None),
         derived("d2", DerivedKind::Deviation, &["s0"], Some(3600)),
         derived("d3", DerivedKind::Deviation, &["d0"], Some(600)),
+        // Chained on a deviation, so its rounding is checked against the operand's
+        // (a median of exact values is exact, its windows' means may cancel to ~0).
+        derived("d4", DerivedKind::MedianDeviation, &["d3"], Some(600)),
     ];
     org.features.deltas_s = vec![60, 300];
     let rows = furnace_rows(100_000, 7);
@@ -934,16 +999,19 @@ fn derived_from(
         let (kind, pool) = match kind {
             0 => (DerivedKind::Difference, &any),
             1 => (DerivedKind::Ratio, &exact),
-            _ => (DerivedKind::Deviation, &any),
+            2 => (DerivedKind::Deviation, &any),
+            _ => (DerivedKind::MedianDeviation, &any),
         };
-        if pool.is_empty() || (kind != DerivedKind::Deviation && pool.len() < 2) {
+        if pool.is_empty() || (kind.operands() == 2 && pool.len() < 2) {
             continue;
         }
         let a = a % pool.len();
         let b = (a + 1 + b % (pool.len() - 1).max(1)) % pool.len();
         let name = format!("d{}", out.len());
         let d = match kind {
-            DerivedKind::Deviation => derived(&name, kind, &[&pool[a]], Some(w)),
+            DerivedKind::Deviation | DerivedKind::MedianDeviation => {
+                derived(&name, kind, &[&pool[a]], Some(w))
+            }
             _ => derived(&name, kind, &[&pool[a], &pool[b]], None),
         };
         if kind == DerivedKind::Difference && exact.contains(&d.of[0]) && exact.contains(&d.of[1]) {
@@ -962,7 +1030,7 @@ fn case() -> impl Strategy<Value = Case> {
                 prop::collection::vec(any::<bool>(), n),
                 prop::collection::vec(
                     (
-                        0..3u8,
+                        0..4u8,
                         0..8usize,
                         0..8usize,
                         prop::sample::select(vec![1u64, 60, 600, 3600]),

@@ -359,3 +359,77 @@ impl RollingRate {
         }
     }
 }
+
+/// Exact median of the non-NaN values within `(t - W, t]`: the window's samples
+/// in arrival order plus the same values kept sorted (binary-search insert and
+/// remove, so `O(n)` moves per row for `n` samples in the window; a last-hour
+/// window at 30 s sampling holds 120). The median is the middle value, or the
+/// midpoint of the two middle values of an even count; NaN when the window is empty.
+#[derive(Debug, Clone)]
+pub(crate) struct RollingMedian {
+    width_ms: i64,
+    samples: VecDeque<(i64, f64)>,
+    sorted: Vec<f64>,
+}
+
+impl RollingMedian {
+    pub(crate) fn new(width_ms: i64) -> Self {
+        RollingMedian {
+            width_ms,
+            samples: VecDeque::new(),
+            sorted: Vec::new(),
+        }
+    }
+
+    /// Position of the first sorted value not below `v` (total order: `-0.0 < 0.0`,
+    /// so removing a value removes that exact value).
+    #[inline]
+    fn rank(&self, v: f64) -> usize {
+        self.sorted.partition_point(|x| x.total_cmp(&v).is_lt())
+    }
+
+    /// Add a sample (`v` non-NaN; timestamps non-decreasing).
+    #[inline]
+    pub(crate) fn push(&mut self, ts: i64, v: f64) {
+        debug_assert!(!v.is_nan(), "NaN is not a sample");
+        self.samples.push_back((ts, v));
+        let i = self.rank(v);
+        self.sorted.insert(i, v);
+    }
+
+    /// Slide the window to end at `t`: drop the samples with `ts <= t - W`.
+    #[inline]
+    pub(crate) fn advance(&mut self, t: i64) {
+        let lo = t.saturating_sub(self.width_ms);
+        while let Some(&(ts, v)) = self.samples.front() {
+            if ts > lo {
+                break;
+            }
+            self.samples.pop_front();
+            let i = self.rank(v);
+            self.sorted.remove(i);
+        }
+        shrink_after_burst(&mut self.samples);
+        if self.sorted.capacity() > 64 && self.sorted.capacity() > 4 * self.sorted.len() {
+            self.sorted.shrink_to(2 * self.sorted.len());
+        }
+    }
+
+    pub(crate) fn median(&self) -> f64 {
+        let n = self.sorted.len();
+        match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => self.sorted[n / 2],
+            _ => self.sorted[n / 2 - 1].midpoint(self.sorted[n / 2]),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.samples.capacity() * size_of::<(i64, f64)>()
+            + self.sorted.capacity() * size_of::<f64>()
+    }
+}

@@ -306,6 +306,11 @@ impl DerivedKind {
         }
     }
 
+    /// Whether the kind subtracts a baseline over `window_s` (the deviations).
+    pub fn windowed(self) -> bool {
+        matches!(self, DerivedKind::Deviation | DerivedKind::MedianDeviation)
+    }
+
     /// The per-row value of a two-operand kind (NaN when either operand is);
     /// the deviations are stateful and computed by the feature state.
     #[inline]
@@ -1090,11 +1095,10 @@ impl OrgConfig {
                     .filter_map(|j| need.get(j).copied())
                     .max()
                     .unwrap_or(0);
-            let own = match d.kind {
-                DerivedKind::Deviation | DerivedKind::MedianDeviation => {
-                    d.window_s.unwrap_or(0).saturating_mul(1000)
-                }
-                _ => 0,
+            let own = if d.kind.windowed() {
+                d.window_s.unwrap_or(0).saturating_mul(1000)
+            } else {
+                0
             };
             need.push(own.saturating_add(operands));
         }
@@ -1271,11 +1275,7 @@ impl OrgConfig {
                 &format!("{k}.of"),
                 format!("both operands are `{}`", d.of[0]),
             )?;
-            let deviation = matches!(
-                d.kind,
-                DerivedKind::Deviation | DerivedKind::MedianDeviation
-            );
-            match (deviation, d.window_s) {
+            match (d.kind.windowed(), d.window_s) {
                 (true, Some(w)) => check(w > 0, &format!("{k}.window_s"), "must be > 0")?,
                 (true, None) => check(
                     false,

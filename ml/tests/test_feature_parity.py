@@ -124,6 +124,8 @@ def test_example_config_covers_every_feature_family(example_config):
         assert derived & set(spec["fsig"]) and derived & set(spec["current"]), org_id
         # A deviation of a derived signal (chained) is covered too.
         assert any(d["kind"] in DEVIATIONS and d["of"][0] in derived for d in spec["derived"]), org_id
+    kinds = {d["kind"] for o in ORGS for d in feature_spec(cfg["orgs"][o], 60_000)["derived"]}
+    assert DEVIATIONS <= kinds, "both deviation baselines"
     pools = [p for o in ORGS for p in feature_spec(cfg["orgs"][o], 60_000)["pooled"]]
     assert {st for p in pools for st in p["stats"]} == {"max", "min", "max_abs"}, "every pool statistic"
 

@@ -94,21 +94,8 @@ fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>
                     let b = v[idx(&d.of[1])];
                     if b == 0.0 { f64::NAN } else { a / b }
                 }
-                DerivedKind::Deviation => {
-                    let k = idx(&d.of[0]);
-                    let lo = t - d.window_s.unwrap() as i64 * 1000;
-                    let mut xs: Vec<f64> = (0..j)
-                        .rev()
-                        .take_while(|&q| rows[q].0 > lo)
-                        .map(|q| vals[q][k])
-                        .filter(|x| !x.is_nan())
-                        .collect();
-                    if !a.is_nan() {
-                        xs.push(a);
-                    }
-                    a - exact_mean(&xs)
-                }
-                DerivedKind::MedianDeviation => {
+                DerivedKind::Deviation | DerivedKind::MedianDeviation => {
+                    // The operand's non-NaN samples in `(t - window, t]`.
                     let k = idx(&d.of[0]);
                     let lo = t - d.window_s.unwrap() as i64 * 1000;
                     let mut xs: Vec<f64> = (0..j)
@@ -120,12 +107,13 @@ fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>
                         .collect();
                     xs.sort_by(f64::total_cmp);
                     let n = xs.len();
-                    let median = match n {
+                    let base = match n {
+                        _ if d.kind == DerivedKind::Deviation => exact_mean(&xs),
                         0 => f64::NAN,
                         _ if n % 2 == 1 => xs[n / 2],
                         _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
                     };
-                    a - median
+                    a - base
                 }
             };
             v.push(x);

@@ -65,6 +65,9 @@ pub enum Command {
     Controller(commands::controller::ControllerArgs),
     /// Add, list, remove API users and set their passwords (while the service is stopped).
     Users(commands::users::UsersArgs),
+    /// Import historian exports into an organization's history, or show what is
+    /// stored (the rows training reads).
+    History(commands::history::HistoryArgs),
 }
 
 /// `--config FILE` (env `PROGNOS_CONFIG`).
@@ -133,6 +136,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Users(a) => commands::users::run(a),
         Command::Worker(a) => commands::worker::run(a),
         Command::Controller(a) => commands::controller::run(a),
+        Command::History(a) => commands::history::run(a),
     }
 }
 

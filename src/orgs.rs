@@ -28,6 +28,14 @@ pub enum OrgStoreError {
     /// sled.
     #[error("org store")]
     Sled(#[from] sled::Error),
+    /// The snapshot file could not be written.
+    #[error("cannot write {}", path.display())]
+    Snapshot {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A stored record that does not parse (written by another version?).
     #[error("stored configuration of org `{id}` does not parse")]
     Corrupt {
@@ -43,7 +51,14 @@ pub enum OrgStoreError {
 pub struct OrgStore {
     db: sled::Db,
     tree: sled::Tree,
+    snapshot: Option<std::path::PathBuf>,
 }
+
+/// The file in the data dir that mirrors the stored configurations, so that
+/// commands run beside the service (`prognos train`, `prognos history`) use the
+/// configuration the service uses without opening its store (sled is
+/// single-process).
+pub const SNAPSHOT_FILE: &str = "org_configs.json";
 
 impl OrgStore {
     /// Open the tree in `db`.
@@ -51,7 +66,29 @@ impl OrgStore {
         Ok(OrgStore {
             db: db.clone(),
             tree: db.open_tree("org_configs")?,
+            snapshot: None,
         })
+    }
+
+    /// Mirror every change into `<data_dir>/org_configs.json` (written now too).
+    pub fn with_snapshot(mut self, data_dir: &std::path::Path) -> Result<OrgStore, OrgStoreError> {
+        self.snapshot = Some(data_dir.join(SNAPSHOT_FILE));
+        self.write_snapshot()?;
+        Ok(self)
+    }
+
+    fn write_snapshot(&self) -> Result<(), OrgStoreError> {
+        let Some(path) = &self.snapshot else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec_pretty(&self.list()?).expect("org configs serialize");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|source| OrgStoreError::Snapshot {
+                path: path.clone(),
+                source,
+            })
     }
 
     /// Every stored configuration, by id.
@@ -73,7 +110,7 @@ impl OrgStore {
         let bytes = serde_json::to_vec(org).expect("org configs serialize");
         self.tree.insert(org.id.as_bytes(), bytes)?;
         self.db.flush()?;
-        Ok(())
+        self.write_snapshot()
     }
 }
 
@@ -118,6 +155,25 @@ pub fn changed_keys(old: &OrgConfig, new: &OrgConfig) -> Vec<String> {
         }
     }
     out
+}
+
+/// The configuration a service on `data_dir` runs with: `base` (file +
+/// environment) with the configurations stored through `/api/orgs` laid over it,
+/// read from the snapshot the service keeps in the data dir.
+pub fn effective_config(base: Config, data_dir: &std::path::Path) -> anyhow::Result<Config> {
+    let path = data_dir.join(SNAPSHOT_FILE);
+    let stored: Vec<StoredOrg> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    overlay(base, &stored).map_err(|e| {
+        anyhow::anyhow!(
+            "the stored organization configurations ({}) do not fit the configuration file: {e}",
+            path.display()
+        )
+    })
 }
 
 /// `base` with every stored org configuration in place of (or beside) the

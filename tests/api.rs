@@ -80,6 +80,9 @@ impl Trainer for FakeTrainer {
             deployed: req.force,
             dir,
             metrics: rec.metrics,
+            status: if req.force { "COMPLETED" } else { "REJECTED" }.into(),
+            reason: None,
+            training_rows: 0,
         })
     }
 }

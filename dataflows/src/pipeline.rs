@@ -10,7 +10,7 @@ use crate::operators::features::features;
 use crate::operators::inference::{InferenceContext, ScoredRow, inference};
 use crate::operators::ingest::{ingest, split_ingested};
 use crate::operators::schema_map::SchemaMapper;
-use crate::records::{Alert, DeadLetter, FeatureRow};
+use crate::records::{Alert, CanonicalRow, DeadLetter, FeatureRow};
 use crate::source::Source;
 use crate::stats::Stats;
 use std::collections::HashMap;
@@ -45,6 +45,23 @@ pub fn feature_pipeline<'s>(
     Stream<'s, u64, Vec<FeatureRow>>,
     Stream<'s, u64, Vec<DeadLetter>>,
 ) {
+    let (_, feats, dead) = mapped_feature_pipeline(scope, config, source, stats);
+    (feats, dead)
+}
+
+/// [`feature_pipeline`], also returning the mapped rows that reach the features
+/// operator (admitted, before duplicates are dropped): what the history keeps.
+#[allow(clippy::type_complexity)]
+pub fn mapped_feature_pipeline<'s>(
+    scope: Scope<'s, u64>,
+    config: &Config,
+    source: Box<dyn Source>,
+    stats: Arc<Stats>,
+) -> (
+    Stream<'s, u64, Vec<CanonicalRow>>,
+    Stream<'s, u64, Vec<FeatureRow>>,
+    Stream<'s, u64, Vec<DeadLetter>>,
+) {
     let ingested = ingest(
         scope,
         "Ingest",
@@ -54,8 +71,8 @@ pub fn feature_pipeline<'s>(
         stats.clone(),
     );
     let (rows, dead) = split_ingested(ingested);
-    let feats = features(rows, "Features", feature_specs(config), stats);
-    (feats, dead)
+    let feats = features(rows.clone(), "Features", feature_specs(config), stats);
+    (rows, feats, dead)
 }
 
 /// Source → features → inference. Returns the scored rows and the dead letters.
@@ -69,8 +86,25 @@ pub fn scoring_pipeline<'s>(
     Stream<'s, u64, Vec<ScoredRow>>,
     Stream<'s, u64, Vec<DeadLetter>>,
 ) {
-    let (feats, dead) = feature_pipeline(scope, config, source, stats);
-    (inference(feats, "Inference", ctx), dead)
+    let (_, scored, dead) = mapped_scoring_pipeline(scope, config, source, stats, ctx);
+    (scored, dead)
+}
+
+/// [`scoring_pipeline`], also returning the mapped rows.
+#[allow(clippy::type_complexity)]
+fn mapped_scoring_pipeline<'s>(
+    scope: Scope<'s, u64>,
+    config: &Config,
+    source: Box<dyn Source>,
+    stats: Arc<Stats>,
+    ctx: InferenceContext,
+) -> (
+    Stream<'s, u64, Vec<CanonicalRow>>,
+    Stream<'s, u64, Vec<ScoredRow>>,
+    Stream<'s, u64, Vec<DeadLetter>>,
+) {
+    let (rows, feats, dead) = mapped_feature_pipeline(scope, config, source, stats);
+    (rows, inference(feats, "Inference", ctx), dead)
 }
 
 /// The streams of the whole pipeline.
@@ -81,6 +115,9 @@ pub struct Outputs<'s> {
     pub alerts: Stream<'s, u64, Vec<Alert>>,
     /// Rows that could not be used, with the reason.
     pub dead: Stream<'s, u64, Vec<DeadLetter>>,
+    /// Every mapped, on-time row (what the history keeps), at a time at or
+    /// below its ts.
+    pub mapped: Stream<'s, u64, Vec<CanonicalRow>>,
 }
 
 /// Source → features → inference → rules + predictive → dedup.
@@ -92,11 +129,12 @@ pub fn alert_pipeline<'s>(
     ctx: InferenceContext,
     settings: AlertSettings,
 ) -> Outputs<'s> {
-    let (scored, dead) = scoring_pipeline(scope, config, source, stats.clone(), ctx);
+    let (mapped, scored, dead) = mapped_scoring_pipeline(scope, config, source, stats.clone(), ctx);
     let alerts = alerts(scored.clone(), "Alerts", settings, stats);
     Outputs {
         scored,
         alerts,
         dead,
+        mapped,
     }
 }

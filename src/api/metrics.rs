@@ -77,8 +77,8 @@ impl ApiMetrics {
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(training_runs.clone()))?;
         // Every outcome exists from the start, so rate() and dashboards see zeros.
-        for trigger in ["api", "first_model"] {
-            for outcome in ["completed", "rejected", "failed"] {
+        for trigger in ["schedule", "api", "cli", "first_model"] {
+            for outcome in ["completed", "rejected", "skipped", "failed", "interrupted"] {
                 training_runs.with_label_values(&[trigger, outcome]);
             }
         }

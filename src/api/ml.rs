@@ -9,8 +9,8 @@ use super::error::ApiError;
 use super::metrics::ApiMetrics;
 use super::request::{Reply, Req, Scope};
 use crate::auth::AuditLog;
-use crate::commands::train::TrainOutcome;
 use crate::store::AlertStore;
+use crate::training::pipeline::{TrainContext, TrainOutcome, TrainSpec, TrainingData, Trigger};
 use crate::training::registry::Registry;
 use prognos_dataflows::models::activations::Activations;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,8 @@ use warp::http::StatusCode;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrainRequest {
-    /// Days of history to train on (simulated history in the embedded service;
-    /// default `[simulator].first_model_days`).
+    /// Days of the org's stored history to train on (default
+    /// `training.data_days`).
     #[serde(default)]
     pub days: Option<f64>,
     /// Search hyperparameters first.
@@ -35,7 +35,7 @@ pub struct TrainRequest {
     /// Deploy even when the candidate does not beat the active version.
     #[serde(default)]
     pub force: bool,
-    /// Seed of the history and the training (default: a new one per version).
+    /// Seed of the training (default: a new one per version).
     #[serde(default)]
     pub seed: Option<u64>,
 }
@@ -45,9 +45,9 @@ impl TrainRequest {
         let mut fields = std::collections::BTreeMap::new();
         if self
             .days
-            .is_some_and(|d| !(d.is_finite() && (0.25..=60.0).contains(&d)))
+            .is_some_and(|d| !(d.is_finite() && (0.25..=3650.0).contains(&d)))
         {
-            fields.insert("days".into(), "must be from 0.25 to 60".into());
+            fields.insert("days".into(), "must be from 0.25 to 3650".into());
         }
         if self.trials.is_some_and(|t| !(1..=50).contains(&t)) {
             fields.insert("trials".into(), "must be from 1 to 50".into());
@@ -64,16 +64,27 @@ impl TrainRequest {
 pub trait Trainer: Send + Sync + 'static {
     /// Train, register and (when it wins, or when forced) activate a version.
     fn train(&self, org: &str, req: &TrainRequest) -> anyhow::Result<TrainOutcome>;
+
+    /// [`Trainer::train`] for a run asked for by `trigger` (recorded in the
+    /// TrainingLog by trainers that keep one).
+    fn train_as(
+        &self,
+        org: &str,
+        req: &TrainRequest,
+        trigger: Trigger,
+    ) -> anyhow::Result<TrainOutcome> {
+        let _ = trigger;
+        self.train(org, req)
+    }
 }
 
-/// The embedded service's trainer: simulates `days` of the org's history (its own
-/// schema, a seed the live simulation never uses, ending now) and trains on it
-/// with the same code as `prognos train`.
-pub struct SimulatorTrainer {
-    /// The configuration.
+/// The service's trainer: the org's stored history through the training
+/// pipeline (`crate::training::pipeline`), with the effective configuration.
+pub struct HistoryTrainer {
+    /// The effective configuration.
     pub config: prognos_dataflows::config::Config,
-    /// `--config` as given (for `ml/train.py`).
-    pub config_path: Option<PathBuf>,
+    /// The effective configuration document (for `ml/train.py`).
+    pub document: toml::Table,
     /// The data dir.
     pub data_dir: PathBuf,
     /// The service's registry.
@@ -82,46 +93,53 @@ pub struct SimulatorTrainer {
     pub live: Arc<Activations>,
     /// Operator feedback to learn from.
     pub store: AlertStore,
+    /// Set when the service stops (runs end as INTERRUPTED).
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Closes the service's open history segments before a run reads them.
+    pub seal_history: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
-impl Trainer for SimulatorTrainer {
+impl Trainer for HistoryTrainer {
     fn train(&self, org: &str, req: &TrainRequest) -> anyhow::Result<TrainOutcome> {
-        use crate::training::bootstrap::{
-            HISTORY_SEED_OFFSET, HistoryRequest, SimulatedTraining, train_on_simulated_history,
+        self.train_as(org, req, Trigger::Api)
+    }
+
+    fn train_as(
+        &self,
+        org: &str,
+        req: &TrainRequest,
+        trigger: Trigger,
+    ) -> anyhow::Result<TrainOutcome> {
+        let versions = self.registry.next_version_number(org)?;
+        let mut spec = TrainSpec::on_history(org, trigger);
+        spec.data = TrainingData::History { days: req.days };
+        spec.tune = req.tune;
+        spec.trials = req.trials.unwrap_or(10);
+        spec.force = req.force;
+        spec.seed = req.seed.unwrap_or(7 + versions);
+        let seal = self.seal_history.clone();
+        let seal_fn = move || {
+            if let Some(s) = &seal {
+                s()
+            }
         };
-        let sim_cfg = &self.config.simulator;
-        let versions = self.registry.versions(org)?.len() as u64;
-        let seed = req.seed.unwrap_or_else(|| {
-            sim_cfg
-                .seed
-                .wrapping_add(HISTORY_SEED_OFFSET)
-                .wrapping_add(versions + 1)
-        });
-        let outcome = train_on_simulated_history(
-            &SimulatedTraining {
+        crate::training::pipeline::train(
+            &TrainContext {
                 config: &self.config,
-                config_path: self.config_path.clone(),
+                document: &self.document,
                 data_dir: &self.data_dir,
                 registry: &self.registry,
                 live: &self.live,
-                store: &self.store,
-                stop: None,
+                store: Some(&self.store),
+                stop: Some(&self.stop),
+                seal_history: Some(&seal_fn),
             },
-            org,
-            &HistoryRequest {
-                days: req.days.unwrap_or(sim_cfg.first_model_days.max(1.0)),
-                end_ms: chrono::Utc::now().timestamp_millis(),
-                seed,
-                tune: req.tune,
-                trials: req.trials.unwrap_or(10),
-                force: req.force,
-            },
-        )?;
-        outcome.ok_or_else(|| anyhow::anyhow!("training of `{org}` was stopped"))
+            &spec,
+        )
     }
 }
 
-/// A training run asked for through the API.
+/// A training run asked for through the API or by the scheduler.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainJob {
@@ -129,10 +147,15 @@ pub struct TrainJob {
     pub id: String,
     /// Organization.
     pub organization_id: String,
-    /// Who asked.
+    /// Who asked (`system` for the scheduler).
     pub requested_by: String,
+    /// `api` or `schedule`.
+    pub trigger: Trigger,
+    /// 1 for the first try; retries of a failed scheduled run count up.
+    pub attempt: u32,
     /// `QUEUED`, `RUNNING`, `COMPLETED` (deployed), `REJECTED` (did not beat the
-    /// active version), `FAILED`.
+    /// active version), `SKIPPED` (too little history or no failure in it),
+    /// `FAILED`, `INTERRUPTED` (the service stopped).
     pub status: String,
     /// When it was queued.
     #[serde(with = "prognos_dataflows::time::rfc3339")]
@@ -149,7 +172,7 @@ pub struct TrainJob {
     pub deployed: Option<bool>,
     /// Validation metrics.
     pub metrics: Option<serde_json::Value>,
-    /// Why it failed.
+    /// Why it failed or was skipped.
     pub error: Option<String>,
     /// What was asked.
     pub request: TrainRequest,
@@ -158,10 +181,53 @@ pub struct TrainJob {
 /// Jobs kept in memory (older finished ones are dropped; the registry keeps every run).
 pub const MAX_JOBS: usize = 200;
 
+/// How the queue runs jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Jobs run at once (`training.max_concurrent`).
+    pub max_concurrent: u32,
+    /// Retries of a failed scheduled run.
+    pub max_retries: u32,
+    /// First retry after this long, doubled each time, at most `backoff_max`.
+    pub backoff: std::time::Duration,
+    /// Longest wait between retries.
+    pub backoff_max: std::time::Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            max_concurrent: 1,
+            max_retries: 3,
+            backoff: std::time::Duration::from_secs(60),
+            backoff_max: std::time::Duration::from_secs(3600),
+        }
+    }
+}
+
+impl QueueSettings {
+    /// The configuration's `[training]` section.
+    pub fn from_config(c: &prognos_dataflows::config::TrainerConfig) -> QueueSettings {
+        QueueSettings {
+            max_concurrent: c.max_concurrent,
+            max_retries: c.max_retries,
+            backoff: std::time::Duration::from_secs(c.retry_backoff_s),
+            backoff_max: std::time::Duration::from_secs(c.retry_backoff_max_s),
+        }
+    }
+
+    /// The wait before retry `n` (1 = the first retry).
+    pub fn backoff_for(&self, n: u32) -> std::time::Duration {
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.backoff.saturating_mul(factor).min(self.backoff_max)
+    }
+}
+
 /// The training queue and its jobs.
 pub struct Jobs {
     table: Arc<Mutex<Vec<TrainJob>>>,
-    tx: Option<std::sync::mpsc::Sender<String>>,
+    tx: Option<Mutex<std::sync::mpsc::Sender<String>>>,
+    settings: QueueSettings,
 }
 
 fn now_ms() -> i64 {
@@ -180,69 +246,73 @@ fn update(
 }
 
 impl Jobs {
-    /// The queue; with a trainer, a thread that runs queued jobs one at a time.
+    /// The queue; with a trainer, `settings.max_concurrent` threads that run
+    /// queued jobs (the rest wait in the queue).
     pub fn start(trainer: Option<Arc<dyn Trainer>>, audit: AuditLog, m: ApiMetrics) -> Arc<Jobs> {
+        Jobs::start_with(trainer, audit, m, QueueSettings::default())
+    }
+
+    /// [`Jobs::start`] with explicit queue settings.
+    pub fn start_with(
+        trainer: Option<Arc<dyn Trainer>>,
+        audit: AuditLog,
+        m: ApiMetrics,
+        settings: QueueSettings,
+    ) -> Arc<Jobs> {
         let table: Arc<Mutex<Vec<TrainJob>>> = Arc::default();
-        let tx = trainer.map(|trainer| {
-            let (tx, rx) = std::sync::mpsc::channel::<String>();
-            let table = table.clone();
+        let Some(trainer) = trainer else {
+            return Arc::new(Jobs {
+                table,
+                tx: None,
+                settings,
+            });
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let jobs = Arc::new(Jobs {
+            table: table.clone(),
+            tx: Some(Mutex::new(tx)),
+            settings,
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        let weak = Arc::downgrade(&jobs);
+        for i in 0..settings.max_concurrent.max(1) {
+            let (rx, table, trainer, audit, m, weak) = (
+                rx.clone(),
+                table.clone(),
+                trainer.clone(),
+                audit.clone(),
+                m.clone(),
+                weak.clone(),
+            );
             std::thread::Builder::new()
-                .name("api-training".into())
+                .name(format!("training-{i}"))
                 .spawn(move || {
-                    // Ends when the API state (the sender) is dropped.
-                    for id in rx {
-                        let Some(job) = update(&table, &id, |j| {
-                            j.status = "RUNNING".into();
-                            j.started_at = Some(now_ms());
-                        }) else {
-                            continue;
-                        };
-                        tracing::info!(job = %id, org = %job.organization_id, "training started (API)");
-                        let result = trainer.train(&job.organization_id, &job.request);
-                        let done = update(&table, &id, |j| {
-                            j.completed_at = Some(now_ms());
-                            match &result {
-                                Ok(o) => {
-                                    j.status = if o.deployed { "COMPLETED" } else { "REJECTED" }.into();
-                                    j.version = Some(o.version.clone());
-                                    j.deployed = Some(o.deployed);
-                                    j.metrics = Some(o.metrics.clone());
-                                }
-                                Err(e) => {
-                                    j.status = "FAILED".into();
-                                    j.error = Some(format!("{e:#}"));
-                                }
-                            }
-                        })
-                        .unwrap_or(job);
-                        let outcome = done.status.to_ascii_lowercase();
-                        m.training_runs.with_label_values(&["api", &outcome]).inc();
-                        match &result {
-                            Ok(_) => tracing::info!(job = %id, org = %done.organization_id, status = %done.status, version = ?done.version, "training finished (API)"),
-                            Err(e) => tracing::error!(job = %id, org = %done.organization_id, error = format!("{e:#}"), "training failed (API)"),
-                        }
-                        if let Err(e) = audit.record(
-                            now_ms(),
-                            &done.requested_by,
-                            "system",
-                            Some(&done.organization_id),
-                            "ml.train.done",
-                            if result.is_ok() { "ok" } else { "error" },
-                            serde_json::json!({"jobId": done.id, "status": done.status,
-                                "version": done.version, "deployed": done.deployed, "error": done.error}),
-                        ) {
-                            tracing::error!(error = %e, "cannot write the audit log");
-                        }
+                    loop {
+                        // Ends when the queue (the sender) is dropped.
+                        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(id) = next else { break };
+                        run_job(&id, &table, trainer.as_ref(), &audit, &m, &weak, settings);
                     }
                 })
-                .expect("spawning the training thread");
-            tx
-        });
-        Arc::new(Jobs { table, tx })
+                .expect("spawning a training thread");
+        }
+        jobs
     }
 
     /// Queue a job: 503 without a trainer, 409 when the org has one queued or running.
     fn submit(&self, org: &str, by: &str, request: TrainRequest) -> Result<TrainJob, ApiError> {
+        self.submit_as(org, by, request, Trigger::Api, 1)
+    }
+
+    /// Queue a job for `trigger` (the scheduler's runs, and their retries).
+    pub fn submit_as(
+        &self,
+        org: &str,
+        by: &str,
+        request: TrainRequest,
+        trigger: Trigger,
+        attempt: u32,
+    ) -> Result<TrainJob, ApiError> {
         let Some(tx) = &self.tx else {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -269,6 +339,8 @@ impl Jobs {
                 ),
                 organization_id: org.into(),
                 requested_by: by.into(),
+                trigger,
+                attempt,
                 status: "QUEUED".into(),
                 queued_at: now,
                 started_at: None,
@@ -289,14 +361,21 @@ impl Jobs {
             t.push(job.clone());
             job
         };
-        tx.send(job.id.clone())
-            .map_err(|_| ApiError::internal("the training thread is gone"))?;
+        tx.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job.id.clone())
+            .map_err(|_| ApiError::internal("the training threads are gone"))?;
         Ok(job)
     }
 
     /// Whether jobs can run (the service has a trainer).
     pub fn available(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// The queue settings.
+    pub fn settings(&self) -> QueueSettings {
+        self.settings
     }
 
     /// The jobs of `org`, newest first.
@@ -307,6 +386,98 @@ impl Jobs {
             .filter(|j| j.organization_id == org)
             .cloned()
             .collect()
+    }
+}
+
+/// Run one queued job; a failed scheduled job is queued again after its backoff.
+fn run_job(
+    id: &str,
+    table: &Mutex<Vec<TrainJob>>,
+    trainer: &dyn Trainer,
+    audit: &AuditLog,
+    m: &ApiMetrics,
+    jobs: &std::sync::Weak<Jobs>,
+    settings: QueueSettings,
+) {
+    let Some(job) = update(table, id, |j| {
+        j.status = "RUNNING".into();
+        j.started_at = Some(now_ms());
+    }) else {
+        return;
+    };
+    tracing::info!(job = %id, org = %job.organization_id, trigger = job.trigger.as_str(), "training started");
+    let result = trainer.train_as(&job.organization_id, &job.request, job.trigger);
+    let done = update(table, id, |j| {
+        j.completed_at = Some(now_ms());
+        match &result {
+            Ok(o) => {
+                j.status = o.status.clone();
+                j.version = Some(o.version.clone());
+                j.deployed = Some(o.deployed);
+                j.metrics = Some(o.metrics.clone());
+                j.error = o.reason.clone();
+            }
+            Err(e) => {
+                j.status = if crate::training::python::stopping() {
+                    "INTERRUPTED"
+                } else {
+                    "FAILED"
+                }
+                .into();
+                j.error = Some(format!("{e:#}"));
+            }
+        }
+    })
+    .unwrap_or(job);
+    let outcome = done.status.to_ascii_lowercase();
+    m.training_runs
+        .with_label_values(&[done.trigger.as_str(), &outcome])
+        .inc();
+    match &result {
+        Ok(_) => {
+            tracing::info!(job = %id, org = %done.organization_id, status = %done.status, version = ?done.version, "training finished")
+        }
+        Err(e) => {
+            tracing::error!(job = %id, org = %done.organization_id, error = format!("{e:#}"), "training failed")
+        }
+    }
+    if let Err(e) = audit.record(
+        now_ms(),
+        &done.requested_by,
+        "system",
+        Some(&done.organization_id),
+        "ml.train.done",
+        if result.is_ok() { "ok" } else { "error" },
+        serde_json::json!({"jobId": done.id, "status": done.status, "trigger": done.trigger,
+            "attempt": done.attempt, "version": done.version, "deployed": done.deployed, "error": done.error}),
+    ) {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+    if done.status == "FAILED"
+        && done.trigger == Trigger::Schedule
+        && done.attempt <= settings.max_retries
+    {
+        let wait = settings.backoff_for(done.attempt);
+        tracing::warn!(org = %done.organization_id, attempt = done.attempt, retry_in_s = wait.as_secs(),
+            "scheduled training failed; retrying after a backoff");
+        let jobs = jobs.clone();
+        let (org, request, attempt) = (
+            done.organization_id.clone(),
+            done.request.clone(),
+            done.attempt,
+        );
+        let _ = std::thread::Builder::new()
+            .name("training-retry".into())
+            .spawn(move || {
+                std::thread::sleep(wait);
+                if let Some(j) = jobs.upgrade()
+                    && !crate::training::python::stopping()
+                    && let Err(e) =
+                        j.submit_as(&org, "system", request, Trigger::Schedule, attempt + 1)
+                {
+                    tracing::warn!(org = %org, error = %e.message, "retry not queued");
+                }
+            });
     }
 }
 

@@ -36,7 +36,7 @@ pub mod schemas;
 mod ws;
 
 pub use error::ApiError;
-pub use ml::{SimulatorTrainer, TrainRequest, Trainer};
+pub use ml::{HistoryTrainer, TrainRequest, Trainer};
 pub use request::{Caller, Scope};
 
 use crate::auth::{AuditLog, LoginLimiter, Role, TokenKeys, UserStore};
@@ -251,7 +251,12 @@ impl ApiState {
             }
         }
         let m = metrics::ApiMetrics::register(&deps.metrics.registry)?;
-        let jobs = ml::Jobs::start(deps.trainer, audit.clone(), m.clone());
+        let queue = deps
+            .config
+            .as_ref()
+            .map(|c| ml::QueueSettings::from_config(&c.training))
+            .unwrap_or_default();
+        let jobs = ml::Jobs::start_with(deps.trainer, audit.clone(), m.clone(), queue);
         let svc = Services {
             registry: deps.registry,
             store: deps.store,
@@ -269,7 +274,7 @@ impl ApiState {
             jobs,
             pipeline: deps.pipeline,
             config: deps.config.map(std::sync::Mutex::new),
-            org_store: crate::orgs::OrgStore::open(&db)?,
+            org_store: crate::orgs::OrgStore::open(&db)?.with_snapshot(&deps.data_dir)?,
             m,
         };
         Ok(ApiState {
@@ -287,6 +292,11 @@ impl ApiState {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.svc.audit
+    }
+
+    /// The training job queue (the scheduler queues into it).
+    pub fn jobs(&self) -> Arc<ml::Jobs> {
+        self.svc.jobs.clone()
     }
 
     /// The training-runs counter (`prognos_training_runs_total{trigger, outcome}`),

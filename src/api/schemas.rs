@@ -542,7 +542,8 @@ pub fn all() -> Vec<(&'static str, Value)> {
                 &[
                     (
                         "days",
-                        json!({"type": "number", "minimum": 0.25, "maximum": 60, "nullable": true}),
+                        json!({"type": "number", "minimum": 0.25, "maximum": 3650, "nullable": true,
+                            "description": "Days of the org's stored history to train on (default training.data_days)."}),
                     ),
                     ("tune", boolean()),
                     (
@@ -561,9 +562,19 @@ pub fn all() -> Vec<(&'static str, Value)> {
                     ("id", s()),
                     ("organizationId", s()),
                     ("requestedBy", s()),
+                    ("trigger", en(&["schedule", "api", "cli", "first_model"])),
+                    ("attempt", int()),
                     (
                         "status",
-                        en(&["QUEUED", "RUNNING", "COMPLETED", "REJECTED", "FAILED"]),
+                        en(&[
+                            "QUEUED",
+                            "RUNNING",
+                            "COMPLETED",
+                            "REJECTED",
+                            "SKIPPED",
+                            "FAILED",
+                            "INTERRUPTED",
+                        ]),
                     ),
                     ("queuedAt", dt()),
                     ("startedAt", null(dt())),
@@ -600,7 +611,14 @@ pub fn all() -> Vec<(&'static str, Value)> {
                     ("organizationId", s()),
                     (
                         "status",
-                        en(&["RUNNING", "COMPLETED", "FAILED", "REJECTED"]),
+                        en(&[
+                            "RUNNING",
+                            "COMPLETED",
+                            "FAILED",
+                            "REJECTED",
+                            "SKIPPED",
+                            "INTERRUPTED",
+                        ]),
                     ),
                     ("version", s()),
                     ("startedAt", int()),

@@ -9,13 +9,14 @@
 //! Alerts-topic offsets are kept in the store, so a restart continues where it
 //! stopped; re-reading a record is harmless (the store's upsert is idempotent).
 
-use crate::api::{self, ApiDeps, ApiSettings, ApiState, SimulatorTrainer};
+use crate::api::{self, ApiDeps, ApiSettings, ApiState, HistoryTrainer};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::control::ControlRecord;
 use crate::metrics::Metrics;
 use crate::outputs::AlertOutputs;
 use crate::store::{AlertStore, Change};
 use crate::training::registry::Registry;
+use crate::training::scheduler;
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
@@ -56,7 +57,8 @@ const OFFSETS_TREE: &str = "controller_offsets";
 
 /// Run until Ctrl-C or SIGTERM.
 pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    let config = settings::load(args.config.config.as_deref())?.config;
+    let loaded = settings::load(args.config.config.as_deref())?;
+    let (config, document) = (loaded.config, loaded.effective);
     let ort = onnx_runtime::init()?;
     tracing::info!(library = %ort.located.path.display(), "ONNX Runtime loaded");
     let data_dir = args.data_dir.data_dir.clone();
@@ -70,6 +72,10 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         )
     })?);
     let store = AlertStore::open(&registry.db())?;
+    for r in registry.interrupt_running(chrono::Utc::now().timestamp_millis())? {
+        tracing::warn!(org = %r.organization_id, run = %r.id, version = %r.version,
+            "a training run was cut short when the controller last stopped: recorded as INTERRUPTED");
+    }
     // Organization configurations changed through the API replace the file's here
     // too, so the API shows what it stored (workers read their own file).
     let stored_orgs = crate::orgs::OrgStore::open(&registry.db())?.list()?;
@@ -79,6 +85,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let live = Arc::new(registry.live_log()?);
     let ready = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let client = KafkaClient::new(&args.brokers);
     let wait = Duration::from_secs(120);
     admin::create_topic(&client, &args.alerts_topic, 1, false, wait)?;
@@ -104,13 +111,16 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         thresholds_live: true,
         orgs: config.orgs.keys().cloned().collect(),
         data_dir: data_dir.clone(),
-        trainer: Some(Arc::new(SimulatorTrainer {
+        // Trains on the history the workers write (`[history].dir`, shared).
+        trainer: Some(Arc::new(HistoryTrainer {
             config: config.clone(),
-            config_path: args.config.config.clone(),
+            document,
             data_dir: data_dir.clone(),
             registry: registry.clone(),
             live: live.clone(),
             store: store.clone(),
+            stop: stop.clone(),
+            seal_history: None,
         })),
         settings: ApiSettings::from_env(),
         // The dataflow runs in the workers: the controller's own pipeline status
@@ -119,13 +129,14 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         config: Some(config.clone()),
     })
     .context("cannot start the API")?;
+    scheduler::start(config.clone(), api_state.jobs(), stop.clone())
+        .context("cannot start the training scheduler")?;
     let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = rt.spawn(api::run(listener, api_state, async {
         let _ = stop_api_rx.await;
     }));
     tracing::info!("API listening on http://{addr}");
 
-    let stop = Arc::new(AtomicBool::new(false));
     let outputs = AlertOutputs {
         store: store.clone(),
         changes,
@@ -150,6 +161,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
     rt.block_on(crate::commands::run::shutdown_signal());
     tracing::info!("shutdown requested");
     stop.store(true, Ordering::Release);
+    crate::training::python::stop_children(Duration::from_secs(5));
     for (name, t) in [
         ("alerts consumer", consumer),
         ("control publisher", publisher),
@@ -227,10 +239,10 @@ fn consume_alerts(
                 while batch.len() < 1024 {
                     match c.poll(Duration::ZERO) {
                         Some(Ok(m)) => {
-                            if let Ok(a) =
-                                serde_json::from_slice::<Alert>(m.payload().unwrap_or_default())
-                            {
-                                batch.push(a);
+                            match serde_json::from_slice::<Alert>(m.payload().unwrap_or_default()) {
+                                Ok(a) => batch.push(a),
+                                Err(e) => tracing::error!(error = %e, partition = m.partition(),
+                                    offset = m.offset(), "an unreadable record on the alerts topic was skipped"),
                             }
                             next.insert(m.partition(), m.offset() + 1);
                         }

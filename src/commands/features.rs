@@ -92,32 +92,52 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
 
 /// Run the dataflow over the inputs and write the tables; returns what was written.
 pub fn compute(args: &FeaturesArgs) -> anyhow::Result<FeaturesSummary> {
-    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
     let config = settings::load(args.config.config.as_deref())?.config;
-    let inputs = file_inputs(&args.input, args.org.as_deref())?;
+    compute_with(
+        &config,
+        &args.input,
+        args.org.as_deref(),
+        &args.out,
+        args.workers,
+        args.discard,
+    )
+}
+
+/// [`compute`] with a configuration already loaded (training passes the
+/// effective one, stored org configurations included).
+pub fn compute_with(
+    config: &prognos_dataflows::config::Config,
+    input: &[PathBuf],
+    org: Option<&str>,
+    out: &std::path::Path,
+    workers: usize,
+    discard: bool,
+) -> anyhow::Result<FeaturesSummary> {
+    anyhow::ensure!(workers >= 1, "--workers must be at least 1");
+    let config = config.clone();
+    let inputs = file_inputs(input, org)?;
     for i in &inputs {
         if !config.orgs.contains_key(&i.org) {
             tracing::warn!(org = %i.org, file = %i.path.display(), "organization not in the configuration: its rows become dead letters (unknown_org)");
         }
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create --out directory {}", args.out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create --out directory {}", out.display()))?;
     let names: BTreeMap<String, Vec<String>> = config
         .orgs
         .iter()
         .map(|(id, o)| (id.clone(), o.feature_names()))
         .collect();
     let sinks = Arc::new(Mutex::new(Sinks {
-        features: Some(ParquetFeatureSink::new(&args.out, names)),
-        dead: Some(JsonlSink::create(&args.out.join("dead_letters.jsonl"))?),
+        features: Some(ParquetFeatureSink::new(out, names)),
+        dead: Some(JsonlSink::create(&out.join("dead_letters.jsonl"))?),
         ..Sinks::default()
     }));
     let stats = Arc::new(Stats::default());
 
     let (cfg2, inputs2, sinks2, stats2) =
         (config.clone(), inputs.clone(), sinks.clone(), stats.clone());
-    let discard = args.discard;
-    let guards = timely::execute(timely::Config::process(args.workers), move |worker| {
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let mine = assign(&inputs2, worker.index(), worker.peers());
         let (cfg, sinks_f, sinks_d, stats) =
             (cfg2.clone(), sinks2.clone(), sinks2.clone(), stats2.clone());

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod controller;
 pub mod features;
+pub mod history;
 pub mod replay;
 pub mod run;
 pub mod simulate;

@@ -8,7 +8,7 @@
 //! serves health and metrics; Ctrl-C or SIGTERM stops everything cleanly
 //! (sources end their partitions, the dataflow drains, sinks and store flush).
 
-use crate::api::{self, ApiDeps, ApiSettings, ApiState, SimulatorTrainer};
+use crate::api::{self, ApiDeps, ApiSettings, ApiState, HistoryTrainer};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
 use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
@@ -16,8 +16,10 @@ use crate::outputs::{AlertOutputs, LineSink, LivePrediction, PredictionFeed, Pre
 use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::bootstrap::{Bootstrap, orgs_without_model};
+use crate::training::history::{self, HistoryWriter};
 use crate::training::python::MlEnv;
 use crate::training::registry::Registry;
+use crate::training::scheduler;
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
@@ -69,6 +71,9 @@ pub struct RunArgs {
     pub no_first_models: bool,
 }
 
+/// How often the history's retention and compaction run.
+const HISTORY_MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
+
 /// Longest stretch `run` simulates: its failure schedule is drawn up front.
 const MAX_RUN_MS: i64 = 365 * 86_400_000;
 
@@ -79,7 +84,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for o in &loaded.overrides {
         tracing::info!(variable = %o, "configuration key overridden from the environment");
     }
-    let config = loaded.config;
+    let (config, document) = (loaded.config, loaded.effective);
     let ort = onnx_runtime::init()?;
     tracing::info!(library = %ort.located.path.display(), via = ort.located.how, "ONNX Runtime loaded");
     std::fs::create_dir_all(&args.data_dir.data_dir).with_context(|| {
@@ -98,6 +103,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?);
     let store = AlertStore::open(&registry.db())?;
+    for r in registry.interrupt_running(chrono::Utc::now().timestamp_millis())? {
+        tracing::warn!(org = %r.organization_id, run = %r.id, version = %r.version,
+            "a training run was cut short when the service last stopped: recorded as INTERRUPTED");
+    }
     // Organization configurations changed through the API replace the file's.
     let stored_orgs = crate::orgs::OrgStore::open(&registry.db())?.list()?;
     for s in &stored_orgs {
@@ -134,6 +143,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // (CLI-free, through the API) append to it.
     let live = Arc::new(registry.live_log()?);
     let pipeline = Arc::new(PipelineStatus::default());
+    // Every mapped row goes to the org's history (what training reads).
+    let history_root = history::root_for(&config, &args.data_dir.data_dir);
+    let history = Arc::new(Mutex::new(
+        HistoryWriter::open(
+            &history_root,
+            &history::wal_dir_for(&args.data_dir.data_dir, "run"),
+            &config,
+            history::settings_of(&config),
+        )
+        .with_context(|| format!("cannot open the history in {}", history_root.display()))?,
+    ));
+    let seal: Arc<dyn Fn() + Send + Sync> = {
+        let h = history.clone();
+        Arc::new(move || {
+            if let Err(e) = h.lock().unwrap_or_else(|e| e.into_inner()).close() {
+                tracing::error!(error = %e, "cannot close the history's open segments before training");
+            }
+        })
+    };
     let api_state = ApiState::open(ApiDeps {
         metrics: metrics.clone(),
         ready: ready.clone(),
@@ -145,13 +173,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         thresholds_live: true,
         orgs: config.orgs.keys().cloned().collect(),
         data_dir: args.data_dir.data_dir.clone(),
-        trainer: Some(Arc::new(SimulatorTrainer {
+        trainer: Some(Arc::new(HistoryTrainer {
             config: config.clone(),
-            config_path: args.config.config.clone(),
+            document: document.clone(),
             data_dir: args.data_dir.data_dir.clone(),
             registry: registry.clone(),
             live: live.clone(),
             store: store.clone(),
+            stop: stop.clone(),
+            seal_history: Some(seal),
         })),
         pipeline: pipeline.clone(),
         config: Some(config.clone()),
@@ -159,6 +189,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("cannot start the API")?;
     let training_runs = api_state.training_runs();
+    scheduler::start(config.clone(), api_state.jobs(), stop.clone())
+        .context("cannot start the training scheduler")?;
     let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = rt.spawn(api::run(listener, api_state, async {
         let _ = stop_api_rx.await;
@@ -185,6 +217,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => MAX_RUN_MS,
     };
     let services = Services {
+        history,
+        history_root,
+        document,
         registry,
         store: store.clone(),
         changes,
@@ -203,6 +238,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         &ready,
         &services,
     );
+    stop.store(true, Ordering::Release);
+    let children = crate::training::python::stop_children(Duration::from_secs(5));
+    if children > 0 {
+        tracing::info!(
+            children,
+            "training stopped: its runs are recorded as INTERRUPTED"
+        );
+    }
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "cannot flush the store");
     }
@@ -215,6 +258,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// What the pipeline delivers into, owned by the process.
 struct Services {
+    history: Arc<Mutex<HistoryWriter>>,
+    history_root: PathBuf,
+    document: toml::Table,
     registry: Arc<Registry>,
     store: AlertStore,
     changes: tokio::sync::broadcast::Sender<Change>,
@@ -287,6 +333,7 @@ fn run_pipeline(
         cache_stats: Arc::default(),
     };
     let cache_stats = ctx.cache_stats.clone();
+    let (history, history_root) = (&services.history, &services.history_root);
     let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
     let dead_sink = Arc::new(Mutex::new(Some(JsonlSink::create(&dead_path)?)));
     let failures = metrics.simulated_failures.clone();
@@ -326,13 +373,14 @@ fn run_pipeline(
         tx: services.predictions.clone(),
         names,
     };
-    let (cfg2, stats2, stop2, clock2, sink2, ctx2) = (
+    let (cfg2, stats2, stop2, clock2, sink2, ctx2, history2) = (
         config.clone(),
         stats.clone(),
         stop.clone(),
         clock.clone(),
         dead_sink.clone(),
         ctx,
+        history.clone(),
     );
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -361,6 +409,7 @@ fn run_pipeline(
             }
         };
         let (cfg, stats, sink, ctx) = (cfg2.clone(), stats2.clone(), sink2.clone(), ctx2.clone());
+        let history = history2.clone();
         let (settings, alerts_out, predictions_out, feed) = (
             settings.clone(),
             alerts_out.clone(),
@@ -371,6 +420,14 @@ fn run_pipeline(
             let out = alert_pipeline(scope, &cfg, Box::new(source), stats, ctx, settings);
             out.alerts.sink(Pipeline, "AlertOutputs", move |(input, _)| {
                 input.for_each(|_, batch: &mut Vec<Alert>| alerts_out.deliver(batch));
+            });
+            out.mapped.sink(Pipeline, "History", move |(input, _)| {
+                input.for_each(|_, batch: &mut Vec<prognos_dataflows::records::CanonicalRow>| {
+                    let mut w = history.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = w.write(batch) {
+                        tracing::error!(error = %e, rows = batch.len(), "cannot append rows to the history");
+                    }
+                });
             });
             out.scored.sink(Pipeline, "Predictions", move |(input, _)| {
                 input.for_each(|_, batch: &mut Vec<ScoredRow>| {
@@ -411,11 +468,27 @@ fn run_pipeline(
     });
     let mut seen: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut last_status = Instant::now();
+    let mut last_maintenance = Instant::now();
     let results = loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(r) => break r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(e) => anyhow::bail!("timely workers vanished: {e}"),
+        }
+        if let Err(e) = history.lock().unwrap_or_else(|e| e.into_inner()).flush() {
+            tracing::error!(error = %e, "cannot flush the history");
+        }
+        if last_maintenance.elapsed() >= HISTORY_MAINTENANCE_EVERY {
+            last_maintenance = Instant::now();
+            match history::maintain(config, history_root) {
+                Ok((0, 0)) => {}
+                Ok((removed, merged)) => tracing::info!(
+                    days_removed = removed,
+                    segments_merged = merged,
+                    "history maintained"
+                ),
+                Err(e) => tracing::warn!(error = %e, "history maintenance failed (will retry)"),
+            }
         }
         publish(&stats, &mut seen, metrics);
         let caches = cache_stats
@@ -450,6 +523,12 @@ fn run_pipeline(
         }
     };
     publish(&stats, &mut seen, metrics);
+    {
+        let mut w = history.lock().unwrap_or_else(|e| e.into_inner());
+        w.close()
+            .context("cannot close the history's open segments")?;
+        tracing::info!(rows = w.rows, segments = w.segments, dir = %history_root.display(), "history closed");
+    }
     for r in results {
         if let Err(e) = r {
             anyhow::bail!("a timely worker failed: {e}");
@@ -490,7 +569,7 @@ fn start_first_models(
     }
     let job = Bootstrap {
         config: config.clone(),
-        config_path: args.config.config.clone(),
+        document: services.document.clone(),
         data_dir: args.data_dir.data_dir.clone(),
         registry: services.registry.clone(),
         live: live.clone(),

@@ -22,6 +22,7 @@
 use crate::cli::{ConfigArg, DataDirArg};
 use crate::control::{ControlFollower, ControlRecord};
 use crate::metrics::Metrics;
+use crate::training::history::{self, HistoryWriter};
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
@@ -270,6 +271,19 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             .collect(),
     );
     let skip = Arc::new(Mutex::new(skip));
+    // Every mapped row goes to the org's history, durable before a checkpoint
+    // passes it (the history sink is one of the sinks the checkpoint waits for).
+    let history_root = history::root_for(&config, &args.data_dir.data_dir);
+    let history = Arc::new(Mutex::new(
+        HistoryWriter::open(
+            &history_root,
+            &history::wal_dir_for(&args.data_dir.data_dir, &format!("worker-{process}")),
+            &config,
+            history::settings_of(&config),
+        )
+        .with_context(|| format!("cannot open the history in {}", history_root.display()))?,
+    ));
+    let history_end = history.clone();
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
@@ -340,6 +354,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             }
         };
         let (sink_alerts, dead, predictions) = (alerts.clone(), dead.clone(), predictions.clone());
+        let (history_w, history_f) = (history.clone(), history.clone());
         let (skip, written, skipped, names) = (
             skip.clone(),
             written2.clone(),
@@ -380,6 +395,24 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 },
                 move || flush_ok(&a2),
             )];
+            durable.push(flushing_sink(
+                out.mapped,
+                "History",
+                Duration::from_millis(200),
+                move |_t, batch: &mut Vec<prognos_dataflows::records::CanonicalRow>| {
+                    let mut w = history_w.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = w.write(batch) {
+                        tracing::error!(error = %e, rows = batch.len(), "cannot append rows to the history");
+                    }
+                },
+                move || match history_f.lock().unwrap_or_else(|e| e.into_inner()).flush() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "history not yet durable (retrying)");
+                        false
+                    }
+                },
+            ));
             if let Some(p) = dead {
                 durable.push(topic_sink(
                     out.dead,
@@ -460,6 +493,11 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         }
     })?;
     db.flush()?;
+    history_end
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .close()
+        .context("cannot close the history's open segments")?;
     let (rows, secs) = rows_in.rows_and_seconds();
     tracing::info!(
         alerts_written = written.load(Ordering::Relaxed),

@@ -1,16 +1,17 @@
 //! First models for orgs that have none (`prognos run`, embedded default): while
 //! the org runs on rules, a background thread simulates `[simulator]
 //! .first_model_days` of its history (its own schema, a seed the live simulation
-//! never uses, ending where the live simulation starts), trains a version with
-//! the same code as `prognos train`, and activates it through the live
-//! activation log — so predictions start at the next frontier without a restart.
+//! never uses, ending where the live simulation starts), writes it into the
+//! org's history as an import would, trains on the history through the training
+//! pipeline, and activates the version through the live activation log — so
+//! predictions start at the next frontier without a restart.
 //! Orgs are trained one at a time (the machine is small); Ctrl-C stops between
 //! steps and the next start picks up whatever is still missing.
 
-use crate::cli::{ConfigArg, DataDirArg};
 use crate::commands::simulate::schemas_from_config;
-use crate::commands::train::{TrainArgs, TrainOutcome, train_org};
 use crate::store::AlertStore;
+use crate::training::history::{self, HistoryWriter, import::import};
+use crate::training::pipeline::{TrainContext, TrainOutcome, TrainSpec, Trigger, train};
 use crate::training::registry::Registry;
 use prognos_connectors::simulator::{OutputFormat, SimConfig, Speed, run_to_dir_with_threads};
 use prognos_dataflows::config::Config;
@@ -25,10 +26,10 @@ pub const HISTORY_SEED_OFFSET: u64 = 1_000_003;
 
 /// Everything the background trainer needs.
 pub struct Bootstrap {
-    /// The configuration (and the file it came from, for `ml/train.py`).
+    /// The effective configuration.
     pub config: Config,
-    /// `--config` as given.
-    pub config_path: Option<PathBuf>,
+    /// The effective configuration document (for `ml/train.py`).
+    pub document: toml::Table,
     /// The data dir.
     pub data_dir: PathBuf,
     /// The service's registry and live activation log.
@@ -67,17 +68,16 @@ impl Bootstrap {
             let t0 = Instant::now();
             let result = self.train_one(&org);
             let outcome = match &result {
-                Ok(Some((_, true))) => "completed",
-                Ok(Some((_, false))) => "rejected",
+                Ok(Some((_, _, status))) => status.to_ascii_lowercase(),
                 Ok(None) => continue, // stopped
-                Err(_) => "failed",
+                Err(_) => "failed".to_string(),
             };
             // Counted before it is logged, so whoever reads the log finds it counted.
             if let Some(r) = &self.runs {
-                r.with_label_values(&["first_model", outcome]).inc();
+                r.with_label_values(&["first_model", &outcome]).inc();
             }
             match result {
-                Ok(Some((version, true))) => tracing::info!(
+                Ok(Some((version, true, _))) => tracing::info!(
                     org = %org, version = %version, minutes = format!("{:.1}", t0.elapsed().as_secs_f64() / 60.0),
                     "first model trained and active: predictive alerts from now on"
                 ),
@@ -88,15 +88,16 @@ impl Bootstrap {
         }
     }
 
-    /// The version trained and whether it was activated; None when stopped.
-    fn train_one(&self, org: &str) -> anyhow::Result<Option<(String, bool)>> {
+    /// The version trained, whether it was activated and the run's status;
+    /// None when stopped.
+    fn train_one(&self, org: &str) -> anyhow::Result<Option<(String, bool, String)>> {
         let days = self.config.simulator.first_model_days;
         tracing::info!(org = %org, days, machines = history_machines(&self.config),
             "no model yet: scoring with rules only while the first model trains on simulated history");
         let outcome = train_on_simulated_history(
             &SimulatedTraining {
                 config: &self.config,
-                config_path: self.config_path.clone(),
+                document: &self.document,
                 data_dir: &self.data_dir,
                 registry: &self.registry,
                 live: &self.live,
@@ -108,9 +109,6 @@ impl Bootstrap {
                 days,
                 end_ms: self.live_start_ms,
                 seed: self.config.simulator.seed.wrapping_add(HISTORY_SEED_OFFSET),
-                tune: false,
-                trials: 0,
-                force: false,
             },
         )?;
         let Some(outcome) = outcome else {
@@ -122,7 +120,7 @@ impl Bootstrap {
             event_recall = %m.get("eventRecall").cloned().unwrap_or_default(),
             false_alarms_per_machine_day = %m.get("falseAlarmsPerMachineDay").cloned().unwrap_or_default(),
             "validation of the first model");
-        Ok(Some((outcome.version, outcome.deployed)))
+        Ok(Some((outcome.version, outcome.deployed, outcome.status)))
     }
 }
 
@@ -131,12 +129,12 @@ fn history_machines(config: &Config) -> u32 {
     config.simulator.machines_per_org.max(2)
 }
 
-/// The service's handles a training run on simulated history needs.
+/// The service's handles a first-model run needs.
 pub struct SimulatedTraining<'a> {
-    /// The configuration.
+    /// The effective configuration.
     pub config: &'a Config,
-    /// `--config` as given (for `ml/train.py`).
-    pub config_path: Option<PathBuf>,
+    /// The effective configuration document (for `ml/train.py`).
+    pub document: &'a toml::Table,
     /// The data dir.
     pub data_dir: &'a Path,
     /// The registry.
@@ -149,7 +147,7 @@ pub struct SimulatedTraining<'a> {
     pub stop: Option<&'a AtomicBool>,
 }
 
-/// What history to simulate and how to train on it.
+/// What history to simulate.
 #[derive(Debug, Clone)]
 pub struct HistoryRequest {
     /// Days of history.
@@ -158,17 +156,12 @@ pub struct HistoryRequest {
     pub end_ms: i64,
     /// Simulator and training seed.
     pub seed: u64,
-    /// Tune hyperparameters first.
-    pub tune: bool,
-    /// Trials when tuning.
-    pub trials: u32,
-    /// Deploy even if it does not beat the active version.
-    pub force: bool,
 }
 
 /// Simulate `req.days` of `org`'s history (its own schema, the configured
-/// furnace count) and train a version on it with the `prognos train` code path.
-/// None when `stop` was set before training started.
+/// furnace count), import it into the org's history as a historian export
+/// would be, then train on the history through the training pipeline. None
+/// when `stop` was set before training started.
 pub fn train_on_simulated_history(
     t: &SimulatedTraining<'_>,
     org: &str,
@@ -199,7 +192,7 @@ pub fn train_on_simulated_history(
     let dir = t
         .data_dir
         .join("training")
-        .join(format!("{org}-history-{}", req.end_ms));
+        .join(format!("{org}-backfill-{}", req.end_ms));
     run_to_dir_with_threads(
         &sim,
         &schemas,
@@ -209,29 +202,44 @@ pub fn train_on_simulated_history(
         1,
         &|_| {},
     )?;
+    let root = history::root_for(t.config, t.data_dir);
+    let imported = (|| -> anyhow::Result<_> {
+        let mut writer = HistoryWriter::open(
+            &root,
+            &history::wal_dir_for(t.data_dir, &format!("backfill-{org}")),
+            t.config,
+            history::settings_of(t.config),
+        )?;
+        Ok(import(
+            &mut writer,
+            t.config,
+            org,
+            &[dir.join(format!("{org}.jsonl"))],
+            |_| {},
+            |_| {},
+        )?)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let imported = imported?;
+    tracing::info!(org = %org, rows = imported.rows, days = req.days,
+        "simulated backfill written into the history; training on the history");
     if t.stop.is_some_and(|s| s.load(Ordering::Acquire)) {
-        let _ = std::fs::remove_dir_all(&dir);
         return Ok(None);
     }
-    tracing::info!(org = %org, days = req.days, "simulated history written; training");
-    let args = TrainArgs {
-        config: ConfigArg {
-            config: t.config_path.clone(),
+    let mut spec = TrainSpec::on_history(org, Trigger::FirstModel);
+    spec.seed = req.seed;
+    let outcome = train(
+        &TrainContext {
+            config: t.config,
+            document: t.document,
+            data_dir: t.data_dir,
+            registry: t.registry,
+            live: t.live,
+            store: Some(t.store),
+            stop: t.stop,
+            seal_history: None,
         },
-        data_dir: DataDirArg {
-            data_dir: t.data_dir.to_path_buf(),
-        },
-        org: org.to_string(),
-        input: vec![dir.join(format!("{org}.jsonl"))],
-        events: Some(dir.join("events.jsonl")),
-        feedback: None,
-        tune: req.tune,
-        trials: req.trials,
-        force: req.force,
-        workers: 1,
-        seed: req.seed,
-    };
-    let outcome = train_org(&args, t.registry, t.live, Some(t.store));
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome.map(Some)
+        &spec,
+    )?;
+    Ok(Some(outcome))
 }

@@ -1,5 +1,10 @@
-//! Training: the model registry, running `ml/train.py`, and the deploy gate.
+//! Training: the history store, labels, the one training pipeline, the job
+//! queue and scheduler, the model registry, running `ml/train.py`.
 
 pub mod bootstrap;
+pub mod history;
+pub mod labels;
+pub mod pipeline;
 pub mod python;
 pub mod registry;
+pub mod scheduler;

@@ -1,9 +1,53 @@
 //! Running the Python side (`ml/train.py`, `ml/evaluate.py`) from the venv that
 //! `make setup` creates, relaying its JSON-lines progress to the log.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Process ids of the trainer children running now.
+static CHILDREN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+/// Set by [`stop_children`]: no new child starts, runs end as interrupted.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the service is stopping its trainer children.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::Acquire)
+}
+
+/// Stop every trainer child (SIGTERM, then SIGKILL after `grace`) and refuse
+/// new ones: the service is shutting down. Returns the children signalled.
+pub fn stop_children(grace: std::time::Duration) -> usize {
+    STOPPING.store(true, Ordering::Release);
+    let pids: Vec<u32> = CHILDREN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    for &pid in &pids {
+        // SAFETY: kill(2) on a child this process started and has not reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < grace
+        && !CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        // SAFETY: as above; the child ignored SIGTERM.
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+    }
+    pids.len()
+}
 
 /// What to run when the ML environment is missing.
 pub const SETUP_HINT: &str = "run `make setup` in the prognos checkout (it creates ml/.venv)";
@@ -73,16 +117,44 @@ impl MlEnv {
         mut on_line: impl FnMut(&serde_json::Value),
     ) -> Result<Option<serde_json::Value>, PythonError> {
         let path = self.ml_dir.join(script);
-        let mut child = Command::new(&self.python)
-            .arg(&path)
+        if stopping() {
+            return Err(PythonError::Spawn {
+                script: path,
+                source: std::io::Error::other("the service is stopping"),
+            });
+        }
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(&path)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| PythonError::Spawn {
-                script: path.clone(),
-                source,
-            })?;
+            .stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe; the child dies with this process
+        // even when it is killed (-9) and cannot stop its children itself.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| PythonError::Spawn {
+            script: path.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid);
+        struct Forget(u32);
+        impl Drop for Forget {
+            fn drop(&mut self) {
+                CHILDREN
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&self.0);
+            }
+        }
+        let _forget = Forget(pid);
         let stderr = child.stderr.take().expect("piped");
         let err_thread = std::thread::spawn(move || {
             let mut lines: Vec<String> = BufReader::new(stderr)

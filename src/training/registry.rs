@@ -76,7 +76,9 @@ pub struct TrainingRun {
     pub id: String,
     /// Organization.
     pub organization_id: String,
-    /// `RUNNING`, `COMPLETED`, `FAILED`, `REJECTED` (did not beat the active model).
+    /// `RUNNING`, `COMPLETED`, `FAILED`, `REJECTED` (did not beat the active
+    /// model), `SKIPPED` (too little history or no failure in it),
+    /// `INTERRUPTED` (the service stopped during the run).
     pub status: String,
     /// Version produced.
     pub version: String,
@@ -368,6 +370,37 @@ impl Registry {
             .map_err(|e| self.store_err(e))?;
         self.db.flush().map_err(|e| self.store_err(e))?;
         Ok(())
+    }
+
+    /// The number of `org`'s next version: one more than any version registered
+    /// or any run recorded (a failed or interrupted run's number is never reused).
+    pub fn next_version_number(&self, org: &str) -> Result<u64, RegistryError> {
+        let num = |v: &str| v.strip_prefix('v').and_then(|n| n.parse::<u64>().ok());
+        let registered = self
+            .versions(org)?
+            .into_iter()
+            .filter_map(|r| num(&r.version));
+        let ran = self.runs(org)?.into_iter().filter_map(|r| num(&r.version));
+        Ok(registered.chain(ran).max().unwrap_or(0) + 1)
+    }
+
+    /// Mark every run still `RUNNING` as `INTERRUPTED`: called at start, when no
+    /// run of this store can be in progress (the store is single-process).
+    /// Returns the runs marked.
+    pub fn interrupt_running(&self, now_ms: i64) -> Result<Vec<TrainingRun>, RegistryError> {
+        let mut out = Vec::new();
+        for kv in self.runs.iter() {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            let mut r: TrainingRun = serde_json::from_slice(&v).map_err(|e| self.store_err(e))?;
+            if r.status == "RUNNING" {
+                r.status = "INTERRUPTED".into();
+                r.completed_at = Some(now_ms);
+                r.error_message = Some("the process stopped during the run".into());
+                self.record_run(&r)?;
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// Training runs of `org`, newest first.

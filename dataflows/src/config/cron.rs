@@ -1,27 +1,37 @@
-//! Five-field cron expressions (`minute hour day-of-month month day-of-week`, UTC).
-//!
-//! Supports `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, and lists `a,b`.
-//! Day-of-week 0 and 7 are Sunday. As in Vixie cron, when both day fields are
-//! restricted a day matches if either matches.
+//! Cron schedules (`training.schedule`), parsed and evaluated by the `croner`
+//! crate: the POSIX/Vixie five fields `minute hour day-of-month month
+//! day-of-week` (as the seed's node-cron), an optional leading seconds field,
+//! `L`, `W`, `#`, names and `@daily`-style aliases. Day-of-week 0 and 7 are
+//! Sunday; when both day fields are restricted, a day matches if either does.
+//! A schedule fires in UTC or in the org's `training.timezone` (an IANA name,
+//! daylight saving time included).
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// A parsed cron schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Cron {
     source: String,
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    day_restricted: bool,
-    weekday_restricted: bool,
+    inner: croner::Cron,
 }
+
+impl fmt::Debug for Cron {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cron({:?})", self.source)
+    }
+}
+
+impl PartialEq for Cron {
+    fn eq(&self, other: &Cron) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Cron {}
 
 /// Why a cron expression was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,52 +41,6 @@ pub struct CronError {
     reason: String,
 }
 
-fn parse_field(field: &str, name: &str, lo: u32, hi: u32) -> Result<u64, String> {
-    let mut bits = 0u64;
-    for part in field.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("{name} step `{s}` is not a number"))?;
-                if step == 0 {
-                    return Err(format!("{name} step must be at least 1"));
-                }
-                (r, step)
-            }
-            None => (part, 1),
-        };
-        let (a, b) = if range == "*" {
-            (lo, hi)
-        } else if let Some((a, b)) = range.split_once('-') {
-            let a = parse_num(a, name)?;
-            let b = parse_num(b, name)?;
-            if a > b {
-                return Err(format!("{name} range `{range}` runs backwards"));
-            }
-            (a, b)
-        } else {
-            let a = parse_num(range, name)?;
-            // `5/15` means from 5 to the end in steps of 15.
-            (a, if step > 1 { hi } else { a })
-        };
-        if a < lo || b > hi {
-            return Err(format!("{name} `{range}` is outside {lo}-{hi}"));
-        }
-        let mut v = a;
-        while v <= b {
-            bits |= 1 << v;
-            v += step;
-        }
-    }
-    Ok(bits)
-}
-
-fn parse_num(s: &str, name: &str) -> Result<u32, String> {
-    s.parse()
-        .map_err(|_| format!("{name} `{s}` is not a number"))
-}
-
 impl FromStr for Cron {
     type Err = CronError;
     fn from_str(expr: &str) -> Result<Self, CronError> {
@@ -84,30 +48,20 @@ impl FromStr for Cron {
             expr: expr.to_string(),
             reason,
         };
-        let fields: Vec<&str> = expr.split_whitespace().collect();
-        if fields.len() != 5 {
+        let fields = expr.split_whitespace().count();
+        if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
             return Err(err(format!(
-                "expected 5 fields (minute hour day-of-month month day-of-week), found {}",
-                fields.len()
+                "expected 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first, found {fields}"
             )));
         }
-        let minutes = parse_field(fields[0], "minute", 0, 59).map_err(err)?;
-        let hours = parse_field(fields[1], "hour", 0, 23).map_err(err)?;
-        let days = parse_field(fields[2], "day-of-month", 1, 31).map_err(err)?;
-        let months = parse_field(fields[3], "month", 1, 12).map_err(err)?;
-        let mut weekdays = parse_field(fields[4], "day-of-week", 0, 7).map_err(err)?;
-        if weekdays & (1 << 7) != 0 {
-            weekdays |= 1;
-        }
+        let inner = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(expr)
+            .map_err(|e| err(e.to_string()))?;
         Ok(Cron {
             source: expr.to_string(),
-            minutes,
-            hours,
-            days,
-            months,
-            weekdays,
-            day_restricted: fields[2] != "*",
-            weekday_restricted: fields[4] != "*",
+            inner,
         })
     }
 }
@@ -131,42 +85,25 @@ impl fmt::Display for Cron {
     }
 }
 
+/// A time zone by IANA name (`UTC`, `Europe/Berlin`).
+pub fn parse_timezone(name: &str) -> Option<chrono_tz::Tz> {
+    chrono_tz::Tz::from_str(name).ok()
+}
+
 impl Cron {
-    fn day_matches(&self, t: &DateTime<Utc>) -> bool {
-        let dom = self.days & (1 << t.day()) != 0;
-        let dow = self.weekdays & (1 << t.weekday().num_days_from_sunday()) != 0;
-        match (self.day_restricted, self.weekday_restricted) {
-            (true, true) => dom || dow,
-            (true, false) => dom,
-            (false, true) => dow,
-            (false, false) => true,
-        }
+    /// The first time strictly after `after` at which the schedule fires in UTC,
+    /// if any within the next five years (`0 0 30 2 *` never fires).
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_after_in(after, chrono_tz::UTC)
     }
 
-    /// The first time strictly after `after` at which the schedule fires, if any
-    /// within the next five years (e.g. `0 0 30 2 *` never fires).
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let start = after.with_second(0)?.with_nanosecond(0)? + Duration::minutes(1);
-        let limit = start + Duration::days(5 * 366);
-        let mut t = start;
-        while t < limit {
-            if self.months & (1 << t.month()) == 0 || !self.day_matches(&t) {
-                // Skip to the next day's midnight.
-                let d = t.date_naive().succ_opt()?;
-                t = Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?);
-                continue;
-            }
-            if self.hours & (1 << t.hour()) == 0 {
-                t = t.with_minute(0)? + Duration::hours(1);
-                continue;
-            }
-            if self.minutes & (1 << t.minute()) == 0 {
-                t += Duration::minutes(1);
-                continue;
-            }
-            return Some(t);
-        }
-        None
+    /// The first time strictly after `after` at which the schedule fires on the
+    /// wall clock of `tz`.
+    pub fn next_after_in(&self, after: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&tz);
+        let next = self.inner.find_next_occurrence(&local, false).ok()?;
+        let next = next.with_timezone(&Utc);
+        (next <= after + chrono::Duration::days(5 * 366)).then_some(next)
     }
 }
 
@@ -193,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn steps_ranges_and_lists() {
+    fn steps_ranges_lists_and_seconds() {
         let c: Cron = "*/15 8-10 1,15 * *".parse().unwrap();
         assert_eq!(
             c.next_after(at("2026-03-01T10:50:00Z")),
@@ -208,6 +145,27 @@ mod tests {
             sunday7.next_after(at("2026-01-01T00:00:00Z")),
             Some(at("2026-01-04T00:00:00Z"))
         );
+        let every20s: Cron = "*/20 * * * * *".parse().unwrap();
+        assert_eq!(
+            every20s.next_after(at("2026-01-01T00:00:05Z")),
+            Some(at("2026-01-01T00:00:20Z"))
+        );
+    }
+
+    #[test]
+    fn time_zones_follow_the_local_wall_clock() {
+        let c: Cron = "0 2 * * *".parse().unwrap();
+        let berlin = parse_timezone("Europe/Berlin").unwrap();
+        // Winter: UTC+1; summer: UTC+2.
+        assert_eq!(
+            c.next_after_in(at("2026-01-10T00:00:00Z"), berlin),
+            Some(at("2026-01-10T01:00:00Z"))
+        );
+        assert_eq!(
+            c.next_after_in(at("2026-07-10T00:00:00Z"), berlin),
+            Some(at("2026-07-10T00:00:00Z") + chrono::Duration::hours(24))
+        );
+        assert!(parse_timezone("Mars/Olympus").is_none());
     }
 
     #[test]
@@ -217,20 +175,26 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_field() {
-        for (expr, needle) in [
-            ("0 2 * *", "expected 5 fields"),
-            ("61 2 * * 0", "minute `61` is outside 0-59"),
-            ("0 24 * * 0", "hour `24` is outside 0-23"),
-            ("0 2 0 * *", "day-of-month `0` is outside 1-31"),
-            ("0 2 * 13 *", "month `13` is outside 1-12"),
-            ("0 2 * * 8", "day-of-week `8` is outside 0-7"),
-            ("*/0 2 * * 0", "minute step must be at least 1"),
-            ("x 2 * * 0", "minute `x` is not a number"),
-            ("0 5-2 * * 0", "hour range `5-2` runs backwards"),
+    fn errors_name_the_expression() {
+        for expr in [
+            "0 2 * *",
+            "61 2 * * 0",
+            "0 24 * * 0",
+            "0 2 0 * *",
+            "0 2 * 13 *",
+            "0 2 * * 8",
+            "x 2 * * 0",
+            "0 5-2 * * 0",
         ] {
             let e = expr.parse::<Cron>().unwrap_err().to_string();
-            assert!(e.contains(needle), "{expr}: {e}");
+            assert!(e.contains(&format!("`{expr}`")), "{expr}: {e}");
         }
+        assert!(
+            "0 2 * *"
+                .parse::<Cron>()
+                .unwrap_err()
+                .to_string()
+                .contains("expected 5 fields")
+        );
     }
 }

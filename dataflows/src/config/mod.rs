@@ -24,6 +24,12 @@ pub struct Config {
     /// The embedded simulator that `prognos run` feeds the pipeline with.
     #[serde(default)]
     pub simulator: SimulatorConfig,
+    /// Where the history of mapped rows lives and when its segments close.
+    #[serde(default)]
+    pub history: HistoryConfig,
+    /// The training job queue and scheduler (every org's runs).
+    #[serde(default)]
+    pub training: TrainerConfig,
     /// One entry per organization, keyed by organization id.
     pub orgs: BTreeMap<String, OrgConfig>,
 }
@@ -165,6 +171,96 @@ impl Default for SimulatorConfig {
 
 const fn yes() -> bool {
     true
+}
+
+const fn default_segment_max_rows() -> u64 {
+    200_000
+}
+const fn default_segment_max_age_s() -> u64 {
+    600
+}
+const fn default_compact_min_segments() -> usize {
+    8
+}
+
+/// The history store (ARCHITECTURE.md, "History and training").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Directory of the history (shared by a cluster's workers and controller);
+    /// `<data-dir>/history` when absent.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// An open segment is closed (written as Parquet) at this many rows.
+    #[serde(default = "default_segment_max_rows")]
+    pub segment_max_rows: u64,
+    /// An open segment is closed this long after it was opened (wall clock).
+    #[serde(default = "default_segment_max_age_s")]
+    pub segment_max_age_s: u64,
+    /// A day with at least this many segments is merged into one file.
+    #[serde(default = "default_compact_min_segments")]
+    pub compact_min_segments: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            dir: None,
+            segment_max_rows: default_segment_max_rows(),
+            segment_max_age_s: default_segment_max_age_s(),
+            compact_min_segments: default_compact_min_segments(),
+        }
+    }
+}
+
+const fn default_max_concurrent() -> u32 {
+    1
+}
+const fn default_max_retries() -> u32 {
+    3
+}
+const fn default_retry_backoff_s() -> u64 {
+    60
+}
+const fn default_retry_backoff_max_s() -> u64 {
+    3_600
+}
+const fn default_min_history_rows() -> u64 {
+    1_000
+}
+
+/// The training job queue: every run of every org (API, schedule, CLI, first
+/// model) goes through it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerConfig {
+    /// Runs at once (the seed's TRAINING_MAX_CONCURRENT); the rest queue.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: u32,
+    /// A failed scheduled run is tried again this many times.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    #[serde(default = "default_retry_backoff_s")]
+    pub retry_backoff_s: u64,
+    /// Longest wait between retries.
+    #[serde(default = "default_retry_backoff_max_s")]
+    pub retry_backoff_max_s: u64,
+    /// A run with fewer rows of history is skipped (not an error).
+    #[serde(default = "default_min_history_rows")]
+    pub min_history_rows: u64,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        TrainerConfig {
+            max_concurrent: default_max_concurrent(),
+            max_retries: default_max_retries(),
+            retry_backoff_s: default_retry_backoff_s(),
+            retry_backoff_max_s: default_retry_backoff_max_s(),
+            min_history_rows: default_min_history_rows(),
+        }
+    }
 }
 
 /// One organization: its raw schema, features, rules, prediction and training.
@@ -648,10 +744,10 @@ pub struct TrainingConfig {
     /// Whether the scheduler retrains this org.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Five-field cron schedule.
+    /// Cron schedule (five fields, or six with seconds first) of retraining.
     #[serde(default = "default_schedule")]
     pub schedule: Cron,
-    /// Time zone of the schedule; only `UTC` is supported.
+    /// Time zone of the schedule (IANA name, e.g. `Europe/Berlin`; default `UTC`).
     #[serde(default = "default_timezone")]
     pub timezone: String,
     /// Days of history a run trains on.
@@ -806,6 +902,46 @@ impl Config {
 
     /// Check everything serde could not; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let h = &self.history;
+        check(
+            (1..=10_000_000).contains(&h.segment_max_rows),
+            "history.segment_max_rows",
+            format!("must be in 1..=10000000, got {}", h.segment_max_rows),
+        )?;
+        check(
+            (1..=86_400).contains(&h.segment_max_age_s),
+            "history.segment_max_age_s",
+            format!("must be in 1..=86400, got {}", h.segment_max_age_s),
+        )?;
+        check(
+            (2..=10_000).contains(&h.compact_min_segments),
+            "history.compact_min_segments",
+            format!("must be in 2..=10000, got {}", h.compact_min_segments),
+        )?;
+        let t = &self.training;
+        check(
+            (1..=16).contains(&t.max_concurrent),
+            "training.max_concurrent",
+            format!("must be in 1..=16, got {}", t.max_concurrent),
+        )?;
+        check(
+            t.max_retries <= 20,
+            "training.max_retries",
+            format!("must be at most 20, got {}", t.max_retries),
+        )?;
+        check(
+            (1..=86_400).contains(&t.retry_backoff_s),
+            "training.retry_backoff_s",
+            format!("must be in 1..=86400, got {}", t.retry_backoff_s),
+        )?;
+        check(
+            t.retry_backoff_max_s >= t.retry_backoff_s && t.retry_backoff_max_s <= 7 * 86_400,
+            "training.retry_backoff_max_s",
+            format!(
+                "must be from retry_backoff_s ({}) to 604800, got {}",
+                t.retry_backoff_s, t.retry_backoff_max_s
+            ),
+        )?;
         let rt = &self.runtime;
         check(
             rt.idle_timeout_ms > 0,
@@ -915,6 +1051,9 @@ fn valid_org_id(id: &str) -> bool {
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
+
+/// Names a signal may not take: the history's own columns.
+pub const RESERVED_SIGNAL_NAMES: [&str; 4] = ["machine", "ts", "partition", "offset"];
 
 /// Refuses a name that is not canonical (`[a-z][a-z0-9_]*`, at most 63 bytes).
 fn check_canonical(name: &str, key: &str) -> Result<(), ConfigError> {
@@ -1154,6 +1293,15 @@ impl OrgConfig {
         for (i, s) in self.signals.iter().enumerate() {
             let k = format!("{p}.signals[{i}]");
             check_canonical(&s.name, &format!("{k}.name"))?;
+            check(
+                !RESERVED_SIGNAL_NAMES.contains(&s.name.as_str()),
+                &format!("{k}.name"),
+                format!(
+                    "`{}` is reserved (the history's own columns: {})",
+                    s.name,
+                    RESERVED_SIGNAL_NAMES.join(", ")
+                ),
+            )?;
             check(
                 names.insert(s.name.as_str()),
                 &format!("{k}.name"),
@@ -1526,9 +1674,12 @@ impl PredictionConfig {
 impl TrainingConfig {
     fn validate(&self, p: &str) -> Result<(), ConfigError> {
         check(
-            self.timezone == "UTC",
+            cron::parse_timezone(&self.timezone).is_some(),
             &format!("{p}.timezone"),
-            format!("only `UTC` is supported, got `{}`", self.timezone),
+            format!(
+                "not an IANA time zone name (such as `UTC` or `Europe/Berlin`): `{}`",
+                self.timezone
+            ),
         )?;
         check(
             self.data_days >= 1,

@@ -334,10 +334,32 @@ fn each_semantic_mistake_names_its_key() {
         ),
         (
             Box::new(|t| {
-                *at(t, "orgs.acme-heat.training.timezone") = Value::String("Europe/Oslo".into())
+                t.insert("training".into(), toml::toml! { max_concurrent = 0 }.into());
+            }),
+            "training.max_concurrent",
+            "must be in 1..=16",
+        ),
+        (
+            Box::new(|t| {
+                t.insert(
+                    "history".into(),
+                    toml::toml! { segment_max_rows = 0 }.into(),
+                );
+            }),
+            "history.segment_max_rows",
+            "must be in 1..=10000000",
+        ),
+        (
+            Box::new(|t| *at(t, "orgs.acme-heat.signals.0.name") = Value::String("offset".into())),
+            "orgs.acme-heat.signals[0].name",
+            "is reserved",
+        ),
+        (
+            Box::new(|t| {
+                *at(t, "orgs.acme-heat.training.timezone") = Value::String("Europe/Atlantis".into())
             }),
             "orgs.acme-heat.training.timezone",
-            "only `UTC` is supported",
+            "not an IANA time zone name",
         ),
         (
             Box::new(|t| *at(t, "orgs.acme-heat.training.validation_split") = Value::Float(0.9)),

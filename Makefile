@@ -8,7 +8,7 @@ PY    := $(VENV)/bin/python
 BIN   := target/release/prognos
 CONFIG ?= config/prognos.example.toml
 
-.PHONY: run test setup build build-tests lint test-rust test-python bench clean
+.PHONY: run test setup build build-tests lint test-rust test-python eval bench clean
 
 ## run: set up, build, and start the embedded default (simulator -> pipeline -> API on 127.0.0.1:8080)
 run: setup build
@@ -38,6 +38,11 @@ test-rust:
 
 test-python: build-tests
 	PROGNOS_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q ml/tests
+
+## eval: the long model-quality evaluations (minutes each; not part of make test):
+## a held-out simulated stretch through the whole dataflow against ground truth
+eval: setup
+	$(CARGO) test --release --test alerts_e2e -- --ignored --nocapture
 
 ## bench: run the criterion benches (minutes; not part of make test)
 bench: setup

@@ -161,7 +161,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
     rt.block_on(crate::commands::run::shutdown_signal());
     tracing::info!("shutdown requested");
     stop.store(true, Ordering::Release);
-    crate::training::python::stop_children(Duration::from_secs(5));
+    crate::training::pipeline::stop_training(Duration::from_secs(10));
     for (name, t) in [
         ("alerts consumer", consumer),
         ("control publisher", publisher),

@@ -239,7 +239,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         &services,
     );
     stop.store(true, Ordering::Release);
-    let children = crate::training::python::stop_children(Duration::from_secs(5));
+    let children = crate::training::pipeline::stop_training(Duration::from_secs(10));
     if children > 0 {
         tracing::info!(
             children,

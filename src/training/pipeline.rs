@@ -159,6 +159,26 @@ pub struct TrainOutcome {
 static TRAINING: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
+/// Whether any run is in progress in this process.
+pub fn training_in_progress() -> bool {
+    !TRAINING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty()
+}
+
+/// Stop every trainer child and wait (at most `grace` more) until the runs in
+/// progress have recorded how they ended (`INTERRUPTED`). Returns the children
+/// stopped.
+pub fn stop_training(grace: std::time::Duration) -> usize {
+    let n = crate::training::python::stop_children(grace);
+    let t0 = std::time::Instant::now();
+    while training_in_progress() && t0.elapsed() < grace {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    n
+}
+
 struct TrainingSlot(String);
 
 impl TrainingSlot {
@@ -192,6 +212,12 @@ pub struct Skipped(pub String);
 
 /// Run the pipeline for `spec.org`; see the module documentation.
 pub fn train(ctx: &TrainContext<'_>, spec: &TrainSpec) -> anyhow::Result<TrainOutcome> {
+    anyhow::ensure!(
+        !ctx.stop.is_some_and(|s| s.load(Ordering::Acquire))
+            && !crate::training::python::stopping(),
+        "the service is stopping: `{}` not trained",
+        spec.org
+    );
     let _busy = TrainingSlot::take(&spec.org)?;
     let org = ctx
         .config

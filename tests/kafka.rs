@@ -6,7 +6,8 @@
 //!   same rows;
 //! - 2 processes × 2 workers write the same alerts as 1 × 1;
 //! - `kill -9` of a worker mid-stream, then a restart: the alerts topic holds every
-//!   expected alert exactly once;
+//!   expected alert exactly once, and the history every row exactly once (rows and
+//!   checksum equal to a clean run's);
 //! - the broker down at start and paused mid-run (SIGSTOP/SIGCONT): the worker
 //!   retries, recovers, and loses or repeats nothing;
 //! - the controller consumes the alerts topic into its store: its API's statistics
@@ -337,6 +338,41 @@ fn kill_and_restart(processes: usize, name: &str) {
         "killed mid-stream ({before} of {})",
         expected.len()
     );
+    // The history holds every row exactly once, as the clean run's does.
+    let clean = data().dir.path().join(format!("ref-{}", broker.port()));
+    for org in ["acme-heat", "borealis-forge", "cobalt-thermal"] {
+        let (got, want) = (history_digest(&dir, org), history_digest(&clean, org));
+        assert!(want.0 > 0, "the clean run kept {org}'s rows");
+        assert_eq!(got, want, "{org}: (rows, checksum) after kill -9 and restart vs a clean run");
+    }
+}
+
+/// (rows, order-independent checksum of machine, ts and values) of an org's
+/// history in `data_dir`, duplicates dropped as reading does.
+fn history_digest(data_dir: &Path, org: &str) -> (u64, u64) {
+    let config = prognos::settings::load_with_env(None, Vec::new())
+        .unwrap()
+        .config;
+    let signals: Vec<String> = config.orgs[org]
+        .signals
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let mut sum = 0u64;
+    let n = prognos::training::history::HistoryReader::new(&data_dir.join("history"))
+        .scan(org, i64::MIN, i64::MAX, &signals, |rows| {
+            for r in rows {
+                let mut b = r.machine.as_bytes().to_vec();
+                b.extend_from_slice(&r.ts.to_le_bytes());
+                for v in &r.values {
+                    b.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+                sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_64(&b));
+            }
+            Ok(())
+        })
+        .unwrap();
+    (n, sum)
 }
 
 #[test]

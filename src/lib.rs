@@ -12,6 +12,7 @@ pub mod onnx_runtime;
 pub mod orgs;
 pub mod outputs;
 pub mod settings;
+pub mod simulation;
 pub mod status;
 pub mod store;
 pub mod training;

@@ -343,7 +343,10 @@ fn kill_and_restart(processes: usize, name: &str) {
     for org in ["acme-heat", "borealis-forge", "cobalt-thermal"] {
         let (got, want) = (history_digest(&dir, org), history_digest(&clean, org));
         assert!(want.0 > 0, "the clean run kept {org}'s rows");
-        assert_eq!(got, want, "{org}: (rows, checksum) after kill -9 and restart vs a clean run");
+        assert_eq!(
+            got, want,
+            "{org}: (rows, checksum) after kill -9 and restart vs a clean run"
+        );
     }
 }
 

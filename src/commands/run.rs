@@ -10,9 +10,9 @@
 
 use crate::api::{self, ApiDeps, ApiSettings, ApiState, HistoryTrainer};
 use crate::cli::{ConfigArg, DataDirArg, ListenArg};
-use crate::commands::simulate::schemas_from_config;
 use crate::metrics::Metrics;
 use crate::outputs::{AlertOutputs, LineSink, LivePrediction, PredictionFeed, PredictionOutput};
+use crate::simulation::schemas_from_config;
 use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
 use crate::training::bootstrap::{Bootstrap, orgs_without_model};

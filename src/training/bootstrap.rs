@@ -8,7 +8,7 @@
 //! Orgs are trained one at a time (the machine is small); Ctrl-C stops between
 //! steps and the next start picks up whatever is still missing.
 
-use crate::commands::simulate::schemas_from_config;
+use crate::simulation::schemas_from_config;
 use crate::store::AlertStore;
 use crate::training::history::{self, HistoryWriter, import::import};
 use crate::training::pipeline::{TrainContext, TrainOutcome, TrainSpec, Trigger, train};

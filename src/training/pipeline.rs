@@ -11,8 +11,8 @@
 //! Version numbers come from the TrainingLog as well as the registry, so a
 //! failed or interrupted run's number is never reused.
 
-use crate::commands::features::compute_with;
 use crate::store::AlertStore;
+use crate::training::features::compute_with;
 use crate::training::history::{self, HistoryReader};
 use crate::training::python::{MlEnv, arg};
 use crate::training::registry::{Registry, TrainingRun, beats};

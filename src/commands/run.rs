@@ -285,6 +285,7 @@ fn run_pipeline(
         max_batch_rows: config.runtime.max_batch_rows,
         stats: stats.clone(),
         cache_stats: Arc::default(),
+        clock: prognos_dataflows::operators::inference::system_clock(),
     };
     let cache_stats = ctx.cache_stats.clone();
     let dead_path = args.data_dir.data_dir.join("dead_letters.jsonl");
@@ -515,6 +516,7 @@ pub(crate) fn publish(
 ) {
     let (batches, dropped) = stats.take_batches();
     metrics.observe_batches(&batches, dropped);
+    metrics.publish_breakers(stats);
     for (k, v) in stats.snapshot() {
         let before = seen.get(&k).copied().unwrap_or(0);
         if v > before {

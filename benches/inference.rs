@@ -307,6 +307,7 @@ fn bench(c: &mut Criterion) {
                         max_batch_rows: 4096,
                         stats: Arc::new(Stats::default()),
                         cache_stats: Arc::default(),
+                        clock: prognos_dataflows::operators::inference::system_clock(),
                     };
                     let mut input = timely::dataflow::InputHandle::new();
                     let probe = timely::dataflow::ProbeHandle::new();

@@ -3,7 +3,7 @@
 //! API's own (requests, WebSocket, logins, training runs) are in
 //! [`crate::api::metrics`].
 
-use prognos_dataflows::stats::{BatchSample, Stage};
+use prognos_dataflows::stats::{BatchSample, Stage, Stats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -28,6 +28,8 @@ pub const MODEL_LOAD_SECONDS_TOTAL: &str = "prognos_model_load_seconds_total";
 pub const MODEL_CACHE_BYTES: &str = "prognos_model_cache_bytes";
 /// Versions held by the model caches.
 pub const MODEL_CACHE_MODELS: &str = "prognos_model_cache_models";
+/// Each org's inference circuit breaker: 0 closed, 1 half-open, 2 open.
+pub const MODEL_BREAKER_STATE: &str = "prognos_model_breaker_state";
 
 /// Alert records by org, type and kind (`notification`, `summary`, `resolved`),
 /// as delivered to the store.
@@ -97,6 +99,8 @@ pub struct Metrics {
     pub cache_bytes: prometheus::IntGauge,
     /// See [`MODEL_CACHE_MODELS`].
     pub cache_models: prometheus::IntGauge,
+    /// See [`MODEL_BREAKER_STATE`].
+    pub breaker_state: IntGaugeVec,
     /// See [`ALERTS_TOTAL`].
     pub alerts: IntCounterVec,
     /// See [`ALERT_STORE_ERRORS_TOTAL`].
@@ -169,6 +173,14 @@ impl Metrics {
         let cache_models =
             prometheus::IntGauge::new(MODEL_CACHE_MODELS, "Model versions held by the caches.")
                 .expect("valid metric");
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                MODEL_BREAKER_STATE,
+                "Inference circuit breaker by organization: 0 closed, 1 half-open, 2 open.",
+            ),
+            &["org"],
+        )
+        .expect("valid metric");
         let alerts = IntCounterVec::new(
             Opts::new(
                 ALERTS_TOTAL,
@@ -248,6 +260,7 @@ impl Metrics {
             Box::new(model_load_seconds.clone()),
             Box::new(cache_bytes.clone()),
             Box::new(cache_models.clone()),
+            Box::new(breaker_state.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -263,6 +276,7 @@ impl Metrics {
             model_load_seconds,
             cache_bytes,
             cache_models,
+            breaker_state,
             alerts,
             alert_store_errors,
             alerts_suppressed,
@@ -285,6 +299,7 @@ impl Metrics {
                 self.alerts_suppressed.with_label_values(&[org.as_str(), t]);
             }
             self.inference_seconds.with_label_values(&[org.as_str()]);
+            self.breaker_state.with_label_values(&[org.as_str()]);
             self.inference_rows.with_label_values(&[org.as_str()]);
         }
     }
@@ -338,6 +353,15 @@ impl Metrics {
         self.cache_bytes.set(sum(|s| s.bytes) as i64);
         self.cache_models
             .set(per_worker.values().map(|s| s.models as i64).sum());
+    }
+
+    /// Set each org's breaker gauge from the dataflow's breaker states.
+    pub fn publish_breakers(&self, stats: &Stats) {
+        for (org, state) in stats.breaker_states() {
+            self.breaker_state
+                .with_label_values(&[org.as_str()])
+                .set(state as i64);
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -515,6 +539,32 @@ mod tests {
         assert!(start <= now_s + 1.0 && start > now_s - 86_400.0, "{start}");
         assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
         assert_eq!(keep.iter().map(|&b| b as usize).sum::<usize>(), 32 << 20);
+    }
+
+    #[test]
+    fn breaker_state_is_published_per_org() {
+        use prognos_dataflows::stats::BreakerState;
+        let m = Metrics::new();
+        m.init_orgs(&["a".to_string(), "b".to_string()]);
+        assert!(
+            m.render()
+                .contains(r#"prognos_model_breaker_state{org="a"} 0"#)
+        );
+        let stats = Stats::default();
+        stats.set_breakers(
+            0,
+            [("a", BreakerState::Open), ("b", BreakerState::HalfOpen)],
+        );
+        m.publish_breakers(&stats);
+        let text = m.render();
+        assert!(
+            text.contains(r#"prognos_model_breaker_state{org="a"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"prognos_model_breaker_state{org="b"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -168,6 +168,7 @@ fn score_with(
             max_batch_rows: 256,
             stats: stats.clone(),
             cache_stats: Arc::default(),
+            clock: prognos_dataflows::operators::inference::system_clock(),
         };
         let (cfg, out, stats) = (cfg.clone(), out2.clone(), stats.clone());
         worker.dataflow::<u64, _, _>(move |scope| {

@@ -38,6 +38,17 @@ pub struct BatchSample {
     pub seconds: f64,
 }
 
+/// A circuit breaker's state, as the `prognos_model_breaker_state` gauge reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BreakerState {
+    /// Models score the org's rows.
+    Closed = 0,
+    /// The open period is over: the next batch is a probe.
+    HalfOpen = 1,
+    /// Rules only, after repeated inference errors.
+    Open = 2,
+}
+
 /// Batch samples kept until the service takes them; beyond this, new samples are
 /// dropped (and counted) so a process that never takes them stays bounded.
 pub const MAX_PENDING_BATCHES: usize = 16_384;
@@ -47,6 +58,7 @@ pub const MAX_PENDING_BATCHES: usize = 16_384;
 pub struct Stats {
     counts: Mutex<BTreeMap<(String, String), u64>>,
     batches: Mutex<(Vec<BatchSample>, u64)>,
+    breakers: Mutex<BTreeMap<(String, usize), BreakerState>>,
 }
 
 impl Stats {
@@ -86,6 +98,35 @@ impl Stats {
     pub fn take_batches(&self) -> (Vec<BatchSample>, u64) {
         let mut b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
         (std::mem::take(&mut b.0), b.1)
+    }
+
+    /// Record the state of `worker`'s breakers, one per org it has seen.
+    pub fn set_breakers<'a>(
+        &self,
+        worker: usize,
+        states: impl IntoIterator<Item = (&'a str, BreakerState)>,
+    ) {
+        let mut b = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        for (org, state) in states {
+            match b.get_mut(&(org.to_string(), worker)) {
+                Some(s) => *s = state,
+                None => {
+                    b.insert((org.to_string(), worker), state);
+                }
+            }
+        }
+    }
+
+    /// Each org's breaker state: the worst over the workers (open over half-open
+    /// over closed), since any open worker sends part of the org's rows to rules.
+    pub fn breaker_states(&self) -> BTreeMap<String, BreakerState> {
+        let b = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: BTreeMap<String, BreakerState> = BTreeMap::new();
+        for ((org, _), s) in b.iter() {
+            let e = out.entry(org.clone()).or_insert(*s);
+            *e = (*e).max(*s);
+        }
+        out
     }
 
     /// Every count.
@@ -165,6 +206,21 @@ mod tests {
         assert_eq!(stats.get("b", "x"), 6);
         assert_eq!(stats.get("a", "y"), 1);
         assert_eq!(stats.snapshot().len(), 3);
+    }
+
+    #[test]
+    fn breaker_state_is_the_worst_over_workers() {
+        let stats = Stats::default();
+        stats.set_breakers(
+            0,
+            [("a", BreakerState::Closed), ("b", BreakerState::HalfOpen)],
+        );
+        stats.set_breakers(1, [("a", BreakerState::Open), ("b", BreakerState::Closed)]);
+        let s = stats.breaker_states();
+        assert_eq!(s["a"], BreakerState::Open);
+        assert_eq!(s["b"], BreakerState::HalfOpen);
+        stats.set_breakers(1, [("a", BreakerState::Closed)]);
+        assert_eq!(stats.breaker_states()["a"], BreakerState::Closed);
     }
 
     #[test]

@@ -145,6 +145,7 @@ pub fn replay(
                 max_batch_rows: config.runtime.max_batch_rows,
                 stats: stats.clone(),
                 cache_stats: Arc::default(),
+                clock: prognos_dataflows::operators::inference::system_clock(),
             }
         }
     };
@@ -271,6 +272,7 @@ pub fn inference_context(config: &Config, data_dir: &Path) -> anyhow::Result<Inf
         max_batch_rows: config.runtime.max_batch_rows,
         stats: Arc::new(Stats::default()),
         cache_stats: Arc::default(),
+        clock: prognos_dataflows::operators::inference::system_clock(),
     })
 }
 

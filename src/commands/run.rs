@@ -331,6 +331,7 @@ fn run_pipeline(
         max_batch_rows: config.runtime.max_batch_rows,
         stats: stats.clone(),
         cache_stats: Arc::default(),
+        clock: prognos_dataflows::operators::inference::system_clock(),
     };
     let cache_stats = ctx.cache_stats.clone();
     let (history, history_root) = (&services.history, &services.history_root);
@@ -594,6 +595,7 @@ pub(crate) fn publish(
 ) {
     let (batches, dropped) = stats.take_batches();
     metrics.observe_batches(&batches, dropped);
+    metrics.publish_breakers(stats);
     for (k, v) in stats.snapshot() {
         let before = seen.get(&k).copied().unwrap_or(0);
         if v > before {

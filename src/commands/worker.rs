@@ -244,6 +244,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         max_batch_rows: config.runtime.max_batch_rows,
         stats: stats.clone(),
         cache_stats: Arc::default(),
+        clock: prognos_dataflows::operators::inference::system_clock(),
     };
     let settings = AlertSettings::from_config(&config, Mode::Stream)?;
     let metrics = Metrics::new();

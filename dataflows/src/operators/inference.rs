@@ -7,6 +7,9 @@
 //! No active version, a version that fails its load-time check, or an org whose
 //! circuit breaker is open (after repeated inference errors; wall clock, like
 //! idleness) gives a fallback row: no probability, `fallback = true`, rules only.
+//! Each worker keeps a [`Breaker`] per org: closed until [`BREAKER_ERRORS`]
+//! consecutive failed runs, then open for [`BREAKER_OPEN`], then half-open: the
+//! next batch is a probe whose success closes it and whose failure re-opens it.
 //! Rows stay on the worker that computed their features (no exchange).
 
 use crate::config::Config;
@@ -14,7 +17,7 @@ use crate::models::activations::{Activations, Thresholds};
 use crate::models::cache::{CacheLimits, CacheStats, ModelCache, ModelRoot};
 use crate::models::runner::Score;
 use crate::records::{FeatureMap, FeatureRow, ModelHealth, Prediction, PredictionMetadata};
-use crate::stats::{BatchSample, Stage, Stats, Tally};
+use crate::stats::{BatchSample, BreakerState, Stage, Stats, Tally};
 use ort::environment::Environment;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -122,6 +125,16 @@ pub struct InferenceContext {
     pub stats: Arc<Stats>,
     /// Cache counters per worker, for metrics.
     pub cache_stats: Arc<Mutex<BTreeMap<usize, CacheStats>>>,
+    /// The wall clock breakers open and half-open by (tests pass their own).
+    pub clock: Clock,
+}
+
+/// A source of wall-clock instants.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Instant::now)
 }
 
 impl InferenceContext {
@@ -148,10 +161,60 @@ impl InferenceContext {
     }
 }
 
-#[derive(Default)]
-struct Breaker {
+/// One org's circuit breaker on one worker.
+#[derive(Debug, Default, Clone)]
+pub struct Breaker {
     errors: u32,
-    open_until: Option<Instant>,
+    opened_at: Option<Instant>,
+    probing: bool,
+}
+
+impl Breaker {
+    /// Its state at `now`: open for [`BREAKER_OPEN`] after it opened, then half-open.
+    pub fn state(&self, now: Instant) -> BreakerState {
+        match self.opened_at {
+            None => BreakerState::Closed,
+            Some(_) if self.probing => BreakerState::HalfOpen,
+            Some(t) if now.saturating_duration_since(t) < BREAKER_OPEN => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether a batch may run at `now`. Closed and half-open admit (the batch a
+    /// half-open breaker admits is its probe); open sends the batch to the fallback.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        match self.state(now) {
+            BreakerState::Closed => true,
+            BreakerState::HalfOpen => {
+                self.probing = true;
+                true
+            }
+            BreakerState::Open => false,
+        }
+    }
+
+    /// A run succeeded: the breaker closes.
+    pub fn success(&mut self) {
+        *self = Breaker::default();
+    }
+
+    /// A run failed at `now`; true when this opened (or re-opened) the breaker:
+    /// the [`BREAKER_ERRORS`]th consecutive error, or a failed half-open probe.
+    pub fn failure(&mut self, now: Instant) -> bool {
+        self.errors = self.errors.saturating_add(1);
+        if self.probing || self.errors >= BREAKER_ERRORS {
+            self.opened_at = Some(now);
+            self.probing = false;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Consecutive errors since the last success.
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
 }
 
 fn fallback(
@@ -322,7 +385,7 @@ pub fn inference<'s>(
                     breakers.insert(org.to_string(), Breaker::default());
                 }
                 let breaker = breakers.get_mut(org).expect("inserted");
-                let open = breaker.open_until.is_some_and(|t| Instant::now() < t);
+                let open = !breaker.admit((ctx.clock)());
                 let (Some(v), Some(cache), true, false) = (version.clone(), cache.as_mut(), usable, open) else {
                     let health = if open { ModelHealth::Failed } else { ModelHealth::Healthy };
                     let health = if version.is_some() && !open && cache.is_none() { ModelHealth::Failed } else { health };
@@ -347,10 +410,18 @@ pub fn inference<'s>(
                 let loaded_now = model.take_fresh_load_ms();
                 let classes: Vec<Arc<str>> = model.meta.component_classes().into_iter().map(Arc::from).collect();
                 let importance = model.importance.clone();
-                let gate_health = if breaker.errors > 0 { ModelHealth::Degraded } else { ModelHealth::Healthy };
                 let mut first = true;
                 for chunk in group.chunks(ctx.max_batch_rows.max(1)) {
                     let batch: Vec<FeatureRow> = chunk.iter().map(|&ix| take(ix)).collect();
+                    // A probe that failed earlier in this group re-opened the breaker.
+                    if !breaker.admit((ctx.clock)()) {
+                        tally.add_n(org, "fallback", batch.len() as u64);
+                        for row in batch {
+                            session.give(fallback(row, Some(settings), Some(v.clone()), ModelHealth::Failed));
+                        }
+                        continue;
+                    }
+                    let gate_health = if breaker.errors() > 0 { ModelHealth::Degraded } else { ModelHealth::Healthy };
                     let batch_confs: Vec<Option<f64>> = chunk
                         .iter()
                         .map(|&ix| thresholds[ix as usize].as_ref().map(|t| t.confidence_threshold))
@@ -359,7 +430,7 @@ pub fn inference<'s>(
                     let t0 = Instant::now();
                     match model.score(&refs, &mut scores) {
                         Ok(()) => {
-                            breaker.errors = 0;
+                            breaker.success();
                             let seconds = t0.elapsed().as_secs_f64();
                             timed.push(BatchSample { stage: Stage::Inference, org: Some(org.to_string()), rows: batch.len(), seconds });
                             let per_row = seconds * 1000.0 / batch.len() as f64;
@@ -396,10 +467,9 @@ pub fn inference<'s>(
                             }
                         }
                         Err(e) => {
-                            breaker.errors += 1;
-                            tracing::warn!(org = %org, version = %v, error = %e, errors = breaker.errors, "inference failed; rules only for this batch");
-                            if breaker.errors >= BREAKER_ERRORS {
-                                breaker.open_until = Some(Instant::now() + BREAKER_OPEN);
+                            let opened = breaker.failure((ctx.clock)());
+                            tracing::warn!(org = %org, version = %v, error = %e, errors = breaker.errors(), "inference failed; rules only for this batch");
+                            if opened {
                                 tracing::error!(org = %org, "circuit breaker open for {:?}: repeated inference errors", BREAKER_OPEN);
                             }
                             tally.add_n(org, "fallback", batch.len() as u64);
@@ -411,6 +481,8 @@ pub fn inference<'s>(
                 }
             }
             drop(session);
+            let now = (ctx.clock)();
+            ctx.stats.set_breakers(worker, breakers.iter().map(|(o, b)| (o.as_str(), b.state(now))));
             tally.flush(&ctx.stats);
             ctx.stats.add_batches(&mut timed);
             if let Some(cache) = cache.as_ref() {
@@ -466,6 +538,77 @@ mod tests {
         }
         org_ranks(&[], &mut names, &mut ranks);
         assert!(ranks.is_empty());
+    }
+
+    #[test]
+    fn breaker_opens_after_consecutive_errors_only() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        for _ in 1..BREAKER_ERRORS {
+            assert!(b.admit(t0));
+            assert!(
+                !b.failure(t0),
+                "fewer than BREAKER_ERRORS errors keep it closed"
+            );
+        }
+        // A success in between resets the count.
+        b.success();
+        for _ in 1..BREAKER_ERRORS {
+            assert!(!b.failure(t0));
+        }
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        assert!(
+            b.failure(t0),
+            "the BREAKER_ERRORS-th consecutive error opens it"
+        );
+        assert_eq!(b.state(t0), BreakerState::Open);
+    }
+
+    #[test]
+    fn open_breaker_admits_nothing_until_its_period_ends() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..BREAKER_ERRORS {
+            b.failure(t0);
+        }
+        let almost = t0 + BREAKER_OPEN - Duration::from_millis(1);
+        assert!(!b.admit(t0));
+        assert!(!b.admit(almost), "rules only while open");
+        assert_eq!(b.state(almost), BreakerState::Open);
+        assert_eq!(b.state(t0 + BREAKER_OPEN), BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn half_open_probe_success_closes() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..BREAKER_ERRORS {
+            b.failure(t0);
+        }
+        let later = t0 + BREAKER_OPEN;
+        assert!(b.admit(later), "the probe runs");
+        assert_eq!(b.state(later), BreakerState::HalfOpen);
+        b.success();
+        assert_eq!(b.state(later), BreakerState::Closed);
+        assert_eq!(b.errors(), 0);
+        // Closed again: it takes BREAKER_ERRORS errors to re-open.
+        assert!(!b.failure(later));
+    }
+
+    #[test]
+    fn half_open_probe_failure_reopens_for_a_full_period() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..BREAKER_ERRORS {
+            b.failure(t0);
+        }
+        let later = t0 + BREAKER_OPEN + Duration::from_secs(5);
+        assert!(b.admit(later));
+        assert!(b.failure(later), "one failed probe re-opens it");
+        assert_eq!(b.state(later), BreakerState::Open);
+        assert!(!b.admit(later + BREAKER_OPEN - Duration::from_millis(1)));
+        assert_eq!(b.state(later + BREAKER_OPEN), BreakerState::HalfOpen);
     }
 
     #[test]

@@ -181,7 +181,8 @@ impl AlertStore {
         }
     }
 
-    /// Run an operator action on alert `id` of `org` and commit it at `at`.
+    /// Run an operator action on alert `id` of `org`, commit it at `at` and make
+    /// it durable (flushed) before returning.
     fn operator(
         &self,
         org: &str,
@@ -189,7 +190,7 @@ impl AlertStore {
         at: i64,
         act: impl Fn(&mut StoredAlert) -> Result<ChangeKind>,
     ) -> Result<Change> {
-        self.txn(|t| {
+        let change = self.txn(|t| {
             let Some((pk, mut alert)) = load(t, org, id)? else {
                 return abort(StoreError::NotFound {
                     org: org.into(),
@@ -203,7 +204,10 @@ impl AlertStore {
             alert.updated_at = alert.updated_at.max(at);
             let seq = commit(t, &pk, &mut alert)?;
             Ok(change(kind, seq, alert))
-        })
+        })?;
+        // An operator is told the action is done: it must survive a crash.
+        self.flush()?;
+        Ok(change)
     }
 
     /// An operator acknowledges an ACTIVE alert.

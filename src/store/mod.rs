@@ -69,8 +69,10 @@
 //! so pages never skip or repeat while alerts arrive or change status; every page
 //! also carries the total count of matches (one pass over the range).
 //! Every change is one sled transaction over all the trees, so a crash never leaves
-//! an index pointing nowhere. Nothing is fsynced per change; call
-//! [`AlertStore::flush`] when durability matters (the sink after a batch).
+//! an index pointing nowhere. Operator actions (acknowledge, resolve, feedback)
+//! are flushed before they return, so what the API confirms survives a crash
+//! (+0.2 to 0.6 ms each on ext4); records of the alert stream are not fsynced one by one:
+//! call [`AlertStore::flush`] when durability matters (the sink after a batch).
 //! Org, machine, component and ids must not contain NUL (they are key separators):
 //! such a record is [`StoreError::InvalidRecord`].
 

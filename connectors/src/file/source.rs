@@ -81,14 +81,34 @@ impl Open {
             if buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            // Invalid UTF-8 is kept (lossily) so the row becomes a dead letter, not a gap.
+            // Invalid UTF-8 becomes an `invalid_utf8` dead letter (bytes shown
+            // lossily), never a row with mangled values.
             let text = match std::str::from_utf8(buf) {
-                Ok(t) => std::borrow::Cow::Borrowed(t),
-                Err(_) => String::from_utf8_lossy(buf),
+                Ok(t) => t,
+                Err(e) if self.header.is_some() || self.input.format == FileFormat::Jsonl => {
+                    out.push(SourceEvent::Row(RawRow {
+                        pos: SourcePosition {
+                            partition: self.input.partition,
+                            offset,
+                        },
+                        organization_id: Some(self.input.org.clone()),
+                        payload: RawPayload::InvalidUtf8 {
+                            text: String::from_utf8_lossy(buf).into_owned(),
+                            valid_up_to: e.valid_up_to(),
+                        },
+                    }));
+                    rows += 1;
+                    continue;
+                }
+                // A CSV header that is not UTF-8 cannot name columns.
+                Err(e) => {
+                    tracing::error!(file = %self.input.path.display(), byte = e.valid_up_to(), "CSV header is not UTF-8; partition ends");
+                    return self.end(out).max(rows);
+                }
             };
             let payload = match self.input.format {
                 FileFormat::Jsonl => RawPayload::Json {
-                    text: text.into_owned(),
+                    text: text.to_string(),
                 },
                 FileFormat::Csv => match &self.header {
                     None => {
@@ -101,7 +121,7 @@ impl Open {
                     }
                     Some(h) => RawPayload::Csv {
                         header: h.clone(),
-                        text: text.into_owned(),
+                        text: text.to_string(),
                     },
                 },
             };

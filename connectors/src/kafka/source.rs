@@ -240,10 +240,10 @@ impl Source for KafkaSource {
                 continue;
             }
             self.next.insert(p, offset + 1);
-            let text = match msg.payload() {
-                Some(b) => String::from_utf8_lossy(b).into_owned(),
-                None => String::new(),
-            };
+            // Not UTF-8: an `invalid_utf8` dead letter, never a mangled row.
+            let payload = RawPayload::from_bytes(msg.payload().unwrap_or_default(), |text| {
+                RawPayload::Json { text }
+            });
             let org = msg
                 .key()
                 .filter(|k| !k.is_empty())
@@ -254,7 +254,7 @@ impl Source for KafkaSource {
                     offset: offset as u64,
                 },
                 organization_id: org,
-                payload: RawPayload::Json { text },
+                payload,
             }));
             rows += 1;
         }

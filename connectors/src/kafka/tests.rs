@@ -46,3 +46,67 @@ fn partitions_without_rows_resume_where_they_started() {
     assert_eq!(t.resume_offsets(150).get(&5), Some(&9));
     assert_eq!(t.resume_offsets(1000).get(&5), Some(&10));
 }
+
+/// A message whose payload is not UTF-8 is marked (lossy text, byte offset)
+/// for an `invalid_utf8` dead letter; its neighbours are read as they are.
+#[test]
+fn payloads_that_are_not_utf8_are_marked_with_their_byte_offset() {
+    use super::producer::RecordProducer;
+    use super::test_broker::TestBroker;
+    use super::{KafkaClient, KafkaSource, KafkaSourceConfig, admin};
+    use prognos_dataflows::records::RawPayload;
+    use prognos_dataflows::source::{Source, SourceEvent, SourceStatus};
+    use std::time::Duration;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let broker = TestBroker::start(&root);
+    let client = KafkaClient::new(broker.addr());
+    admin::create_topic(&client, "scada", 1, false, Duration::from_secs(20)).unwrap();
+    let producer = RecordProducer::new(&client, "scada").unwrap();
+    producer.send(b"acme-heat", b"{\"furnace_id\":\"IQ-01\"}", 0);
+    producer.send(b"acme-heat", b"{\"furnace_id\":\"IQ-\xff\xfe01\"}", 1);
+    producer.flush(Duration::from_secs(20)).unwrap();
+    let cfg = KafkaSourceConfig {
+        client,
+        topic: "scada".into(),
+        index: 0,
+        workers: 1,
+        start: Default::default(),
+        stop_at_end: true,
+        refresh: Duration::from_millis(200),
+    };
+    let mut src = KafkaSource::new(
+        cfg,
+        Default::default(),
+        Default::default(),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while src.poll(&mut out, 100) != SourceStatus::Finished {
+        assert!(std::time::Instant::now() < deadline, "{out:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rows: Vec<(u64, RawPayload)> = out
+        .into_iter()
+        .filter_map(|e| match e {
+            SourceEvent::Row(r) => Some((r.pos.offset, r.payload)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        matches!(&rows[0].1, RawPayload::Json { text } if text == "{\"furnace_id\":\"IQ-01\"}")
+    );
+    assert_eq!(
+        rows[1],
+        (
+            1,
+            RawPayload::InvalidUtf8 {
+                text: "{\"furnace_id\":\"IQ-\u{fffd}\u{fffd}01\"}".into(),
+                valid_up_to: 18,
+            }
+        )
+    );
+}

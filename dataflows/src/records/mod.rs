@@ -34,13 +34,33 @@ pub enum RawPayload {
         /// The record's text.
         text: String,
     },
+    /// A row whose bytes are not UTF-8: it becomes an `invalid_utf8` dead letter.
+    InvalidUtf8 {
+        /// The bytes as lossy text (U+FFFD for each invalid sequence).
+        text: String,
+        /// Byte offset of the first invalid sequence.
+        valid_up_to: usize,
+    },
 }
 
 impl RawPayload {
     /// The original text, as a dead letter carries it.
     pub fn text(&self) -> &str {
         match self {
-            RawPayload::Json { text } | RawPayload::Csv { text, .. } => text,
+            RawPayload::Json { text }
+            | RawPayload::Csv { text, .. }
+            | RawPayload::InvalidUtf8 { text, .. } => text,
+        }
+    }
+
+    /// `bytes` as text, or as [`RawPayload::InvalidUtf8`] when they are not UTF-8.
+    pub fn from_bytes(bytes: &[u8], text: impl FnOnce(String) -> RawPayload) -> RawPayload {
+        match std::str::from_utf8(bytes) {
+            Ok(t) => text(t.to_string()),
+            Err(e) => RawPayload::InvalidUtf8 {
+                text: String::from_utf8_lossy(bytes).into_owned(),
+                valid_up_to: e.valid_up_to(),
+            },
         }
     }
 }
@@ -364,11 +384,13 @@ pub enum DeadLetterReason {
     Late,
     /// Behind the frontier after its idle partition was released.
     LateIdle,
+    /// The row's bytes are not UTF-8 (the payload shows them lossily).
+    InvalidUtf8,
 }
 
 impl DeadLetterReason {
     /// Every reason, for metrics and tests.
-    pub const ALL: [DeadLetterReason; 11] = [
+    pub const ALL: [DeadLetterReason; 12] = [
         DeadLetterReason::MalformedJson,
         DeadLetterReason::MalformedCsv,
         DeadLetterReason::UnknownOrg,
@@ -380,6 +402,7 @@ impl DeadLetterReason {
         DeadLetterReason::NonFinite,
         DeadLetterReason::Late,
         DeadLetterReason::LateIdle,
+        DeadLetterReason::InvalidUtf8,
     ];
 
     /// Wire and metric label name.
@@ -396,6 +419,7 @@ impl DeadLetterReason {
             DeadLetterReason::NonFinite => "non_finite",
             DeadLetterReason::Late => "late",
             DeadLetterReason::LateIdle => "late_idle",
+            DeadLetterReason::InvalidUtf8 => "invalid_utf8",
         }
     }
 }

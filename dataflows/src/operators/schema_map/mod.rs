@@ -137,6 +137,10 @@ impl SchemaMapper {
         let result = match &row.payload {
             RawPayload::Json { text } => parse_json(m, text, &mut parsed),
             RawPayload::Csv { header, text } => parse_csv(m, header, text, &mut parsed),
+            RawPayload::InvalidUtf8 { valid_up_to, .. } => Err((
+                DeadLetterReason::InvalidUtf8,
+                format!("invalid UTF-8 at byte {valid_up_to}"),
+            )),
         };
         if let Err((reason, detail)) = result {
             return Err(dead(reason, Some(org_id), detail));

@@ -305,3 +305,18 @@ proptest::proptest! {
         let _ = m.map(&json("borealis-forge", &serde_json::Value::Object(obj).to_string()));
     }
 }
+
+#[test]
+fn invalid_utf8_is_a_dead_letter_naming_the_byte() {
+    let bytes = b"{\"furnace_id\":\"IQ-\xff\xfe01\"}";
+    let row = RawRow {
+        payload: RawPayload::from_bytes(bytes, |text| RawPayload::Json { text }),
+        ..json("acme-heat", "")
+    };
+    let d = mapper().map(&row).expect_err("not UTF-8");
+    assert_eq!(d.reason, DeadLetterReason::InvalidUtf8);
+    assert_eq!(d.reason.as_str(), "invalid_utf8");
+    assert_eq!(d.detail, "invalid UTF-8 at byte 18");
+    assert_eq!(d.payload, "{\"furnace_id\":\"IQ-\u{fffd}\u{fffd}01\"}");
+    assert_eq!(d.organization_id.as_deref(), Some("acme-heat"));
+}

@@ -7,6 +7,7 @@ pub mod activations;
 pub mod cache;
 pub mod metadata;
 pub mod runner;
+pub mod trees;
 
 pub use cache::{CacheLimits, CacheStats, ModelCache};
 pub use metadata::ModelMetadata;

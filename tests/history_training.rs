@@ -192,7 +192,7 @@ fn a_schedule_trains_on_the_stored_history_and_a_stop_interrupts_cleanly() {
         .collect();
     assert_eq!(versions.first().map(String::as_str), Some("rules"));
     assert!(
-        versions.iter().any(|v| *v == first.version),
+        versions.contains(&first.version),
         "rows scored by {}",
         first.version
     );

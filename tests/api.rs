@@ -1478,7 +1478,7 @@ async fn model_routes_deploy_rollback_train_and_audit() {
 
     // Training: queued, then done; one at a time per org; bad fields refused.
     let (st, v) = s
-        .post("/api/ml/train", &ad_a, json!({"days": 100, "trials": 0}))
+        .post("/api/ml/train", &ad_a, json!({"days": 5000, "trials": 0}))
         .await;
     assert_eq!(st, 400);
     assert!(v["error"]["fields"]["days"].is_string() && v["error"]["fields"]["trials"].is_string());

@@ -214,6 +214,30 @@ fn segments_close_on_their_row_budget_and_compaction_merges_a_day() {
 }
 
 #[test]
+fn a_file_torn_before_its_header_reached_the_disk_is_dropped_at_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, wal) = (tmp.path().join("h"), tmp.path().join("wal/run"));
+    std::fs::create_dir_all(&wal).unwrap();
+    // kill -9 right after the files were created: empty, and half a magic line.
+    std::fs::write(wal.join("a-000001.wal"), b"").unwrap();
+    std::fs::write(wal.join("a-000002.wal"), b"prognos-hist").unwrap();
+    std::fs::write(
+        wal.join("a-000003.wal"),
+        b"prognos-history-wal 1\n{\"org\":",
+    )
+    .unwrap();
+    HistoryWriter::open(&root, &wal, &config(), HistorySettings::default()).unwrap();
+    assert!(std::fs::read_dir(&wal).unwrap().next().is_none());
+    // Anything else is refused, not trusted.
+    std::fs::write(
+        wal.join("b-000001.wal"),
+        b"garbage that is no write-ahead file",
+    )
+    .unwrap();
+    assert!(HistoryWriter::open(&root, &wal, &config(), HistorySettings::default()).is_err());
+}
+
+#[test]
 fn dates_round_trip() {
     for day in [-1, 0, 1, 20_000, day_of(T0)] {
         assert_eq!(day_of_date(&date_of_day(day)), Some(day));

@@ -118,22 +118,32 @@ impl WalFile {
     }
 }
 
-/// Read a write-ahead file: its header and every complete record.
-pub fn read(path: &Path) -> Result<(WalHeader, Vec<WalRow>), HistoryError> {
+/// Read a write-ahead file: its header and every complete record; None when
+/// even the header never reached the disk (a crash right after the file was
+/// created: no row of it was ever flushed).
+pub fn read(path: &Path) -> Result<Option<(WalHeader, Vec<WalRow>)>, HistoryError> {
     let format = |reason: &str| HistoryError::Format {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     };
     let f = File::open(path).map_err(HistoryError::io(path))?;
     let mut r = BufReader::with_capacity(256 << 10, f);
-    let mut magic = vec![0u8; MAGIC.len()];
-    r.read_exact(&mut magic)
-        .map_err(|_| format("not a history write-ahead file"))?;
+    let mut magic = Vec::with_capacity(MAGIC.len());
+    (&mut r)
+        .take(MAGIC.len() as u64)
+        .read_to_end(&mut magic)
+        .map_err(HistoryError::io(path))?;
+    if magic.len() < MAGIC.len() && MAGIC.starts_with(&magic) {
+        return Ok(None); // torn before the header was written
+    }
     if magic != MAGIC {
         return Err(format("not a history write-ahead file"));
     }
     let mut line = String::new();
     r.read_line(&mut line).map_err(HistoryError::io(path))?;
+    if !line.ends_with('\n') {
+        return Ok(None); // torn inside the header
+    }
     let header: WalHeader =
         serde_json::from_str(line.trim_end()).map_err(|e| format(&format!("bad header: {e}")))?;
     let mut rows = Vec::new();
@@ -154,7 +164,7 @@ pub fn read(path: &Path) -> Result<(WalHeader, Vec<WalRow>), HistoryError> {
             None => return Err(format("a record with a valid checksum does not decode")),
         }
     }
-    Ok((header, rows))
+    Ok(Some((header, rows)))
 }
 
 fn decode(b: &[u8]) -> Option<WalRow> {

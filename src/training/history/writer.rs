@@ -182,9 +182,10 @@ impl HistoryWriter {
 /// Turn one write-ahead file into its Parquet segment and remove it; the bytes
 /// written (None when it held no row).
 fn seal(root: &Path, wal_path: &Path) -> Result<Option<u64>, HistoryError> {
-    let (header, rows) = wal::read(wal_path)?;
     let mut written = None;
-    if !rows.is_empty() {
+    if let Some((header, rows)) = wal::read(wal_path)?
+        && !rows.is_empty()
+    {
         let dir = day_dir(root, &header.org, header.day);
         std::fs::create_dir_all(&dir).map_err(HistoryError::io(&dir))?;
         let stem = wal_path

@@ -1,0 +1,151 @@
+//! A second equipment domain end to end with the real binary: the pump fleet of
+//! `config/examples/pumps.toml` (fixture `tests/data/pumps/`, generated once with
+//! NASA progpy, see its README) is imported into the history, importing it again
+//! adds nothing, the generator's raw work orders are refused before any work
+//! starts, and `prognos train` without `--input` trains and activates a first
+//! version on the stored history with the converted work orders as labels.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/data/pumps").join(name)
+}
+
+const CONFIG: &str = "config/examples/pumps.toml";
+
+fn prognos(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prognos"))
+        .current_dir(root())
+        .args(args)
+        // Through the environment: `history` takes its flags before the action.
+        .env("PROGNOS_CONFIG", CONFIG)
+        .env("PROGNOS_DATA_DIR", data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// The fixture's rows, machines and time range, counted from the file itself.
+fn expected() -> (u64, Vec<String>, String, String) {
+    let text = std::fs::read_to_string(fixture("pumpco.jsonl")).unwrap();
+    let mut machines = std::collections::BTreeSet::new();
+    let mut times = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        machines.insert(v["asset"].as_str().unwrap().to_string());
+        times.push(v["time"].as_str().unwrap().to_string());
+    }
+    times.sort();
+    (
+        times.len() as u64,
+        machines.into_iter().collect(),
+        times.first().unwrap().clone(),
+        times.last().unwrap().clone(),
+    )
+}
+
+#[test]
+fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rows_file = fixture("pumpco.jsonl");
+    let rows_arg = rows_file.to_str().unwrap();
+    let (rows, machines, first, last) = expected();
+
+    // Import: every row is stored, with its machines and time range.
+    let s = ok(&prognos(
+        &data,
+        &["history", "import", "--org", "pumpco", "--json", rows_arg],
+    ));
+    assert_eq!(s["rows"], rows, "{s}");
+    assert_eq!(s["machines"], serde_json::json!(machines), "{s}");
+    assert_eq!(s["firstTs"], first.as_str(), "{s}");
+    assert_eq!(s["lastTs"], last.as_str(), "{s}");
+    assert_eq!(s["deadLetters"], serde_json::json!({}), "{s}");
+    let shown = ok(&prognos(
+        &data,
+        &["history", "show", "--org", "pumpco", "--json"],
+    ));
+    assert_eq!(shown["rows"], rows, "{shown}");
+    assert_eq!(shown["machines"].as_array().unwrap().len(), machines.len());
+
+    // Again: the file is recognised and nothing is added.
+    let again = ok(&prognos(
+        &data,
+        &["history", "import", "--org", "pumpco", "--json", rows_arg],
+    ));
+    assert_eq!(again["rows"], 0, "{again}");
+    assert_eq!(again["files"], serde_json::json!([]), "{again}");
+    assert_eq!(
+        again["alreadyImported"],
+        serde_json::json!([rows_arg]),
+        "{again}"
+    );
+    let shown = ok(&prognos(
+        &data,
+        &["history", "show", "--org", "pumpco", "--json"],
+    ));
+    assert_eq!(shown["rows"], rows, "{shown}");
+
+    // The generator's own work orders (`org`/`machine`): refused up front, the
+    // line and the field named, no version taken.
+    let raw = fixture("events.raw.jsonl");
+    let out = prognos(
+        &data,
+        &[
+            "train",
+            "--org",
+            "pumpco",
+            "--events",
+            raw.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "raw events accepted: {err}");
+    assert!(
+        err.contains("events.raw.jsonl:1: ") && err.contains(": unknown field"),
+        "the line and the field are named: {err}"
+    );
+
+    // The converted work orders: a first version trained on the whole stored
+    // history, registered and activated.
+    let events = fixture("events.jsonl");
+    let outcome = ok(&prognos(
+        &data,
+        &[
+            "train",
+            "--org",
+            "pumpco",
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(outcome["status"], "COMPLETED", "{outcome}");
+    assert_eq!(outcome["deployed"], true, "{outcome}");
+    assert_eq!(outcome["version"], "v1", "{outcome}");
+    assert_eq!(outcome["trainingRows"], shown["rows"], "{outcome}");
+    let list = Command::new(env!("CARGO_BIN_EXE_prognos"))
+        .current_dir(root())
+        .args(["models", "list", "--org", "pumpco", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.starts_with("* pumpco v1 "), "{list}");
+}

@@ -94,19 +94,6 @@ impl HistoryReader {
         &self.root
     }
 
-    /// Orgs with a history folder.
-    pub fn orgs(&self) -> Result<Vec<String>, HistoryError> {
-        Ok(list_dir(&self.root)?
-            .iter()
-            .filter_map(|p| {
-                p.file_name()?
-                    .to_str()?
-                    .strip_prefix("org=")
-                    .map(String::from)
-            })
-            .collect())
-    }
-
     /// Days with data of `org`, oldest first.
     pub fn days(&self, org: &str) -> Result<Vec<i64>, HistoryError> {
         let mut days: Vec<i64> = list_dir(&org_dir(&self.root, org))?

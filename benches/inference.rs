@@ -300,6 +300,7 @@ fn bench(c: &mut Criterion) {
                     acts.activate(ORG, Some("v1".into()), i64::MIN);
                     let ctx = InferenceContext {
                         env: Some(env),
+                        source: None,
                         root: Arc::new(models),
                         limits: CacheLimits::default(),
                         activations: acts,

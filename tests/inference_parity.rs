@@ -161,6 +161,7 @@ fn score_with(
         let mine = prognos_connectors::file::assign(&inputs, worker.index(), worker.peers());
         let ctx = InferenceContext {
             env: Some(env.clone()),
+            source: None,
             root: Arc::new(models.clone()),
             limits: CacheLimits::default(),
             activations: activations.clone(),

@@ -778,3 +778,186 @@ fn dead_letters_and_predictions_go_to_their_topics() {
         );
     }
 }
+
+/// Several simulated days of one org through a worker: the worker keeps them in
+/// the history (a folder it shares with the controller, nothing else), the
+/// controller's `training.schedule` fires, trains on exactly the stored rows,
+/// passes the gate and activates; the worker fetches the version over HTTP (its
+/// own data dir; checked against the manifest) and scores the later rows with it.
+#[test]
+fn a_controller_schedule_trains_on_the_workers_history_and_the_worker_fetches_the_model() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let addr = broker.addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = tmp.path().join("sim");
+    run(Command::new(BIN)
+        .args([
+            "simulate",
+            "--orgs",
+            "1",
+            "--machines",
+            "3",
+            "--hours",
+            "96",
+        ])
+        .args(["--seed", "11", "--failure-rate", "2", "--out"])
+        .arg(&sim));
+    let file = sim.join("acme-heat.jsonl");
+    let produce_half = |part: &str| -> usize {
+        let n = run(Command::new(python())
+            .arg(root().join("tests/support/produce_rows.py"))
+            .args([addr.as_str(), "learn.scada", PARTITIONS])
+            .args([r#"{"acme-heat": "furnace_id"}"#, part])
+            .arg(&file));
+        n.trim().parse().unwrap()
+    };
+    let history = tmp.path().join("history");
+    let token = "cluster-token-for-the-learning-test";
+    let env = |c: &mut Command| {
+        c.env("PROGNOS_HISTORY__DIR", &history)
+            .env("PROGNOS_HISTORY__SEGMENT_MAX_AGE_S", "1")
+            .env(
+                "PROGNOS_ORGS__ACME_HEAT__TRAINING__SCHEDULE",
+                "*/5 * * * * *",
+            )
+            .env("PROGNOS_ORGS__ACME_HEAT__TRAINING__ENSEMBLE", "1")
+            .env(
+                "PROGNOS_ORGS__ACME_HEAT__TRAINING__HYPERPARAMETERS__NUM_ITERATIONS",
+                "40",
+            )
+            .env("PROGNOS_ORGS__BOREALIS_FORGE__TRAINING__ENABLED", "false")
+            .env("PROGNOS_ORGS__COBALT_THERMAL__TRAINING__ENABLED", "false")
+            .env("PROGNOS_TRAINING__MIN_HISTORY_ROWS", "500")
+            .env("PROGNOS_CLUSTER_TOKEN", token);
+    };
+    let first = produce_half("first");
+    let cport = free_port();
+    let mport = free_port();
+    let mut w = worker(
+        &addr,
+        "learn.scada",
+        "learn.alerts",
+        &tmp.path().join("worker"),
+    );
+    w.args(["--predictions-topic", "learn.predictions"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
+        .args(["--controller-url", &format!("http://127.0.0.1:{cport}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    env(&mut w);
+    let _worker = Guard(w.spawn().unwrap());
+    // The first half is in the history (sealed, so the controller can read it).
+    let reader = prognos::training::history::HistoryReader::new(&history);
+    let stored = || {
+        reader
+            .scan("acme-heat", i64::MIN, i64::MAX, &[], |_| Ok(()))
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stored() < first as u64 * 9 / 10 {
+        assert!(
+            Instant::now() < deadline,
+            "history: {} of {first} rows",
+            stored()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let stored_first = stored();
+    assert!(stored_first <= first as u64);
+
+    // Now the controller, with its own data dir: its schedule fires within 5 s.
+    let cdir = tmp.path().join("controller");
+    let mut c = Command::new(BIN);
+    c.args(["controller", "--brokers", &addr])
+        .args(["--alerts-topic", "learn.alerts"])
+        .args(["--control-topic", "learn.scada.control"])
+        .args(["--listen", &format!("127.0.0.1:{cport}")])
+        .arg("--data-dir")
+        .arg(&cdir)
+        .env("PROGNOS_ADMIN_PASSWORD", CONTROLLER_PW)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    env(&mut c);
+    let _controller = Guard(c.spawn().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{cport}");
+    let (run0, version) = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let tok = login(&http, &base).await;
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let s = get_json(&http, &format!("{base}/api/ml/status?org=acme-heat"), &tok).await;
+            let runs = s["trainingRuns"].as_array().cloned().unwrap_or_default();
+            if let Some(r) = runs.iter().rev().find(|r| r["status"] == "COMPLETED")
+                && s["activeVersion"].is_string()
+            {
+                return (r.clone(), s["activeVersion"].as_str().unwrap().to_string());
+            }
+            assert!(Instant::now() < deadline, "no completed scheduled run: {s}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    assert_eq!(run0["config"]["trigger"], "schedule", "{run0}");
+    assert_eq!(run0["config"]["data"]["source"], "history", "{run0}");
+    assert_eq!(
+        run0["config"]["trainingRows"].as_u64(),
+        Some(stored_first),
+        "trained on every row the worker stored: {run0}"
+    );
+    assert!(
+        !history.join("org=acme-heat/imports").exists(),
+        "nothing was imported or simulated into the history"
+    );
+
+    // The worker fetches the version over HTTP, then scores the later rows with it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fetched = loop {
+        let m = http_get(mport, "/metrics");
+        if m.contains("prognos_model_fetches_total{outcome=\"fetched\"}") {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the worker did not fetch: {m}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        fetched.contains("prognos_model_fetch_waiting 0"),
+        "{fetched}"
+    );
+    let ours = tmp.path().join("worker/models/acme-heat").join(&version);
+    let theirs = cdir.join("models/acme-heat").join(&version);
+    assert_eq!(
+        std::fs::read(ours.join("metadata.json")).unwrap(),
+        std::fs::read(theirs.join("metadata.json")).unwrap()
+    );
+    assert!(
+        ours.join(prognos::training::shipping::MANIFEST_FILE)
+            .exists()
+    );
+    let second = produce_half("second");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let by_model = loop {
+        let preds = alerts_of(&addr, "learn.predictions");
+        let n = preds
+            .iter()
+            .filter(|p| p["modelVersion"].as_str().is_some_and(|v| v != "rules"))
+            .count();
+        if preds.len() >= first + second * 9 / 10 && n > 0 {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} predictions, {n} by a model",
+            preds.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        by_model >= second / 2,
+        "{by_model} of {second} later rows scored by a model"
+    );
+}

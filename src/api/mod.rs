@@ -23,6 +23,7 @@
 //! `{"error": {"code", "message", "fields"?}}`.
 
 mod alerts;
+mod cluster;
 pub mod error;
 mod health;
 mod login;
@@ -83,6 +84,9 @@ pub struct ApiSettings {
     pub ws_send_timeout_ms: u64,
     /// Changes replayed per `changes_since` read for `/ws?since=`.
     pub ws_replay_batch: usize,
+    /// The cluster token workers present to fetch model versions (env
+    /// `PROGNOS_CLUSTER_TOKEN`); `None`: the `/api/cluster` routes answer 404.
+    pub cluster_token: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -100,6 +104,7 @@ impl Default for ApiSettings {
             ws_ping_interval_ms: 30_000,
             ws_send_timeout_ms: 10_000,
             ws_replay_batch: 500,
+            cluster_token: None,
         }
     }
 }
@@ -113,6 +118,7 @@ impl ApiSettings {
             jwt_secret: var("PROGNOS_JWT_SECRET"),
             admin_username: var("PROGNOS_ADMIN_USER").unwrap_or(d.admin_username.clone()),
             admin_password: var("PROGNOS_ADMIN_PASSWORD"),
+            cluster_token: var("PROGNOS_CLUSTER_TOKEN"),
             ..d
         }
     }

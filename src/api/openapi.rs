@@ -61,14 +61,18 @@ fn operation(r: &Route) -> Value {
             "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
         Body::Text => json!({"description": "OK",
             "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        Body::Bytes => json!({"description": "OK",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}),
         Body::Upgrade => json!({"description":
             "Switching Protocols. Server messages are `WsEvent` JSON text frames."}),
     };
     let mut responses = Map::new();
     responses.insert(r.ok.0.to_string(), ok);
     let mut errors: Vec<u16> = vec![400];
-    if let Access::Roles(_) = r.access {
-        errors.extend([401, 403, 404]);
+    match r.access {
+        Access::Roles(_) => errors.extend([401, 403, 404]),
+        Access::Cluster => errors.extend([401, 404]),
+        Access::Public => {}
     }
     if r.body.is_some() {
         errors.extend([413, 415]);
@@ -82,6 +86,12 @@ fn operation(r: &Route) -> Value {
     }
     let (security, roles) = match r.access {
         Access::Public => (json!([]), String::from("Public.")),
+        Access::Cluster => (
+            json!([{"clusterToken": []}]),
+            String::from(
+                "The cluster token (`PROGNOS_CLUSTER_TOKEN`, shared by the controller and its workers) as a bearer token; 404 when the controller has none.",
+            ),
+        ),
         Access::Roles(roles) => {
             let names: Vec<&str> = roles.iter().map(|x| x.as_str()).collect();
             let security = if r.path == "/ws" {
@@ -132,6 +142,8 @@ pub fn document() -> Value {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "queryToken": {"type": "apiKey", "in": "query", "name": "token"},
+                "clusterToken": {"type": "http", "scheme": "bearer",
+                    "description": "The cluster token (`PROGNOS_CLUSTER_TOKEN`)."},
             },
         },
     })

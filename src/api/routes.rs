@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::request::{Reply, Req};
-use super::{ApiState, alerts, health, login, ml, orgs};
+use super::{ApiState, alerts, cluster, health, login, ml, orgs};
 use crate::auth::Role;
 use warp::http::Method;
 
@@ -46,6 +46,9 @@ pub enum Access {
     Public,
     /// A valid token of one of these roles (checked after the org boundary).
     Roles(&'static [Role]),
+    /// The cluster token (env `PROGNOS_CLUSTER_TOKEN`): the workers. Without
+    /// one configured the route answers 404.
+    Cluster,
 }
 
 /// Every role.
@@ -112,6 +115,8 @@ pub enum Body {
     Json(&'static str),
     /// Text (Prometheus exposition).
     Text,
+    /// Bytes (`application/octet-stream`).
+    Bytes,
     /// An upgrade (`101`).
     Upgrade,
 }
@@ -550,6 +555,26 @@ pub static ROUTES: &[Route] = &[
         ok: (200, Body::Json("OrgChange")),
         errors: &[503],
         handler: Handler::Json(orgs::update),
+        ..BASE
+    },
+    Route {
+        path: "/api/cluster/models/{org}/{version}",
+        operation_id: "clusterModelManifest",
+        summary: "A registered model version's files with their sizes and SHA-256 (workers fetch versions with it).",
+        tag: "cluster",
+        access: Access::Cluster,
+        ok: (200, Body::Json("ModelManifest")),
+        handler: Handler::Json(cluster::manifest),
+        ..BASE
+    },
+    Route {
+        path: "/api/cluster/models/{org}/{version}/files/{name}",
+        operation_id: "clusterModelFile",
+        summary: "One file of a registered model version (check it against the manifest's SHA-256).",
+        tag: "cluster",
+        access: Access::Cluster,
+        ok: (200, Body::Bytes),
+        handler: Handler::Json(cluster::file),
         ..BASE
     },
     Route {

@@ -660,6 +660,23 @@ pub fn all() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "ModelManifest",
+            obj(
+                &[
+                    ("organizationId", s()),
+                    ("version", s()),
+                    (
+                        "files",
+                        arr(obj(
+                            &[("name", s()), ("bytes", int()), ("sha256", s())],
+                            &[],
+                        )),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
             "ModelVersions",
             obj(
                 &[

@@ -4,16 +4,29 @@
 use super::*;
 use std::sync::atomic::Ordering;
 
-async fn start() -> (
+type Started = (
     String,
     ApiState,
     tempfile::TempDir,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
-) {
+);
+
+async fn start() -> Started {
+    start_at("127.0.0.1:0", None, |_| {}).await
+}
+
+/// The API on `addr`, with this cluster token, after `prepare` ran on its
+/// registry (e.g. to register versions).
+async fn start_at(
+    addr: &str,
+    cluster_token: Option<&str>,
+    prepare: impl FnOnce(&Registry),
+) -> Started {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open(&dir.path().join("store")).unwrap());
     let store = AlertStore::open(&registry.db()).unwrap();
+    prepare(&registry);
     let state = ApiState::open(ApiDeps {
         metrics: Metrics::new(),
         ready: Arc::new(AtomicBool::new(false)),
@@ -30,11 +43,12 @@ async fn start() -> (
         config: None,
         settings: ApiSettings {
             admin_password: Some("bootstrap password".into()),
+            cluster_token: cluster_token.map(str::to_string),
             ..ApiSettings::default()
         },
     })
     .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let h = tokio::spawn(run(listener, state.clone(), async {
@@ -120,4 +134,121 @@ fn bad_query_parameters_are_field_errors() {
     assert_eq!(ok["from"], request::Value::Int(1_704_153_600_000));
     assert!(request::parse_query(route, "limit=501", 500).is_err());
     assert!(request::parse_query(route, "limit=5&limit=6", 500).is_err());
+}
+
+/// A version folder registered for acme-heat: metadata and two model files.
+fn register_version(registry: &Registry, root: &std::path::Path, version: &str) {
+    let dir = root.join("acme-heat").join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("metadata.json"),
+        format!(r#"{{"organizationId":"acme-heat","version":"{version}"}}"#),
+    )
+    .unwrap();
+    std::fs::write(dir.join("failure.onnx"), vec![7u8; 70_000]).unwrap();
+    std::fs::write(dir.join("ttf.onnx"), b"ttf bytes").unwrap();
+    registry.register(&dir, 0).unwrap();
+}
+
+#[test]
+fn workers_fetch_checked_versions_with_the_cluster_token_and_wait_for_the_controller() {
+    use crate::training::shipping::{FetchMetrics, HttpModelSource, MANIFEST_FILE};
+    use prognos_dataflows::models::cache::ModelSource;
+    const TOKEN: &str = "a-cluster-token-of-some-length-000";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let cached = tempfile::tempdir().unwrap();
+    // A port nothing listens on yet: the worker starts before the controller.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let reg = prometheus::Registry::new();
+    let m = FetchMetrics::register(&reg).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let src = Arc::new(HttpModelSource::new(&base, TOKEN, m.clone(), stop).unwrap());
+    let dir = cached.path().join("acme-heat/v1");
+    let fetching = {
+        let (src, dir) = (src.clone(), dir.clone());
+        std::thread::spawn(move || src.ensure("acme-heat", "v1", &dir))
+    };
+    let t0 = std::time::Instant::now();
+    while m.waiting.get() == 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "not waiting"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !dir.exists(),
+        "nothing is there while the controller is away"
+    );
+    // The controller comes up: the waiting fetch completes.
+    let root = models.path().to_path_buf();
+    let (_, _state, _d, stop_api, h) =
+        rt.block_on(start_at(&format!("127.0.0.1:{port}"), Some(TOKEN), |r| {
+            register_version(r, &root, "v1")
+        }));
+    fetching.join().unwrap().unwrap();
+    assert_eq!(m.waiting.get(), 0);
+    assert!(m.fetches.with_label_values(&["retry"]).get() >= 1);
+    assert_eq!(m.fetches.with_label_values(&["fetched"]).get(), 1);
+    for f in ["failure.onnx", "ttf.onnx", "metadata.json"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(root.join("acme-heat/v1").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(dir.join(MANIFEST_FILE).exists());
+    // Checked files on disk are used without a request; a damaged one is fetched again.
+    src.ensure("acme-heat", "v1", &dir).unwrap();
+    assert_eq!(m.fetches.with_label_values(&["cached"]).get(), 1);
+    std::fs::write(dir.join("ttf.onnx"), b"TTF bytes").unwrap();
+    src.ensure("acme-heat", "v1", &dir).unwrap();
+    assert_eq!(m.fetches.with_label_values(&["fetched"]).get(), 2);
+    assert_eq!(std::fs::read(dir.join("ttf.onnx")).unwrap(), b"ttf bytes");
+    // A version the controller does not have is final (the org runs on its rules).
+    let e = src
+        .ensure("acme-heat", "v9", &cached.path().join("acme-heat/v9"))
+        .unwrap_err();
+    assert!(e.contains("404"), "{e}");
+    assert_eq!(m.fetches.with_label_values(&["missing"]).get(), 1);
+
+    // The routes want the token; no other caller gets a file.
+    let http = reqwest::blocking::Client::new();
+    let url = format!("{base}/api/cluster/models/acme-heat/v1/files/failure.onnx");
+    assert_eq!(http.get(&url).send().unwrap().status(), 401);
+    let r = http.get(&url).bearer_auth("not-the-token").send().unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(&url).bearer_auth(TOKEN).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().len(), 70_000);
+    for bad in ["..%2Fv1%2Fmetadata.json", ".manifest.json", "nope.onnx"] {
+        let u = format!("{base}/api/cluster/models/acme-heat/v1/files/{bad}");
+        assert_eq!(
+            http.get(&u).bearer_auth(TOKEN).send().unwrap().status(),
+            404,
+            "{bad}"
+        );
+    }
+    stop_api.send(()).unwrap();
+    rt.block_on(h).unwrap();
+
+    // A controller without a cluster token serves no model at all.
+    let root2 = models.path().join("other");
+    let (base2, _s, _d2, stop2, h2) = rt.block_on(start_at("127.0.0.1:0", None, |r| {
+        register_version(r, &root2, "v1")
+    }));
+    let r = http
+        .get(format!("{base2}/api/cluster/models/acme-heat/v1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    stop2.send(()).unwrap();
+    rt.block_on(h2).unwrap();
 }

@@ -138,6 +138,7 @@ pub fn replay(
             settings = settings.without_predictions();
             InferenceContext {
                 env: None,
+                source: None,
                 root: Arc::new(PathBuf::new()),
                 limits: CacheLimits::default(),
                 activations: Arc::new(Activations::default()),
@@ -265,6 +266,7 @@ pub fn inference_context(config: &Config, data_dir: &Path) -> anyhow::Result<Inf
     let ort = onnx_runtime::init()?;
     Ok(InferenceContext {
         env: Some(ort.environment),
+        source: None,
         root: Arc::new(data_dir.join("models")),
         limits: CacheLimits::default(),
         activations,

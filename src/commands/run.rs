@@ -324,6 +324,7 @@ fn run_pipeline(
     let ort = onnx_runtime::init()?;
     let ctx = InferenceContext {
         env: Some(ort.environment),
+        source: None,
         root: Arc::new(args.data_dir.data_dir.join("models")),
         limits: CacheLimits::default(),
         activations: activations.clone(),

@@ -16,13 +16,15 @@
 //! The control topic (the controller publishes it, see `crate::control`)
 //! brings model activations and prediction threshold changes, applied live,
 //! and organization configurations, laid over the file's at start. Model files
-//! come from `<data-dir>/models` (a volume shared with the controller, or a
-//! copy).
+//! are fetched from the controller's API with `--controller-url` (checked and
+//! kept in `<data-dir>/models`, see `crate::training::shipping`); without it they
+//! must already be in `<data-dir>/models`.
 
 use crate::cli::{ConfigArg, DataDirArg};
 use crate::control::{ControlFollower, ControlRecord};
 use crate::metrics::Metrics;
 use crate::training::history::{self, HistoryWriter};
+use crate::training::shipping::{FetchMetrics, HttpModelSource};
 use crate::{onnx_runtime, settings};
 use anyhow::Context;
 use clap::Args;
@@ -32,6 +34,7 @@ use prognos_connectors::kafka::{
 use prognos_dataflows::alerts::{AlertSettings, Mode};
 use prognos_dataflows::models::activations::Activations;
 use prognos_dataflows::models::cache::CacheLimits;
+use prognos_dataflows::models::cache::ModelSource;
 use prognos_dataflows::operators::flushing_sink::flushing_sink;
 use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
 use prognos_dataflows::pipeline::alert_pipeline;
@@ -83,6 +86,21 @@ pub struct WorkerArgs {
     /// already on the alerts topic are still not written again).
     #[arg(long)]
     pub from_beginning: bool,
+    /// Fetch model versions from this controller's API (`http://host:port`),
+    /// checked against their SHA-256 and kept in `<data-dir>/models`. Without it
+    /// `<data-dir>/models` must already hold every version the control topic
+    /// activates (a volume shared with the controller).
+    #[arg(long, env = "PROGNOS_CONTROLLER_URL", value_name = "URL")]
+    pub controller_url: Option<String>,
+    /// The token the controller's `/api/cluster` routes want (the controller's
+    /// own `PROGNOS_CLUSTER_TOKEN`).
+    #[arg(
+        long,
+        env = "PROGNOS_CLUSTER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub cluster_token: Option<String>,
     /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` here (e.g.
     /// `0.0.0.0:9100` in a pod); none when absent.
     #[arg(long, env = "PROGNOS_METRICS_LISTEN", value_name = "ADDR")]
@@ -235,9 +253,25 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
 
     let ort = onnx_runtime::init()?;
     let stats = Arc::new(Stats::default());
+    let metrics = Metrics::new();
+    let source = match &args.controller_url {
+        Some(url) => {
+            let token = args.cluster_token.as_deref().context(
+                "--controller-url needs the cluster token (--cluster-token or PROGNOS_CLUSTER_TOKEN)",
+            )?;
+            let fetch = FetchMetrics::register(&metrics.registry)?;
+            let src: Arc<dyn ModelSource> =
+                Arc::new(HttpModelSource::new(url, token, fetch, stop.clone())?);
+            tracing::info!(controller = %url, "model versions come from the controller");
+            Some(src)
+        }
+        None => None,
+    };
+    let models_dir = args.data_dir.data_dir.join("models");
     let ctx = InferenceContext {
         env: Some(ort.environment),
-        root: Arc::new(args.data_dir.data_dir.join("models")),
+        source: source.clone(),
+        root: Arc::new(models_dir.clone()),
         limits: CacheLimits::default(),
         activations: activations.clone(),
         orgs: InferenceContext::orgs_from(&config),
@@ -247,7 +281,6 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         clock: prognos_dataflows::operators::inference::system_clock(),
     };
     let settings = AlertSettings::from_config(&config, Mode::Stream)?;
-    let metrics = Metrics::new();
     metrics.init_orgs(config.orgs.keys());
     let kafka = KafkaMetrics::register(&metrics.registry)?;
     follow_control(
@@ -257,6 +290,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         control_next,
         kafka.restart_pending.clone(),
         &stop,
+        source.map(|s| (s, models_dir.clone())),
     )?;
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = args.metrics_listen {
@@ -285,6 +319,21 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the history in {}", history_root.display()))?,
     ));
     let history_end = history.clone();
+    // Segments that reached their age are sealed (and so readable by the
+    // controller's training) even while no row arrives.
+    {
+        let (history, stop) = (history.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("history-seal".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_secs(1));
+                    if let Err(e) = history.lock().unwrap_or_else(|e| e.into_inner()).flush() {
+                        tracing::warn!(error = %e, "cannot seal the history's due segments (retrying)");
+                    }
+                }
+            })?;
+    }
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
@@ -842,6 +891,7 @@ fn follow_control(
     mut next: BTreeMap<i32, i64>,
     restart_pending: prometheus::IntGauge,
     stop: &Arc<AtomicBool>,
+    prefetch: Option<(Arc<dyn ModelSource>, std::path::PathBuf)>,
 ) -> anyhow::Result<()> {
     let (client, topic, stop) = (client.clone(), topic.to_string(), stop.clone());
     std::thread::Builder::new()
@@ -853,6 +903,19 @@ fn follow_control(
                     Ok(recs) => {
                         for r in &recs {
                             if let Some(c) = parse_control(&r.payload) {
+                                // A newly activated version is fetched now, not
+                                // when the first row needs it.
+                                if let (ControlRecord::Activation(a), Some((src, dir))) =
+                                    (&c, &prefetch)
+                                    && let Some(v) = &a.version
+                                {
+                                    let (src, org, v) =
+                                        (src.clone(), a.organization_id.clone(), v.clone());
+                                    let dir = dir.join(&org).join(&v);
+                                    std::thread::spawn(move || {
+                                        let _ = src.ensure(&org, &v, &dir);
+                                    });
+                                }
                                 control.apply(c);
                             }
                             next.insert(r.partition, r.offset + 1);

@@ -9,3 +9,4 @@ pub mod pipeline;
 pub mod python;
 pub mod registry;
 pub mod scheduler;
+pub mod shipping;

@@ -50,6 +50,16 @@ pub struct CacheStats {
 /// Where version directories live: `<root>/<org>/<version>/`.
 pub type ModelRoot = Arc<PathBuf>;
 
+/// Where a version's files come from when its directory is not there yet (a
+/// cluster's worker fetches them from the controller). The cache calls
+/// [`ModelSource::ensure`] on every miss, before loading.
+pub trait ModelSource: Send + Sync {
+    /// Make `dir` hold the version's files, waiting as long as the source is
+    /// unreachable (never scoring with another version meanwhile). An error is
+    /// final: the version is remembered as unusable and its org runs on the rules.
+    fn ensure(&self, org: &str, version: &str, dir: &std::path::Path) -> Result<(), String>;
+}
+
 /// Loaded versions keyed by (org, version).
 pub struct ModelCache {
     env: Environment,
@@ -58,6 +68,7 @@ pub struct ModelCache {
     entries: Vec<((String, String), LoadedModel)>,
     failed: HashMap<(String, String), ModelError>,
     stats: CacheStats,
+    source: Option<Arc<dyn ModelSource>>,
 }
 
 impl ModelCache {
@@ -70,7 +81,14 @@ impl ModelCache {
             entries: Vec::new(),
             failed: HashMap::new(),
             stats: CacheStats::default(),
+            source: None,
         }
+    }
+
+    /// Fetch missing versions from `source` before loading them.
+    pub fn with_source(mut self, source: Option<Arc<dyn ModelSource>>) -> ModelCache {
+        self.source = source;
+        self
     }
 
     /// The version, loading (and checking) it on a miss; the most recently used is
@@ -98,7 +116,17 @@ impl ModelCache {
         self.stats.misses += 1;
         let dir = self.root.join(org).join(version);
         let t0 = std::time::Instant::now();
-        let loaded = LoadedModel::load(&self.env, &dir, features);
+        let fetched = match &self.source {
+            Some(src) => src
+                .ensure(org, version, &dir)
+                .map_err(|reason| ModelError::Unavailable {
+                    org: org.to_string(),
+                    version: version.to_string(),
+                    reason,
+                }),
+            None => Ok(()),
+        };
+        let loaded = fetched.and_then(|()| LoadedModel::load(&self.env, &dir, features));
         self.stats.load_seconds += t0.elapsed().as_secs_f64();
         match loaded {
             Ok(m) => {

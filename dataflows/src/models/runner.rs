@@ -55,6 +55,16 @@ pub enum ModelError {
         /// Largest difference.
         delta: f64,
     },
+    /// The version's files could not be had from where models come from.
+    #[error("model {org}/{version}: unavailable: {reason}")]
+    Unavailable {
+        /// Org.
+        org: String,
+        /// Version.
+        version: String,
+        /// Why.
+        reason: String,
+    },
     /// Scoring failed.
     #[error("model {org}/{version}: inference failed: {reason}")]
     Inference {

@@ -14,7 +14,7 @@
 
 use crate::config::Config;
 use crate::models::activations::{Activations, Thresholds};
-use crate::models::cache::{CacheLimits, CacheStats, ModelCache, ModelRoot};
+use crate::models::cache::{CacheLimits, CacheStats, ModelCache, ModelRoot, ModelSource};
 use crate::models::runner::Score;
 use crate::records::{FeatureMap, FeatureRow, ModelHealth, Prediction, PredictionMetadata};
 use crate::stats::{BatchSample, BreakerState, Stage, Stats, Tally};
@@ -113,6 +113,9 @@ pub struct InferenceContext {
     pub env: Option<Environment>,
     /// `<root>/<org>/<version>/` holds the versions.
     pub root: ModelRoot,
+    /// Where versions missing from `root` are fetched from (a cluster's
+    /// controller); `None`: `root` holds every version.
+    pub source: Option<Arc<dyn ModelSource>>,
     /// Cache limits per worker.
     pub limits: CacheLimits,
     /// The activation log.
@@ -293,7 +296,7 @@ pub fn inference<'s>(
         let mut cache = ctx
             .env
             .clone()
-            .map(|env| ModelCache::new(env, ctx.root.clone(), ctx.limits));
+            .map(|env| ModelCache::new(env, ctx.root.clone(), ctx.limits).with_source(ctx.source.clone()));
         // Preload every org's currently active version, so the first batch does not
         // wait (a failure here is logged and the version is remembered as unusable).
         if let Some(cache) = cache.as_mut() {

@@ -39,6 +39,45 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     out
 }
 
+/// An admin's `/ws` client on a thread: every text message it gets until the
+/// service closes the connection.
+fn admin_events(addr: String) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = got.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use futures_util::StreamExt;
+            let http = reqwest::Client::new();
+            let r: serde_json::Value = http
+                .post(format!("http://{addr}/api/auth/login"))
+                .json(&serde_json::json!({"username": "admin", "password": ADMIN_PW}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let token = r["token"].as_str().unwrap().to_string();
+            let url = format!("ws://{addr}/ws?token={token}&org=acme-heat");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            while let Some(Ok(m)) = ws.next().await {
+                if let Ok(t) = m.to_text()
+                    && let Ok(v) = serde_json::from_str(t)
+                {
+                    out.lock().unwrap().push(v);
+                }
+            }
+        });
+    });
+    got
+}
+
+const ADMIN_PW: &str = "history-training-admin";
+
 fn count_history_rows(data: &Path, org: &str, from: i64, to: i64) -> u64 {
     let r = HistoryReader::new(&data.join("history"));
     r.scan(org, from, to + 1, &[], |_| Ok(())).unwrap()
@@ -79,6 +118,7 @@ fn a_schedule_trains_on_the_stored_history_and_a_stop_interrupts_cleanly() {
             "40",
         )
         .env("PROGNOS_TRAINING__MIN_HISTORY_ROWS", "500")
+        .env("PROGNOS_ADMIN_PASSWORD", ADMIN_PW)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -87,6 +127,7 @@ fn a_schedule_trains_on_the_stored_history_and_a_stop_interrupts_cleanly() {
     let pid = child.id().to_string();
     let mut log = Vec::new();
     let mut addr: Option<String> = None;
+    let mut events = None;
     let mut metrics: Option<String> = None;
     let mut scored_after_activation = 0;
     let mut activated = false;
@@ -95,6 +136,7 @@ fn a_schedule_trains_on_the_stored_history_and_a_stop_interrupts_cleanly() {
         let line = line.unwrap();
         if let Some(rest) = line.split("API listening on http://").nth(1) {
             addr = rest.split_whitespace().next().map(str::to_string);
+            events = addr.clone().map(admin_events);
         }
         if !activated && line.contains(" activated") && line.contains("acme-heat") {
             activated = true;
@@ -178,6 +220,16 @@ fn a_schedule_trains_on_the_stored_history_and_a_stop_interrupts_cleanly() {
     assert!(
         m.contains(r#"prognos_training_runs_total{outcome="completed",trigger="schedule"} 1"#),
         "{m}"
+    );
+
+    // The admins heard of it on `/ws`.
+    let events = events.unwrap().lock().unwrap().clone();
+    assert!(
+        events.iter().any(|e| e["type"] == "training.completed"
+            && e["organizationId"] == "acme-heat"
+            && e["job"]["version"] == first.version.as_str()
+            && e["job"]["trigger"] == "schedule"),
+        "{events:#?}"
     );
 
     // Later rows are scored by it, without a restart.

@@ -228,6 +228,31 @@ pub struct Jobs {
     table: Arc<Mutex<Vec<TrainJob>>>,
     tx: Option<Mutex<std::sync::mpsc::Sender<String>>>,
     settings: QueueSettings,
+    events: tokio::sync::broadcast::Sender<Arc<AdminEvent>>,
+}
+
+/// An event for the admins of an org on `/ws`: a training run that ended,
+/// `{"type": "training.<status>", "organizationId", "job": TrainJob}` with
+/// status `completed`, `rejected`, `failed`, `skipped` or `interrupted`.
+#[derive(Debug)]
+pub struct AdminEvent {
+    /// The org.
+    pub organization_id: String,
+    /// The JSON text sent.
+    pub message: String,
+}
+
+impl AdminEvent {
+    /// The event of a job that ended.
+    pub fn training(job: &TrainJob) -> AdminEvent {
+        let kind = format!("training.{}", job.status.to_ascii_lowercase());
+        AdminEvent {
+            organization_id: job.organization_id.clone(),
+            message:
+                serde_json::json!({"type": kind, "organizationId": job.organization_id, "job": job})
+                    .to_string(),
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -246,6 +271,11 @@ fn update(
 }
 
 impl Jobs {
+    /// Training runs that end from now on, for the admins' `/ws`.
+    pub fn admin_events(&self) -> tokio::sync::broadcast::Receiver<Arc<AdminEvent>> {
+        self.events.subscribe()
+    }
+
     /// The queue; with a trainer, `settings.max_concurrent` threads that run
     /// queued jobs (the rest wait in the queue).
     pub fn start(trainer: Option<Arc<dyn Trainer>>, audit: AuditLog, m: ApiMetrics) -> Arc<Jobs> {
@@ -260,11 +290,13 @@ impl Jobs {
         settings: QueueSettings,
     ) -> Arc<Jobs> {
         let table: Arc<Mutex<Vec<TrainJob>>> = Arc::default();
+        let (events, _) = tokio::sync::broadcast::channel(256);
         let Some(trainer) = trainer else {
             return Arc::new(Jobs {
                 table,
                 tx: None,
                 settings,
+                events,
             });
         };
         let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -272,17 +304,19 @@ impl Jobs {
             table: table.clone(),
             tx: Some(Mutex::new(tx)),
             settings,
+            events: events.clone(),
         });
         let rx = Arc::new(Mutex::new(rx));
         let weak = Arc::downgrade(&jobs);
         for i in 0..settings.max_concurrent.max(1) {
-            let (rx, table, trainer, audit, m, weak) = (
+            let (rx, table, trainer, audit, m, weak, events) = (
                 rx.clone(),
                 table.clone(),
                 trainer.clone(),
                 audit.clone(),
                 m.clone(),
                 weak.clone(),
+                events.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("training-{i}"))
@@ -291,7 +325,12 @@ impl Jobs {
                         // Ends when the queue (the sender) is dropped.
                         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(id) = next else { break };
-                        run_job(&id, &table, trainer.as_ref(), &audit, &m, &weak, settings);
+                        let done =
+                            run_job(&id, &table, trainer.as_ref(), &audit, &m, &weak, settings);
+                        if let Some(job) = done {
+                            // No admin listening is fine.
+                            let _ = events.send(Arc::new(AdminEvent::training(&job)));
+                        }
                     }
                 })
                 .expect("spawning a training thread");
@@ -389,7 +428,8 @@ impl Jobs {
     }
 }
 
-/// Run one queued job; a failed scheduled job is queued again after its backoff.
+/// Run one queued job; a failed scheduled job is queued again after its
+/// backoff. The job as it ended.
 fn run_job(
     id: &str,
     table: &Mutex<Vec<TrainJob>>,
@@ -398,13 +438,11 @@ fn run_job(
     m: &ApiMetrics,
     jobs: &std::sync::Weak<Jobs>,
     settings: QueueSettings,
-) {
-    let Some(job) = update(table, id, |j| {
+) -> Option<TrainJob> {
+    let job = update(table, id, |j| {
         j.status = "RUNNING".into();
         j.started_at = Some(now_ms());
-    }) else {
-        return;
-    };
+    })?;
     tracing::info!(job = %id, org = %job.organization_id, trigger = job.trigger.as_str(), "training started");
     let result = trainer.train_as(&job.organization_id, &job.request, job.trigger);
     let done = update(table, id, |j| {
@@ -479,6 +517,7 @@ fn run_job(
                 }
             });
     }
+    Some(done)
 }
 
 /// An audit-log entry (who, org, what, outcome, when) for the caller's request.

@@ -18,6 +18,10 @@
 //!    admin sees every org's unless it names one with `?org=`. Where no pipeline
 //!    runs in the process (`prognos controller`) asking for them answers 503;
 //!    `machine` without `predictions=true` is a 400.
+//! 5. for admins and super admins: every training run of its org that ends,
+//!    `{"type": "training.completed|rejected|failed|skipped|interrupted",
+//!    "organizationId", "job"}` (the job as `/api/ml/status` lists it; not
+//!    replayed — `/api/ml/status` keeps the TrainingLog).
 //!
 //! The pipeline builds predictions for the bridge only while at least one
 //! client asked for them (one receiver count per batch otherwise).
@@ -34,8 +38,10 @@
 
 use super::ApiError;
 use super::ApiState;
+use super::ml::AdminEvent;
 use super::request::{Scope, Value, admit, error_response};
 use super::routes;
+use crate::auth::Role;
 use crate::outputs::LivePrediction;
 use crate::store::{Change, ChangeKind, StoredAlert};
 use futures_util::{SinkExt, StreamExt};
@@ -79,8 +85,8 @@ fn kind_name(k: ChangeKind) -> &'static str {
 pub fn upgrade(st: ApiState, ws: Ws, query: &str, headers: &HeaderMap) -> warp::reply::Response {
     use warp::Reply;
     let route = routes::ws_route();
-    let (q, scope) = match admit(&st, route, query, headers) {
-        Ok(a) => (a.query, a.scope),
+    let (q, scope, caller) = match admit(&st, route, query, headers) {
+        Ok(a) => (a.query, a.scope, a.caller),
         Err(e) => return error_response(&e),
     };
     let org = match scope {
@@ -117,11 +123,18 @@ pub fn upgrade(st: ApiState, ws: Ws, query: &str, headers: &HeaderMap) -> warp::
     };
     // Subscribe now: every change from here on reaches this client.
     let rx = st.svc.changes.subscribe();
+    let admin =
+        admit_admin_events(caller.as_ref().map(|c| c.role)).then(|| st.svc.jobs.admin_events());
     let filter = Filter { org, machine };
     ws.max_message_size(4096)
         .max_frame_size(4096)
-        .on_upgrade(move |socket| serve(st, socket, filter, since, rx, predictions))
+        .on_upgrade(move |socket| serve(st, socket, filter, since, rx, predictions, admin))
         .into_response()
+}
+
+/// Whether a caller of this role gets the admins' events (training runs).
+fn admit_admin_events(role: Option<Role>) -> bool {
+    matches!(role, Some(Role::Admin | Role::SuperAdmin))
 }
 
 /// Whose events a client gets.
@@ -149,6 +162,7 @@ async fn serve(
     since: Option<u64>,
     rx: Receiver<Change>,
     predictions: Option<Receiver<Arc<LivePrediction>>>,
+    admin: Option<Receiver<Arc<AdminEvent>>>,
 ) {
     let m = st.svc.m.clone();
     m.ws_clients.inc();
@@ -158,7 +172,7 @@ async fn serve(
         org: filter.org.clone(),
         send_timeout: Duration::from_millis(st.svc.settings.ws_send_timeout_ms),
     }
-    .run(since, rx, predictions, &filter)
+    .run(since, rx, predictions, admin, &filter)
     .await;
     m.ws_clients.dec();
     m.ws_disconnects.with_label_values(&[reason]).inc();
@@ -247,6 +261,7 @@ impl Conn<'_> {
         since: Option<u64>,
         mut rx: Receiver<Change>,
         mut predictions: Option<Receiver<Arc<LivePrediction>>>,
+        mut admin: Option<Receiver<Arc<AdminEvent>>>,
         filter: &Filter,
     ) -> &'static str {
         let last_seq = self.st.svc.store.last_seq().unwrap_or(0);
@@ -293,7 +308,7 @@ impl Conn<'_> {
                         return "shutdown";
                     }
                 },
-                p = next_prediction(&mut predictions) => match p {
+                p = next_of(&mut predictions) => match p {
                     Ok(p) => {
                         if !filter.prediction_ok(&p) {
                             continue;
@@ -312,6 +327,21 @@ impl Conn<'_> {
                     }
                     // The pipeline is gone; alerts may still change (operator actions).
                     Err(RecvError::Closed) => predictions = None,
+                },
+                ev = next_of(&mut admin) => match ev {
+                    Ok(ev) => {
+                        if !filter.org_ok(&ev.organization_id) {
+                            continue;
+                        }
+                        if let Err(g) = self.send(ev.message.clone()).await {
+                            return g;
+                        }
+                        self.st.svc.m.ws_events.inc();
+                    }
+                    // Rare and not replayed: a client that missed some reads
+                    // `/api/ml/status`.
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => admin = None,
                 },
                 msg = self.socket.next() => match msg {
                     Some(Ok(m)) if m.is_close() => return "client",
@@ -346,12 +376,23 @@ impl Conn<'_> {
     }
 }
 
-/// The next prediction, or never when the client did not ask for them.
-async fn next_prediction(
-    rx: &mut Option<Receiver<Arc<LivePrediction>>>,
-) -> Result<Arc<LivePrediction>, RecvError> {
+/// The next message of an optional broadcast, or never without one.
+async fn next_of<T: Clone>(rx: &mut Option<Receiver<T>>) -> Result<T, RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_admins_get_the_training_events() {
+        assert!(!admit_admin_events(Some(Role::Operator)));
+        assert!(!admit_admin_events(None));
+        assert!(admit_admin_events(Some(Role::Admin)));
+        assert!(admit_admin_events(Some(Role::SuperAdmin)));
     }
 }

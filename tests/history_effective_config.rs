@@ -1,6 +1,7 @@
 //! Training uses the configuration the service runs with: an org configuration
 //! changed through `/api/orgs` (stored, applied at the next start) is the one
-//! `prognos train` computes features with — not the file alone.
+//! `prognos train` computes features with — not the file alone. And `prognos
+//! train` works while the service runs: it hands the run over to it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -51,7 +52,7 @@ fn training_uses_the_org_configuration_stored_through_the_api() {
             "--listen",
             "127.0.0.1:0",
             "--hours",
-            "40",
+            "56",
             "--speed",
             "3600",
             "--no-first-models",
@@ -60,6 +61,7 @@ fn training_uses_the_org_configuration_stored_through_the_api() {
         .arg(&data)
         .env("PROGNOS_SIMULATOR__MACHINES_PER_ORG", "3")
         .env("PROGNOS_ADMIN_PASSWORD", "a long enough test password")
+        .env("PROGNOS_TRAINING__MIN_HISTORY_ROWS", "500")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -95,19 +97,36 @@ fn training_uses_the_org_configuration_stored_through_the_api() {
         Some(&cfg),
     );
     assert_eq!(st, 200, "{change}");
-    // The rest of the log until the simulated range ends.
-    for l in lines {
-        l.unwrap();
+    // A day of rows in the history, then `prognos train` while the service runs:
+    // the store is the service's, so the command hands the run over to it.
+    let rows_featured = |l: &str| -> u64 {
+        // The log's fields may be coloured: drop the escape sequences.
+        let mut plain = String::new();
+        let mut esc = false;
+        for c in l.chars() {
+            match (esc, c) {
+                (false, '\u{1b}') => esc = true,
+                (true, 'm') => esc = false,
+                (false, c) => plain.push(c),
+                _ => {}
+            }
+        }
+        plain
+            .split("rows_featured=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    for l in lines.by_ref() {
+        if rows_featured(&l.unwrap()) >= 3 * 3 * 120 * 24 {
+            break;
+        }
     }
-    assert!(child.wait().unwrap().success());
-
-    // With the service stopped, `prognos train` trains on the history with the
-    // stored configuration.
     let out = Command::new(bin)
         .current_dir(root())
         .args(["train", "--org", "acme-heat", "--data-dir"])
         .arg(&data)
-        .env("PROGNOS_TRAINING__MIN_HISTORY_ROWS", "500")
         .output()
         .unwrap();
     assert!(
@@ -115,12 +134,24 @@ fn training_uses_the_org_configuration_stored_through_the_api() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(PathBuf::from(outcome["dir"].as_str().unwrap()).join("metadata.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["status"], "COMPLETED", "{job}");
+    assert_eq!(job["trigger"], "cli", "{job}");
+    assert_eq!(job["requestedBy"], "local:cli", "{job}");
+    // The rest of the log until the simulated range ends.
+    for l in lines {
+        l.unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        !data.join("service.json").exists(),
+        "the service removes its local file when it stops"
+    );
+    let dir = data
+        .join("models/acme-heat")
+        .join(job["version"].as_str().unwrap());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
     let stored: prognos_dataflows::config::OrgConfig = serde_json::from_value(cfg).unwrap();
     let names: Vec<String> = meta["featureNames"]
         .as_array()

@@ -117,6 +117,8 @@ impl Trainer for HistoryTrainer {
         spec.trials = req.trials.unwrap_or(10);
         spec.force = req.force;
         spec.seed = req.seed.unwrap_or(7 + versions);
+        // The configurations stored through `/api/orgs` since the start count.
+        let config = crate::orgs::effective_config(self.config.clone(), &self.data_dir)?;
         let seal = self.seal_history.clone();
         let seal_fn = move || {
             if let Some(s) = &seal {
@@ -125,7 +127,7 @@ impl Trainer for HistoryTrainer {
         };
         crate::training::pipeline::train(
             &TrainContext {
-                config: &self.config,
+                config: &config,
                 document: &self.document,
                 data_dir: &self.data_dir,
                 registry: &self.registry,
@@ -336,11 +338,6 @@ impl Jobs {
                 .expect("spawning a training thread");
         }
         jobs
-    }
-
-    /// Queue a job: 503 without a trainer, 409 when the org has one queued or running.
-    fn submit(&self, org: &str, by: &str, request: TrainRequest) -> Result<TrainJob, ApiError> {
-        self.submit_as(org, by, request, Trigger::Api, 1)
     }
 
     /// Queue a job for `trigger` (the scheduler's runs, and their retries).
@@ -714,7 +711,17 @@ pub fn train(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     let body: TrainRequest = req.json()?;
     body.validate()?;
     let org = req.org()?;
-    let job = st.svc.jobs.submit(org, &req.caller()?.username, body)?;
+    let caller = req.caller()?;
+    // `prognos train` on the service's host hands its run over with the local token.
+    let trigger = if caller.username == super::local::CLI_USER {
+        Trigger::Cli
+    } else {
+        Trigger::Api
+    };
+    let job = st
+        .svc
+        .jobs
+        .submit_as(org, &caller.username, body, trigger, 1)?;
     audit(
         st,
         req,

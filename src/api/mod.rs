@@ -26,6 +26,7 @@ mod alerts;
 mod cluster;
 pub mod error;
 mod health;
+pub mod local;
 mod login;
 pub mod metrics;
 pub mod ml;
@@ -198,6 +199,8 @@ pub(crate) struct Services {
     pub pipeline: Arc<PipelineStatus>,
     pub config: Option<std::sync::Mutex<prognos_dataflows::config::Config>>,
     pub org_store: crate::orgs::OrgStore,
+    /// The secret of `<data-dir>/service.json` (see [`local`]).
+    pub local_token: String,
     pub m: metrics::ApiMetrics,
 }
 
@@ -281,6 +284,7 @@ impl ApiState {
             pipeline: deps.pipeline,
             config: deps.config.map(std::sync::Mutex::new),
             org_store: crate::orgs::OrgStore::open(&db)?.with_snapshot(&deps.data_dir)?,
+            local_token: local::new_token(),
             m,
         };
         Ok(ApiState {
@@ -298,6 +302,16 @@ impl ApiState {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.svc.audit
+    }
+
+    /// Tell commands on this host where the API is (`<data-dir>/service.json`,
+    /// removed when the guard drops): `prognos train` hands its run to the service.
+    pub fn publish_local(
+        &self,
+        data_dir: &std::path::Path,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<local::ServiceFile> {
+        local::ServiceFile::write(data_dir, addr, &self.svc.local_token)
     }
 
     /// The training job queue (the scheduler queues into it).

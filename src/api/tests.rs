@@ -252,3 +252,39 @@ fn workers_fetch_checked_versions_with_the_cluster_token_and_wait_for_the_contro
     stop2.send(()).unwrap();
     rt.block_on(h2).unwrap();
 }
+
+#[tokio::test]
+async fn the_local_file_names_the_api_and_its_secret_is_the_only_local_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let (base, state, dir, stop, handle) = start().await;
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let file = state.publish_local(dir.path(), addr).unwrap();
+    let path = dir.path().join(local::FILE);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let info = local::running_service(dir.path()).unwrap();
+    assert_eq!(info.url, base);
+    let client = reqwest::Client::new();
+    let me = |token: String| {
+        let c = client.clone();
+        let url = format!("{base}/api/auth/me");
+        async move { c.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let r = me(info.token.clone()).await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["username"].as_str(), v["role"].as_str()),
+        (Some(local::CLI_USER), Some("super_admin"))
+    );
+    for bad in ["local:", "local:0000", &format!("{}x", info.token)] {
+        assert_eq!(me(bad.to_string()).await.status(), 401, "{bad}");
+    }
+    drop(file);
+    assert!(!path.exists());
+    assert!(local::running_service(dir.path()).is_none());
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+}

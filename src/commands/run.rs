@@ -191,6 +191,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let training_runs = api_state.training_runs();
     scheduler::start(config.clone(), api_state.jobs(), stop.clone())
         .context("cannot start the training scheduler")?;
+    // `prognos train` on this host hands its run over through this file.
+    let _service_file = api_state
+        .publish_local(&args.data_dir.data_dir, addr)
+        .with_context(|| {
+            format!(
+                "cannot write {}",
+                args.data_dir.data_dir.join(api::local::FILE).display()
+            )
+        })?;
     let (stop_api, stop_api_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = rt.spawn(api::run(listener, api_state, async {
         let _ = stop_api_rx.await;

@@ -3,8 +3,9 @@
 //! from files, and manage versions (list, show, activate, rollback).
 //!
 //! These commands open the registry in `--data-dir` directly; the store is
-//! single-process, so run them while `prognos run` is stopped (the running service
-//! exposes the same operations over its API).
+//! single-process. While `prognos run` or `prognos controller` runs on the data
+//! dir, `prognos train` hands its run to the service (see `crate::api::local`);
+//! `prognos models` wants the service stopped (its API has the same operations).
 
 use crate::cli::{ConfigArg, DataDirArg};
 use crate::settings;
@@ -125,8 +126,11 @@ fn registry(data_dir: &Path) -> anyhow::Result<Registry> {
 
 /// Run `prognos train`.
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    let loaded = settings::load(args.config.config.as_deref())?;
     let data_dir = &args.data_dir.data_dir;
+    if let Some(service) = crate::api::local::running_service(data_dir) {
+        return hand_over(&args, &service);
+    }
+    let loaded = settings::load(args.config.config.as_deref())?;
     let config = crate::orgs::effective_config(loaded.config, data_dir)?;
     let reg = registry(data_dir)?;
     let live = Activations::from_log(reg.activation_log()?);
@@ -162,6 +166,90 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let outcome = train(&ctx, &spec)?;
     println!("{}", serde_json::to_string_pretty(&outcome)?);
     Ok(())
+}
+
+/// The service running on the data dir trains instead (its store is locked):
+/// the run is queued through its API with the local token, as the `cli`
+/// trigger, and followed until it ends; the job is printed as
+/// `/api/ml/status` lists it. The run uses the service's configuration.
+fn hand_over(args: &TrainArgs, service: &crate::api::local::ServiceInfo) -> anyhow::Result<()> {
+    let local_only = [
+        (
+            !args.input.is_empty(),
+            "--input (import the files with `prognos history import` first)",
+        ),
+        (args.events.is_some(), "--events"),
+        (args.feedback.is_some(), "--feedback"),
+    ];
+    if let Some((_, flag)) = local_only.iter().find(|(given, _)| *given) {
+        anyhow::bail!(
+            "the service (pid {}) runs on this data dir and trains for this command, without {flag}; stop it to use that option",
+            service.pid
+        );
+    }
+    eprintln!(
+        "the service (pid {}, {}) runs on this data dir: it trains {} on its stored history",
+        service.pid, service.url, args.org
+    );
+    let http = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let org: String = form_urlencoded::byte_serialize(args.org.as_bytes()).collect();
+    let mut body = serde_json::json!({"tune": args.tune, "force": args.force, "seed": args.seed});
+    if args.tune {
+        body["trials"] = args.trials.into();
+    }
+    if let Some(d) = args.days {
+        body["days"] = d.into();
+    }
+    let r = http
+        .post(format!("{}/api/ml/train?org={org}", service.url))
+        .bearer_auth(&service.token)
+        .json(&body)
+        .send()
+        .with_context(|| format!("cannot reach the service at {}", service.url))?;
+    let status = r.status();
+    let job: serde_json::Value = r.json().context("the service's answer")?;
+    if !status.is_success() {
+        anyhow::bail!("the service refused the run ({status}): {job}");
+    }
+    let id = job["id"]
+        .as_str()
+        .context("the service's answer has no job id")?
+        .to_string();
+    eprintln!("queued as job {id}");
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let s: serde_json::Value = http
+            .get(format!("{}/api/ml/status?org={org}", service.url))
+            .bearer_auth(&service.token)
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot follow job {id} at {} (did the service stop?): {e}",
+                    service.url
+                )
+            })?;
+        let Some(job) = s["jobs"]
+            .as_array()
+            .and_then(|j| j.iter().find(|j| j["id"] == id.as_str()))
+        else {
+            anyhow::bail!("the service no longer lists job {id} (was it restarted?)");
+        };
+        match job["status"].as_str() {
+            Some("QUEUED" | "RUNNING") => continue,
+            Some("FAILED" | "INTERRUPTED") => {
+                println!("{}", serde_json::to_string_pretty(job)?);
+                anyhow::bail!("training {}: {}", job["status"], job["error"]);
+            }
+            _ => {
+                println!("{}", serde_json::to_string_pretty(job)?);
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Run `prognos models`.

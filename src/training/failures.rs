@@ -46,6 +46,21 @@ pub enum FailuresError {
         /// What is wrong.
         reason: String,
     },
+    /// A line of a file to import is refused.
+    #[error("{}:{line}: {field}: {reason}", path.display())]
+    Import {
+        /// The file.
+        path: PathBuf,
+        /// Line number (1-based).
+        line: usize,
+        /// The field at fault.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file to import is not a failure-events file.
+    #[error(transparent)]
+    Labels(#[from] crate::training::labels::LabelsError),
     /// A new work order is not valid.
     #[error("{field}: {reason}")]
     Invalid {
@@ -197,6 +212,60 @@ impl NewWorkOrder {
         }
         Ok(())
     }
+}
+
+/// The work orders of a failure-events file (the labels format) for `org`,
+/// every line checked before any is returned: the line and field of the first
+/// bad one are named, and a line of another `organizationId` is refused.
+pub fn read_import(path: &Path, org: &str) -> Result<Vec<NewWorkOrder>, FailuresError> {
+    crate::training::labels::validate_events(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| FailuresError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |field: &str, reason: String| FailuresError::Import {
+            path: path.to_path_buf(),
+            line: i + 1,
+            field: field.to_string(),
+            reason,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad("(line)", format!("not JSON: {e}")))?;
+        let text_of = |k: &str| match v.get(k) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        if let Some(o) = v.get("organizationId").and_then(|o| o.as_str())
+            && o != org
+        {
+            return Err(bad(
+                "organizationId",
+                format!("`{o}` is another organization than `{org}`"),
+            ));
+        }
+        let new = NewWorkOrder {
+            machine_id: text_of("machineId"),
+            component: text_of("component"),
+            start: v
+                .get("start")
+                .and_then(time_of)
+                .ok_or_else(|| bad("start", "not a time".into()))?,
+            end: v.get("end").filter(|e| !e.is_null()).and_then(time_of),
+            note: v.get("note").and_then(|n| n.as_str()).map(str::to_string),
+        };
+        new.validate().map_err(|e| match e {
+            FailuresError::Invalid { field, reason } => bad(field, reason),
+            other => other,
+        })?;
+        out.push(new);
+    }
+    Ok(out)
 }
 
 /// One org's work orders.
@@ -523,6 +592,35 @@ mod tests {
             ..new("m", 0)
         };
         assert!(w.add(ok, Source::Cli, "c", 0).unwrap().1);
+    }
+
+    #[test]
+    fn an_import_file_is_refused_up_front_naming_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("wo.jsonl");
+        let good = r#"{"organizationId":"acme","machineId":7,"component":"Heating","start":"2026-01-01T00:00:00Z","note":"fuse"}"#;
+        std::fs::write(&p, format!("{good}\n\n{good}\n")).unwrap();
+        let v = read_import(&p, "acme").unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].machine_id, "7");
+        assert_eq!(v[0].note.as_deref(), Some("fuse"));
+        for (line, field) in [
+            (
+                r#"{"organizationId":"other","machineId":"m","component":"c","start":0}"#,
+                "organizationId",
+            ),
+            (r#"{"machine":"m","component":"c","start":0}"#, "machine"),
+            (
+                r#"{"machineId":"m","component":"c","start":0,"note":"NOTE"}"#,
+                "note",
+            ),
+        ] {
+            let line = line.replace("NOTE", &"n".repeat(2001));
+            std::fs::write(&p, format!("{good}\n{line}\n")).unwrap();
+            let e = read_import(&p, "acme").unwrap_err().to_string();
+            assert!(e.contains("wo.jsonl:2: "), "names the line: {e}");
+            assert!(e.contains(field), "names the field {field}: {e}");
+        }
     }
 
     #[test]

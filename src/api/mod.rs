@@ -24,6 +24,7 @@
 
 mod alerts;
 pub mod error;
+mod failures;
 mod health;
 mod login;
 pub mod metrics;
@@ -192,6 +193,8 @@ pub(crate) struct Services {
     pub pipeline: Arc<PipelineStatus>,
     pub config: Option<std::sync::Mutex<prognos_dataflows::config::Config>>,
     pub org_store: crate::orgs::OrgStore,
+    /// The history root (work orders live beside the rows); `None` without a configuration.
+    pub history_root: Option<std::path::PathBuf>,
     pub m: metrics::ApiMetrics,
 }
 
@@ -273,6 +276,10 @@ impl ApiState {
             audit,
             jobs,
             pipeline: deps.pipeline,
+            history_root: deps
+                .config
+                .as_ref()
+                .map(|c| crate::training::history::root_for(c, &deps.data_dir)),
             config: deps.config.map(std::sync::Mutex::new),
             org_store: crate::orgs::OrgStore::open(&db)?.with_snapshot(&deps.data_dir)?,
             m,

@@ -446,6 +446,16 @@ where
     resp
 }
 
+/// The org of an org's sub-resource (`/api/orgs/{org}/…`), scoped like
+/// `?org=`: another org is 404 before the role is checked.
+fn org_in_path<'a>(route: &Route, path: &'a [String]) -> Option<&'a str> {
+    route
+        .path
+        .starts_with("/api/orgs/{org}/")
+        .then(|| path.first().map(String::as_str))
+        .flatten()
+}
+
 /// A request's checked query, caller and scope.
 pub struct Admitted {
     /// Query parameters.
@@ -460,6 +470,7 @@ pub struct Admitted {
 pub fn admit(
     st: &ApiState,
     route: &'static Route,
+    path_org: Option<&str>,
     query: &str,
     headers: &HeaderMap,
 ) -> Result<Admitted, ApiError> {
@@ -479,7 +490,7 @@ pub fn admit(
     let caller = svc.authenticate(token.ok_or_else(ApiError::unauthorized)?)?;
     let asked = match query.get("org") {
         Some(Value::Text(o)) => Some(o.as_str()),
-        _ => None,
+        _ => path_org,
     };
     let scope = svc.scope(&caller, asked, route)?;
     Ok(Admitted {
@@ -506,7 +517,7 @@ where
         query,
         caller,
         scope,
-    } = admit(st, route, query, headers)?;
+    } = admit(st, route, org_in_path(route, &path), query, headers)?;
     let body = match route.body {
         Some(_) => Some(read_body(headers, body, st.svc.settings.max_body_bytes).await?),
         None => None,

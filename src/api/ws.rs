@@ -79,7 +79,7 @@ fn kind_name(k: ChangeKind) -> &'static str {
 pub fn upgrade(st: ApiState, ws: Ws, query: &str, headers: &HeaderMap) -> warp::reply::Response {
     use warp::Reply;
     let route = routes::ws_route();
-    let (q, scope) = match admit(&st, route, query, headers) {
+    let (q, scope) = match admit(&st, route, None, query, headers) {
         Ok(a) => (a.query, a.scope),
         Err(e) => return error_response(&e),
     };

@@ -10,7 +10,8 @@
 //! times. The id is a hash of (org, machine, component, start), so the same
 //! failure added twice is stored once. An append is one `write_all` of one line
 //! on a file opened with `O_APPEND` under an exclusive `flock` (the duplicate
-//! check and the append are one step across processes), then `sync_data`.
+//! check and the append are one step across processes), then `sync_data` (once
+//! per call: an import syncs after its last line).
 //! Readers skip a torn last line (a crash mid-append; the next append cuts it
 //! off) and refuse a bad line anywhere else with its line number.
 
@@ -454,9 +455,14 @@ impl WorkOrders {
             })?;
             line.push(b'\n');
             f.write_all(&line).map_err(self.io())?;
-            f.sync_data().map_err(self.io())?;
             by_id.insert(id, w.clone());
             out.push((w, true));
+        }
+        // One fsync per call: an import of many lines is one operation, and a
+        // crash before it leaves whole lines (or a torn last one) that a second
+        // import completes without duplicates.
+        if out.iter().any(|(_, added)| *added) {
+            f.sync_data().map_err(self.io())?;
         }
         Ok(out)
     }

@@ -7,7 +7,8 @@
 Uses the version's ONNX failure model through onnxruntime, the version's featureNames
 (columns are selected by name, so a table with more or reordered columns works), and the
 same labelling and metric definitions as train.py (prognos_ml.labels / prognos_ml.metrics).
-Without --events, labels come from the org's failure_signals. The threshold and horizon
+Labels are the rising edges of the org's failure_signals, with the failures of --events
+when given (train.py's union). The threshold and horizon
 are the version's own (metadata.json), so a candidate and the active model are compared
 under the settings each was trained for; --threshold overrides.
 """
@@ -48,7 +49,7 @@ def evaluate(version_dir, features, config, org, t_from, t_to, events=None, thre
     col = {n: j for j, n in enumerate(ft.feature_names)}
     X = ft.X[:, [col[n] for n in names]]
 
-    failures = L.failures_from_events(events, org) if events else L.failures_from_signals(ft, s)
+    failures, _ = L.failures_for(ft, s, events, org)
     horizon_ms = int(round(float(meta.get("horizonMinutes", s.horizon_minutes)) * 60_000))
     thr = float(threshold if threshold is not None else meta.get("thresholds", {}).get("failure", s.failure_threshold))
     lab = L.label_rows(ft.machine, ft.ts, failures, horizon_ms)

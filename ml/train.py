@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--org", required=True)
     p.add_argument("--config", required=True)
     p.add_argument("--features", required=True, help="the org's Parquet feature table")
-    p.add_argument("--events", help="failure events JSONL (labels); default: the org's failure_signals")
+    p.add_argument("--events", help="failure events JSONL (work orders, ground truth): labels are these "
+                                      "together with the rising edges of the org's failure_signals")
     p.add_argument("--feedback", help="operator feedback JSONL (alerts with isAccurate)")
     p.add_argument("--out", required=True, help="version directory to write")
     p.add_argument("--version", required=True)
@@ -112,12 +113,7 @@ def main(argv=None) -> int:
     log("load", f"read {len(ft)} rows x {len(names)} features", rows=len(ft), features=len(names))
 
     # ---- labels
-    if args.events:
-        failures = L.failures_from_events(args.events, args.org)
-        source = "events"
-    else:
-        failures = L.failures_from_signals(ft, s)
-        source = "failure_signals"
+    failures, source = L.failures_for(ft, s, args.events, args.org)
     lab = L.label_rows(ft.machine, ft.ts, failures, s.horizon_ms)
     fb_counts = None
     if args.feedback:

@@ -65,8 +65,8 @@ pub enum Command {
     Controller(commands::controller::ControllerArgs),
     /// Add, list, remove API users and set their passwords (while the service is stopped).
     Users(commands::users::UsersArgs),
-    /// Import historian exports into an organization's history, or show what is
-    /// stored (the rows training reads).
+    /// Import historian exports into an organization's history, show what is
+    /// stored (the rows training reads), and keep its work orders (failure labels).
     History(commands::history::HistoryArgs),
 }
 

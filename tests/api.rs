@@ -452,6 +452,9 @@ fn body_for(route: &prognos::api::routes::Route) -> Option<Value> {
         "LoginRequest" => json!({"username": "nobody", "password": "nothing"}),
         "OrgConfig" => org_a_json(),
         "CreateOrgRequest" => json!({"id": "org-new", "config": org_a_json()}),
+        "NewWorkOrder" => {
+            json!({"machineId": "furnace-1", "component": "Heater", "start": "2024-03-10T00:00:00Z"})
+        }
         _ => json!({}),
     })
 }
@@ -475,7 +478,7 @@ async fn role_org_route_isolation_matrix() {
         .iter()
         .filter(|r| matches!(r.access, Access::Roles(_)) && r.path != "/ws")
         .collect();
-    assert_eq!(protected.len(), 24);
+    assert_eq!(protected.len(), 26);
 
     for r in &protected {
         let path = concrete(r.path, &a_ids[0]);
@@ -603,6 +606,115 @@ async fn role_org_route_isolation_matrix() {
     assert_eq!(
         (st, me["role"].as_str(), me["organizationId"].as_str()),
         (200, Some("operator"), Some(B))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_orders_are_stored_once_kept_to_their_org_and_audited() {
+    let s = server().await;
+    let (ad_a, op_a, ad_b, root) = (
+        s.login("ad-a").await,
+        s.login("op-a").await,
+        s.login("ad-b").await,
+        s.login("root").await,
+    );
+    let path = format!("/api/orgs/{A}/failures");
+    let wo = |start: &str| {
+        json!({"machineId": "furnace-1", "component": "Heater", "start": start,
+            "end": "2024-03-10T02:00:00Z", "note": "element burnt out"})
+    };
+    let (st, first) = s.post(&path, &ad_a, wo("2024-03-10T01:00:00Z")).await;
+    assert_eq!(st, 201, "{first}");
+    assert_eq!(first["organizationId"], A);
+    assert_eq!(first["source"], "api");
+    assert_eq!(first["createdBy"], "ad-a");
+    assert_eq!(first["start"], "2024-03-10T01:00:00.000Z");
+    // The same failure again (epoch ms this time, another note): the stored one, 200.
+    let mut again = wo("x");
+    again["start"] = json!(1_710_032_400_000_i64);
+    again["note"] = json!("entered twice");
+    let (st, second) = s.post(&path, &root, again).await;
+    assert_eq!((st, &second), (200, &first));
+    let (st, _) = s.post(&path, &root, wo("2024-03-09T01:00:00Z")).await;
+    assert_eq!(st, 201);
+    // Bad bodies: the field named.
+    let (st, v) = s.post(&path, &ad_a, wo("2024-03-11T00:00:00Z")).await;
+    assert_eq!(
+        (st, v["error"]["fields"]["end"].is_string()),
+        (400, true),
+        "{v}"
+    );
+    let mut no_machine = wo("2024-03-09T00:00:00Z");
+    no_machine["machineId"] = json!("");
+    let (st, v) = s.post(&path, &ad_a, no_machine).await;
+    assert_eq!(
+        (st, v["error"]["fields"]["machineId"].is_string()),
+        (400, true),
+        "{v}"
+    );
+    // Roles and orgs: an operator reads but may not add; another org is 404.
+    assert_eq!(
+        s.post(&path, &op_a, wo("2024-03-08T00:00:00Z")).await.0,
+        403
+    );
+    assert_eq!(
+        s.post(&path, &ad_b, wo("2024-03-08T00:00:00Z")).await.0,
+        404
+    );
+    assert_eq!(s.get(&path, &ad_b).await.0, 404);
+    let other = format!("/api/orgs/{B}/failures");
+    assert_eq!(s.get(&other, &op_a).await.0, 404);
+    assert_eq!(
+        s.post(&other, &op_a, wo("2024-03-08T00:00:00Z")).await.0,
+        404
+    );
+    assert_eq!(s.get("/api/orgs/no-such-org/failures", &root).await.0, 404);
+    let (st, list) = s.get(&path, &op_a).await;
+    assert_eq!(st, 200);
+    let starts: Vec<&str> = list["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        ["2024-03-10T01:00:00.000Z", "2024-03-09T01:00:00.000Z"]
+    );
+    let (_, since) = s
+        .get(&format!("{path}?from=2024-03-10T00:00:00Z"), &op_a)
+        .await;
+    assert_eq!(since["failures"].as_array().unwrap().len(), 1);
+    let (_, b_list) = s.get(&other, &ad_b).await;
+    assert_eq!(b_list["failures"], json!([]));
+    // Stored beside the org's history, where the CLI and training read them.
+    let file = s.dir.path().join(format!("history/org={A}/failures.jsonl"));
+    assert_eq!(std::fs::read_to_string(file).unwrap().lines().count(), 2);
+    // Audited: who added what, and what was refused.
+    let (_, log) = s.get("/api/audit?limit=500", &ad_a).await;
+    let adds: Vec<(&str, &str, &str)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "failures.add")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["detail"]["stored"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        adds,
+        [
+            ("ad-a", "refused", "-"),
+            ("ad-a", "refused", "-"),
+            ("root", "ok", "new"),
+            ("root", "ok", "existing"),
+            ("ad-a", "ok", "new"),
+        ],
+        "{log}"
     );
 }
 

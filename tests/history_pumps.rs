@@ -2,8 +2,10 @@
 //! `config/examples/pumps.toml` (fixture `tests/data/pumps/`, generated once with
 //! NASA progpy, see its README) is imported into the history, importing it again
 //! adds nothing, the generator's raw work orders are refused before any work
-//! starts, and `prognos train` without `--input` trains and activates a first
-//! version on the stored history with the converted work orders as labels.
+//! starts, and — once the converted work orders are stored with `prognos
+//! history failures import` — `prognos train` without `--input` or `--events`
+//! trains and activates a first version on the stored history with the work
+//! orders as labels (the fleet has no fault flag: no rising edge to label from).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -123,19 +125,22 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
         "the line and the field are named: {err}"
     );
 
-    // The converted work orders: a first version trained on the whole stored
-    // history, registered and activated.
+    // The converted work orders, stored as the org's work orders: a first
+    // version trained on the whole stored history, registered and activated.
     let events = fixture("events.jsonl");
-    let outcome = ok(&prognos(
+    let imported = prognos(
         &data,
         &[
-            "train",
+            "history",
+            "failures",
+            "import",
             "--org",
             "pumpco",
-            "--events",
             events.to_str().unwrap(),
         ],
-    ));
+    );
+    assert!(imported.status.success(), "{imported:?}");
+    let outcome = ok(&prognos(&data, &["train", "--org", "pumpco"]));
     assert_eq!(outcome["status"], "COMPLETED", "{outcome}");
     assert_eq!(outcome["deployed"], true, "{outcome}");
     assert_eq!(outcome["version"], "v1", "{outcome}");
@@ -148,4 +153,8 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
         .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.starts_with("* pumpco v1 "), "{list}");
+    let registry = prognos::training::registry::Registry::open(&data.join("store")).unwrap();
+    let runs = registry.runs("pumpco").unwrap();
+    let run = runs.iter().find(|r| r.version == "v1").unwrap();
+    assert_eq!(run.config["workOrders"], 5, "{:?}", run.config);
 }

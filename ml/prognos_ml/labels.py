@@ -78,6 +78,27 @@ def failures_from_signals(ft: FeatureTable, settings: OrgSettings) -> pd.DataFra
     return _failure_frame(rows)
 
 
+def union_failures(*frames: pd.DataFrame) -> pd.DataFrame:
+    """The failures of every frame; one failure (machine, component, start) listed by
+    several is kept once, as the first frame gives it."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _failure_frame([])
+    df = pd.concat(frames, ignore_index=True).drop_duplicates(["machine", "component", "start"], keep="first")
+    return df.sort_values(["machine", "start", "component"], kind="stable").reset_index(drop=True)
+
+
+def failures_for(ft: FeatureTable, settings: OrgSettings, events: str | Path | None, org: str
+                 ) -> tuple[pd.DataFrame, str]:
+    """The labels of training and evaluation: the rising edges of the org's
+    `failure_signals` together with the failures of `events` (work orders and given
+    ground truth) when given; and a name for where they came from."""
+    from_signals = failures_from_signals(ft, settings)
+    if not events:
+        return from_signals, "failure_signals"
+    return union_failures(failures_from_events(events, org), from_signals), "failure_signals+events"
+
+
 def _failure_frame(rows) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["machine", "component", "start", "end", "observedStart"])
     df = df.astype({"machine": object, "component": object, "start": np.int64, "end": np.int64,

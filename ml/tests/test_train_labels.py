@@ -2,6 +2,7 @@
 edges, exclusion inside failures, failure-signal edges, feedback, the time split, the
 event metrics and the bounded search."""
 
+import json
 import sys
 import pathlib
 
@@ -99,6 +100,32 @@ def test_failures_from_signals_rising_and_falling_edges():
     lab = L.label_rows(machine, ts, f, H)
     assert lab.excluded[0:3].all() and lab.excluded[5:9].all()
     assert not lab.y[3] or lab.component[3] == "Heating"
+
+
+def test_labels_are_rising_edges_together_with_work_orders(tmp_path):
+    machine, ts = grid(n=40)
+    heater = np.zeros(40)
+    heater[5:9] = 1.0  # a rising edge of Heating at row 5
+    ft = FeatureTable(machine=machine, ts=ts, X=np.zeros((40, 1), np.float32), feature_names=["x"],
+                      raw={"heater_fault": heater, "tc_fault": np.zeros(40)})
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        # a work order no signal shows
+        {"organizationId": "o", "machineId": "m1", "component": "Sensing", "start": int(ts[25]), "end": int(ts[27])},
+        # the rising edge entered again as a work order: one failure
+        {"machineId": "m1", "component": "Heating", "start": int(ts[5]), "end": int(ts[9])},
+        # another org's
+        {"organizationId": "p", "machineId": "m1", "component": "Sensing", "start": int(ts[30])},
+    ]) + "\n")
+    f, source = L.failures_for(ft, settings(), str(events), "o")
+    assert source == "failure_signals+events"
+    assert list(zip(f.component, f.start)) == [("Heating", ts[5]), ("Sensing", ts[25])]
+    only_signals, source = L.failures_for(ft, settings(), None, "o")
+    assert source == "failure_signals" and list(only_signals.start) == [ts[5]]
+    # no signal rose: the work orders alone
+    ft.raw["heater_fault"] = np.zeros(40)
+    f, _ = L.failures_for(ft, settings(), str(events), "o")
+    assert list(f.start) == [ts[5], ts[25]]
 
 
 def test_feedback_hard_negatives_and_confirmations():

@@ -25,6 +25,7 @@
 mod alerts;
 mod cluster;
 pub mod error;
+mod failures;
 mod health;
 pub mod local;
 mod login;
@@ -201,6 +202,8 @@ pub(crate) struct Services {
     pub org_store: crate::orgs::OrgStore,
     /// The secret of `<data-dir>/service.json` (see [`local`]).
     pub local_token: String,
+    /// The history root (work orders live beside the rows); `None` without a configuration.
+    pub history_root: Option<std::path::PathBuf>,
     pub m: metrics::ApiMetrics,
 }
 
@@ -282,6 +285,10 @@ impl ApiState {
             audit,
             jobs,
             pipeline: deps.pipeline,
+            history_root: deps
+                .config
+                .as_ref()
+                .map(|c| crate::training::history::root_for(c, &deps.data_dir)),
             config: deps.config.map(std::sync::Mutex::new),
             org_store: crate::orgs::OrgStore::open(&db)?.with_snapshot(&deps.data_dir)?,
             local_token: local::new_token(),

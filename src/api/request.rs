@@ -453,6 +453,16 @@ where
     resp
 }
 
+/// The org of an org's sub-resource (`/api/orgs/{org}/…`), scoped like
+/// `?org=`: another org is 404 before the role is checked.
+fn org_in_path<'a>(route: &Route, path: &'a [String]) -> Option<&'a str> {
+    route
+        .path
+        .starts_with("/api/orgs/{org}/")
+        .then(|| path.first().map(String::as_str))
+        .flatten()
+}
+
 /// A request's checked query, caller and scope.
 pub struct Admitted {
     /// Query parameters.
@@ -478,6 +488,7 @@ pub(crate) fn same_secret(a: &str, b: &str) -> bool {
 pub fn admit(
     st: &ApiState,
     route: &'static Route,
+    path_org: Option<&str>,
     query: &str,
     headers: &HeaderMap,
 ) -> Result<Admitted, ApiError> {
@@ -511,7 +522,7 @@ pub fn admit(
     let caller = svc.authenticate(token.ok_or_else(ApiError::unauthorized)?)?;
     let asked = match query.get("org") {
         Some(Value::Text(o)) => Some(o.as_str()),
-        _ => None,
+        _ => path_org,
     };
     let scope = svc.scope(&caller, asked, route)?;
     Ok(Admitted {
@@ -538,7 +549,7 @@ where
         query,
         caller,
         scope,
-    } = admit(st, route, query, headers)?;
+    } = admit(st, route, org_in_path(route, &path), query, headers)?;
     let body = match route.body {
         Some(_) => Some(read_body(headers, body, st.svc.settings.max_body_bytes).await?),
         None => None,

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::request::{Reply, Req};
-use super::{ApiState, alerts, cluster, health, login, ml, orgs};
+use super::{ApiState, alerts, cluster, failures, health, login, ml, orgs};
 use crate::auth::Role;
 use warp::http::Method;
 
@@ -578,6 +578,33 @@ pub static ROUTES: &[Route] = &[
         ..BASE
     },
     Route {
+        method: Verb::Post,
+        path: "/api/orgs/{org}/failures",
+        operation_id: "addFailure",
+        summary: "Record a work order (a failure of a machine's component, with its start, end and a note): a training label. 201 with the stored record; 200 with the one already stored for the same machine, component and start. Audited.",
+        tag: "orgs",
+        access: ADMINS,
+        body: Some(RequestBody {
+            schema: "NewWorkOrder",
+            required: true,
+        }),
+        ok: (201, Body::Json("WorkOrder")),
+        errors: &[503],
+        handler: Handler::Json(failures::add),
+        ..BASE
+    },
+    Route {
+        path: "/api/orgs/{org}/failures",
+        operation_id: "listFailures",
+        summary: "The org's work orders, newest start first (`from`/`to` filter on the start).",
+        tag: "orgs",
+        query: &[FROM, TO],
+        ok: (200, Body::Json("WorkOrderList")),
+        errors: &[503],
+        handler: Handler::Json(failures::list),
+        ..BASE
+    },
+    Route {
         path: "/ws",
         operation_id: "alertsWebSocket",
         summary: "WebSocket push of alert.created / alert.updated / alert.resolved for the caller's org; `since` replays changes after a store sequence number first; `predictions=true` adds the org's live predictions (`prediction`, optionally of one `machine`). Messages are WsEvent JSON.",
@@ -724,8 +751,8 @@ mod tests {
             assert!(seen.insert((r.method.as_str(), r.path)), "{} twice", r.path);
             assert!(!r.operation_id.is_empty() && !r.summary.is_empty() && !r.tag.is_empty());
             let scoped = matches!(r.access, Access::Roles(_));
-            // The caller's own identity and the org configurations (super admins,
-            // the org in the path) are the protected routes without ?org=.
+            // The caller's own identity, the org configurations and an org's
+            // work orders (the org in the path) are the protected routes without ?org=.
             let own_org_free = r.path == "/api/auth/me" || r.path.starts_with("/api/orgs");
             assert_eq!(
                 r.query.iter().any(|q| q.name == "org"),

@@ -536,6 +536,58 @@ pub fn all() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "NewWorkOrder",
+            obj(
+                &[
+                    (
+                        "machineId",
+                        json!({"type": "string", "minLength": 1, "maxLength": 256}),
+                    ),
+                    (
+                        "component",
+                        json!({"type": "string", "minLength": 1, "maxLength": 256}),
+                    ),
+                    (
+                        "start",
+                        json!({"description": "When the failure started: RFC 3339 or epoch ms."}),
+                    ),
+                ],
+                &[
+                    (
+                        "end",
+                        json!({"description": "When it ended (repaired), not before start: RFC 3339 or epoch ms.", "nullable": true}),
+                    ),
+                    (
+                        "note",
+                        json!({"type": "string", "maxLength": 2000, "nullable": true}),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "WorkOrder",
+            obj(
+                &[
+                    (
+                        "id",
+                        json!({"type": "string", "description": "Hash of (organization, machine, component, start): the same failure is stored once."}),
+                    ),
+                    ("organizationId", s()),
+                    ("machineId", s()),
+                    ("component", s()),
+                    ("start", dt()),
+                    ("source", en(&["api", "cli", "import"])),
+                    ("createdBy", s()),
+                    ("createdAt", dt()),
+                ],
+                &[("end", dt()), ("note", s())],
+            ),
+        ),
+        (
+            "WorkOrderList",
+            obj(&[("failures", arr(r("WorkOrder")))], &[]),
+        ),
+        (
             "TrainRequest",
             obj(
                 &[],
@@ -720,7 +772,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
                     ("actorRole", s()),
                     ("organizationId", null(s())),
                     ("action", s()),
-                    ("outcome", en(&["ok", "accepted", "error"])),
+                    ("outcome", en(&["ok", "accepted", "refused", "error"])),
                     ("detail", any()),
                 ],
                 &[],

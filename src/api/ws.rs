@@ -85,7 +85,7 @@ fn kind_name(k: ChangeKind) -> &'static str {
 pub fn upgrade(st: ApiState, ws: Ws, query: &str, headers: &HeaderMap) -> warp::reply::Response {
     use warp::Reply;
     let route = routes::ws_route();
-    let (q, scope, caller) = match admit(&st, route, query, headers) {
+    let (q, scope, caller) = match admit(&st, route, None, query, headers) {
         Ok(a) => (a.query, a.scope, a.caller),
         Err(e) => return error_response(&e),
     };

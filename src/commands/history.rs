@@ -1,8 +1,9 @@
-//! `prognos history`: import historian exports into an org's history, and show
-//! what is stored.
+//! `prognos history`: import historian exports into an org's history, show
+//! what is stored, and keep the org's work orders (failure labels).
 
 use crate::cli::{ConfigArg, DataDirArg};
 use crate::settings;
+use crate::training::failures::{self, NewWorkOrder, Source, WorkOrders};
 use crate::training::history::import::import;
 use crate::training::history::{self, HistoryReader, HistoryWriter};
 use anyhow::Context;
@@ -55,6 +56,161 @@ pub enum HistoryAction {
         #[arg(long)]
         json: bool,
     },
+    /// Work orders: failures people report (machine, component, start, end,
+    /// note), kept in `<history>/org=<id>/failures.jsonl` and used as training
+    /// labels together with the rising edges of the org's failure signals. The
+    /// same (machine, component, start) is stored once. Works while the
+    /// service runs.
+    Failures {
+        /// What to do.
+        #[command(subcommand)]
+        action: FailuresAction,
+    },
+}
+
+/// `prognos history failures` actions.
+#[derive(Debug, Subcommand)]
+pub enum FailuresAction {
+    /// Record one failure (stored once: adding it again shows the stored one).
+    Add {
+        /// Organization.
+        #[arg(long)]
+        org: String,
+        /// Machine.
+        #[arg(long)]
+        machine: String,
+        /// Failed component.
+        #[arg(long)]
+        component: String,
+        /// When it started: RFC 3339 or epoch ms.
+        #[arg(long, value_parser = parse_time)]
+        start: i64,
+        /// When it ended (repaired): RFC 3339 or epoch ms.
+        #[arg(long, value_parser = parse_time)]
+        end: Option<i64>,
+        /// Free text (at most 2000 bytes).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Record the failures of a JSON-lines file in the labels format
+    /// (`{"organizationId"?, "machineId", "component", "start", "end"?, "note"?}`);
+    /// the whole file is checked first and refused with the line and field of
+    /// the first bad line (a line of another organization is bad).
+    Import {
+        /// Organization.
+        #[arg(long)]
+        org: String,
+        /// The file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List the org's work orders, newest start first.
+    List {
+        /// Organization.
+        #[arg(long)]
+        org: String,
+        /// Print them as a JSON array of records.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| prognos_dataflows::time::parse_rfc3339_ms(s))
+        .ok_or_else(|| format!("`{s}` is not a time (RFC 3339 or epoch ms)"))
+}
+
+/// Who the CLI records as the author: `$USER`, else `cli`.
+fn cli_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "cli".to_string())
+}
+
+fn run_failures(
+    root: &std::path::Path,
+    config: &prognos_dataflows::config::Config,
+    action: FailuresAction,
+) -> anyhow::Result<()> {
+    let org = match &action {
+        FailuresAction::Add { org, .. }
+        | FailuresAction::Import { org, .. }
+        | FailuresAction::List { org, .. } => org.clone(),
+    };
+    anyhow::ensure!(
+        config.orgs.contains_key(&org),
+        "organization `{org}` is not in the configuration"
+    );
+    let store = WorkOrders::new(root, &org);
+    let now = chrono::Utc::now().timestamp_millis();
+    let t = prognos_dataflows::time::format_rfc3339_ms;
+    match action {
+        FailuresAction::Add {
+            machine,
+            component,
+            start,
+            end,
+            note,
+            ..
+        } => {
+            let new = NewWorkOrder {
+                machine_id: machine,
+                component,
+                start,
+                end,
+                note,
+            };
+            let (w, added) = store.add(new, Source::Cli, &cli_user(), now)?;
+            let what = if added { "stored" } else { "already stored" };
+            println!(
+                "{what}: {} {} {} from {} in {}",
+                w.id,
+                w.machine_id,
+                w.component,
+                t(w.start),
+                store.path().display()
+            );
+        }
+        FailuresAction::Import { file, .. } => {
+            let news = failures::read_import(&file, &org)?;
+            let n = news.len();
+            let added = store
+                .add_all(news, Source::Import, &cli_user(), now)?
+                .iter()
+                .filter(|(_, added)| *added)
+                .count();
+            println!(
+                "{org}: {n} work order(s) in {}: {added} stored, {} already stored",
+                file.display(),
+                n - added
+            );
+        }
+        FailuresAction::List { json, .. } => {
+            let all = store.newest_first(None, None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{org}: {} work order(s)", all.len());
+                for w in &all {
+                    println!(
+                        "  {}  {}  {}  {} .. {}  {} by {}{}",
+                        w.id,
+                        w.machine_id,
+                        w.component,
+                        t(w.start),
+                        w.end.map_or("-".into(), t),
+                        serde_json::to_value(w.source)?.as_str().unwrap_or_default(),
+                        w.created_by,
+                        w.note.as_ref().map_or(String::new(), |n| format!("  {n}"))
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run `prognos history`.
@@ -139,6 +295,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        HistoryAction::Failures { action } => run_failures(&root, &config, action)?,
         HistoryAction::Show { org, json } => {
             anyhow::ensure!(
                 config.orgs.contains_key(&org),

@@ -38,8 +38,9 @@ pub struct TrainArgs {
     /// Days of stored history to train on (default `training.data_days`).
     #[arg(long, conflicts_with = "input")]
     pub days: Option<f64>,
-    /// Ground-truth failure events (JSONL); labels come from the org's failure
-    /// signals when absent.
+    /// Failure events (JSONL: organizationId?, machineId, component, start,
+    /// end?); labels are these with the org's work orders and the rising edges
+    /// of its failure signals.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Operator feedback (JSONL of alerts with isAccurate) to learn from.

@@ -2,6 +2,7 @@
 //! queue and scheduler, the model registry, running `ml/train.py`.
 
 pub mod bootstrap;
+pub mod failures;
 pub mod features;
 pub mod history;
 pub mod labels;

@@ -12,6 +12,7 @@
 //! failed or interrupted run's number is never reused.
 
 use crate::store::AlertStore;
+use crate::training::failures::{WorkOrder, WorkOrders};
 use crate::training::features::compute_with;
 use crate::training::history::{self, HistoryReader};
 use crate::training::python::{MlEnv, arg};
@@ -77,8 +78,8 @@ pub struct TrainSpec {
     pub trigger: Trigger,
     /// The data.
     pub data: TrainingData,
-    /// Ground-truth failure events (JSONL); labels come from the org's failure
-    /// signals when absent.
+    /// Failure events (JSONL, the labels format): labels are the rising edges
+    /// of the org's failure signals, its work orders and these.
     pub events: Option<PathBuf>,
     /// Operator feedback (JSONL); the store's when absent.
     pub feedback: Option<PathBuf>,
@@ -268,8 +269,10 @@ pub fn train(ctx: &TrainContext<'_>, spec: &TrainSpec) -> anyhow::Result<TrainOu
         error_message: None,
     };
     reg.record_run(&run)?;
+    let work_orders = std::cell::Cell::new(0);
     let result = Steps {
         ctx,
+        work_orders: &work_orders,
         spec,
         org,
         ml: &ml,
@@ -280,6 +283,7 @@ pub fn train(ctx: &TrainContext<'_>, spec: &TrainSpec) -> anyhow::Result<TrainOu
     }
     .run();
     run.completed_at = Some(now_ms());
+    run.config["workOrders"] = work_orders.get().into();
     let stopped = ctx.stop.is_some_and(|s| s.load(Ordering::Acquire));
     match &result {
         Ok(o) => {
@@ -317,6 +321,8 @@ struct Steps<'a> {
     work: &'a Path,
     version_dir: &'a Path,
     version: &'a str,
+    /// Work orders labelled in this run.
+    work_orders: &'a std::cell::Cell<u64>,
 }
 
 /// The trainer's configuration file: the effective document with the trained
@@ -361,8 +367,10 @@ impl Steps<'_> {
                 training_rows: rows,
             }
         };
-        let (inputs, org_arg) = match &spec.data {
-            TrainingData::Files { input } => (input.clone(), Some(spec.org.clone())),
+        let orders =
+            WorkOrders::new(&history::root_for(ctx.config, ctx.data_dir), &spec.org).list()?;
+        let (inputs, org_arg, orders) = match &spec.data {
+            TrainingData::Files { input } => (input.clone(), Some(spec.org.clone()), orders),
             TrainingData::History { days } => {
                 if let Some(seal) = ctx.seal_history {
                     seal();
@@ -379,21 +387,25 @@ impl Steps<'_> {
                         ex.rows,
                     ));
                 }
-                if ex.failures == 0 && spec.events.is_none() {
-                    return Ok(skipped(
-                        format!(
-                            "no failure in the history ({} rows): no failure signal rose",
-                            ex.rows
-                        ),
-                        ex.rows,
-                    ));
+                let horizon_ms = i64::from(self.org.prediction.horizon_minutes) * 60_000;
+                let orders = orders_in(orders, ex.from, ex.to.saturating_add(horizon_ms));
+                if let Some(reason) = no_failure(&ex, orders.len(), spec.events.is_some()) {
+                    return Ok(skipped(reason, ex.rows));
                 }
-                tracing::info!(org = %spec.org, rows = ex.rows, failures = ex.failures,
+                tracing::info!(org = %spec.org, rows = ex.rows, failures = ex.failures, work_orders = orders.len(),
                     from = %prognos_dataflows::time::format_rfc3339_ms(ex.from),
                     to = %prognos_dataflows::time::format_rfc3339_ms(ex.to),
                     "training on the org's history");
-                (vec![path], Some(spec.org.clone()))
+                (vec![path], Some(spec.org.clone()), orders)
             }
+        };
+        self.work_orders.set(orders.len() as u64);
+        let events = if orders.is_empty() {
+            spec.events.clone()
+        } else {
+            let p = self.work.join("events.jsonl");
+            write_events(&p, &orders, spec.events.as_deref())?;
+            Some(p)
         };
         anyhow::ensure!(!self.stopped(), "stopped before computing features");
         tracing::info!(org = %spec.org, version = self.version, "computing features with the live dataflow");
@@ -427,7 +439,7 @@ impl Steps<'_> {
             "--seed".into(),
             spec.seed.to_string(),
         ];
-        if let Some(e) = &spec.events {
+        if let Some(e) = &events {
             py_args.extend(["--events".into(), arg(e)]);
         }
         if let Some(f) = self.feedback {
@@ -474,7 +486,7 @@ impl Steps<'_> {
                     "--to".into(),
                     bound("validationEnd"),
                 ];
-                if let Some(e) = &spec.events {
+                if let Some(e) = &events {
                     eval_args.extend(["--events".into(), arg(e)]);
                 }
                 let active_metrics = self
@@ -509,6 +521,50 @@ impl Steps<'_> {
             training_rows: rows,
         })
     }
+}
+
+/// Why a run on `ex` has nothing to learn from: no failure signal rose in it,
+/// no work order falls in it and no events were given.
+pub fn no_failure(ex: &Exported, work_orders: usize, events: bool) -> Option<String> {
+    (ex.failures == 0 && work_orders == 0 && !events).then(|| {
+        format!(
+            "no failure in the history ({} rows): no failure signal rose and no work order falls in it",
+            ex.rows
+        )
+    })
+}
+
+/// The work orders whose failure starts in `[from, to]`.
+pub fn orders_in(orders: Vec<WorkOrder>, from: i64, to: i64) -> Vec<WorkOrder> {
+    orders
+        .into_iter()
+        .filter(|w| (from..=to).contains(&w.start))
+        .collect()
+}
+
+/// Write the events file `ml/train.py --events` reads: the work orders, then
+/// the lines of `given` (an events file already checked), as JSON lines in the
+/// labels format. `train.py` labels with these together with the rising edges
+/// of the org's failure signals.
+pub fn write_events(out: &Path, orders: &[WorkOrder], given: Option<&Path>) -> anyhow::Result<()> {
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?,
+    );
+    for o in orders {
+        serde_json::to_writer(&mut w, &o.event_line())?;
+        w.write_all(b"\n")?;
+    }
+    if let Some(g) = given {
+        let text =
+            std::fs::read_to_string(g).with_context(|| format!("cannot read {}", g.display()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            w.write_all(line.as_bytes())?;
+            w.write_all(b"\n")?;
+        }
+    }
+    w.flush()
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
 }
 
 /// What [`export_history`] wrote.
@@ -609,4 +665,66 @@ pub fn export_history(
     })?;
     w.flush()?;
     Ok(ex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::failures::{NewWorkOrder, Source};
+
+    #[test]
+    fn work_orders_and_given_events_make_one_events_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WorkOrders::new(dir.path(), "acme");
+        let t0 = 1_767_225_600_000; // 2026-01-01
+        for (m, start, end) in [
+            ("m1", t0, Some(t0 + 600_000)),
+            ("m2", t0 + 86_400_000, None),
+        ] {
+            let n = NewWorkOrder {
+                machine_id: m.into(),
+                component: "Heating".into(),
+                start,
+                end,
+                note: Some("replaced".into()),
+            };
+            store.add(n, Source::Cli, "ops", t0).unwrap();
+        }
+        let given = dir.path().join("given.jsonl");
+        std::fs::write(
+            &given,
+            "{\"machineId\":\"m3\",\"component\":\"Sensing\",\"start\":1767225600000}\n\n",
+        )
+        .unwrap();
+        let orders = orders_in(store.list().unwrap(), t0 - 1, t0 + 1);
+        assert_eq!(orders.len(), 1, "only the one in the window");
+        let out = dir.path().join("events.jsonl");
+        write_events(&out, &store.list().unwrap(), Some(&given)).unwrap();
+        assert_eq!(crate::training::labels::validate_events(&out).unwrap(), 3);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["organizationId"], "acme");
+        assert_eq!(lines[0]["machineId"], "m1");
+        assert_eq!(lines[0]["start"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(lines[0]["end"], "2026-01-01T00:10:00.000Z");
+        assert!(lines[1].get("end").is_none());
+        assert_eq!(lines[2]["machineId"], "m3");
+    }
+
+    #[test]
+    fn a_work_order_is_a_failure_to_learn_from() {
+        let ex = Exported {
+            rows: 5000,
+            failures: 0,
+            from: 0,
+            to: 1,
+        };
+        assert!(no_failure(&ex, 0, false).is_some());
+        assert_eq!(no_failure(&ex, 1, false), None);
+        assert_eq!(no_failure(&ex, 0, true), None);
+        assert_eq!(no_failure(&Exported { failures: 2, ..ex }, 0, false), None);
+    }
 }

@@ -37,7 +37,7 @@ test-rust:
 	$(CARGO) test --release --workspace
 
 test-python: build-tests
-	PROGNOS_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q ml/tests
+	PROGNOS_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q --durations=8 ml/tests
 
 ## eval: the long model-quality evaluations (minutes each; not part of make test):
 ## a held-out simulated stretch through the whole dataflow against ground truth

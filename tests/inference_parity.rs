@@ -49,7 +49,19 @@ fn fixture() -> Fixture {
     let sim = tmp.path().join("sim");
     let feats = tmp.path().join("feats");
     let models = tmp.path().join("models");
-    let config_path = root().join("config/prognos.example.toml");
+    // The example config with small failure models (40 rounds per ensemble
+    // member instead of 400): the parity below does not depend on their size.
+    let example = std::fs::read_to_string(root().join("config/prognos.example.toml")).unwrap();
+    let section = "[orgs.acme-heat.training.hyperparameters]";
+    let at = example.find(section).unwrap();
+    let rounds = at + example[at..].find("num_iterations = 400").unwrap();
+    let small = format!(
+        "{}num_iterations = 40{}",
+        &example[..rounds],
+        &example[rounds + "num_iterations = 400".len()..]
+    );
+    let config_path = tmp.path().join("prognos.toml");
+    std::fs::write(&config_path, small).unwrap();
     run(Command::new(bin)
         .args([
             "simulate",

@@ -38,10 +38,24 @@ def sim(tmp_path_factory, prognos_bin, example_config):
 
 
 @pytest.fixture(scope="module")
-def trained(sim, example_config):
+def small_config(tmp_path_factory, example_config):
+    """The example config with small failure models for ORG (40 rounds per
+    ensemble member instead of 400): what these tests check does not depend on
+    their size."""
+    text = example_config.read_text()
+    at = text.index(f"[orgs.{ORG}.training.hyperparameters]")
+    head, tail = text[:at], text[at:]
+    assert "\nnum_iterations = 400\n" in tail
+    path = tmp_path_factory.mktemp("config") / "prognos.toml"
+    path.write_text(head + tail.replace("\nnum_iterations = 400\n", "\nnum_iterations = 40\n", 1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(sim, small_config):
     out = sim / "v1"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    p = subprocess.run([PY, str(ML / "train.py"), "--org", ORG, "--config", str(example_config),
+    p = subprocess.run([PY, str(ML / "train.py"), "--org", ORG, "--config", str(small_config),
                         "--features", str(sim / "feats" / f"{ORG}.parquet"), "--events", str(sim / "sim" / "events.jsonl"),
                         "--out", str(out), "--version", "v1", "--seed", "3"],
                        capture_output=True, text=True, env=env, timeout=300)
@@ -222,12 +236,12 @@ def test_parity_check_rejects_tampered_models(sim, trained):
         OX.parity_check("failure", b.predict(Xn), _tamper_leaf(conv), Xn)
 
 
-def test_evaluate_reproduces_validation_metrics(sim, example_config, trained):
+def test_evaluate_reproduces_validation_metrics(sim, small_config, trained):
     out, _ = trained
     meta = json.loads((out / "metadata.json").read_text())
     p = subprocess.run([PY, str(ML / "evaluate.py"), "--version-dir", str(out),
                         "--features", str(sim / "feats" / f"{ORG}.parquet"),
-                        "--events", str(sim / "sim" / "events.jsonl"), "--config", str(example_config), "--org", ORG,
+                        "--events", str(sim / "sim" / "events.jsonl"), "--config", str(small_config), "--org", ORG,
                         "--from", meta["split"]["validationStart"], "--to", meta["split"]["validationEnd"]],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -240,7 +254,7 @@ def test_evaluate_reproduces_validation_metrics(sim, example_config, trained):
     assert got == {k: v for k, v in want.items() if k not in ("componentAccuracy", "ttfMaeMinutes")}
 
 
-def test_train_from_failure_signals_and_feedback(sim, example_config, tmp_path):
+def test_train_from_failure_signals_and_feedback(sim, small_config, tmp_path):
     """No --events: labels from failure_signals; feedback is accepted and counted."""
     fb = tmp_path / "feedback.jsonl"
     fb.write_text("\n".join(json.dumps(a) for a in [
@@ -249,7 +263,7 @@ def test_train_from_failure_signals_and_feedback(sim, example_config, tmp_path):
         {"organizationId": ORG, "type": "PREDICTIVE", "isAccurate": True, "machineId": "CT-F02",
          "ts": "2024-01-01T13:00:00.000Z", "component": "Quench System"}]) + "\n")
     out = tmp_path / "v2"
-    p = subprocess.run([PY, str(ML / "train.py"), "--org", ORG, "--config", str(example_config),
+    p = subprocess.run([PY, str(ML / "train.py"), "--org", ORG, "--config", str(small_config),
                         "--features", str(sim / "feats" / f"{ORG}.parquet"), "--feedback", str(fb),
                         "--out", str(out), "--version", "v2", "--no-report"],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})

@@ -35,7 +35,16 @@ pub enum TokenError {
     /// Bad format, signature, algorithm or expiry.
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    /// Issued later than now: no token of ours can be (beyond a small clock step).
+    #[error("invalid token: issued {ahead_s} s in the future")]
+    IssuedInFuture {
+        /// How far ahead of the clock its `iat` is.
+        ahead_s: u64,
+    },
 }
+
+/// How far a token's `iat` may be ahead of the clock (a wall-clock step back).
+pub const IAT_TOLERANCE_S: u64 = 2;
 
 /// Why the secret could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +104,18 @@ impl TokenKeys {
 
     /// The claims of a valid, unexpired HS256 token signed with our secret.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        Ok(jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation)?.claims)
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`TokenKeys::verify`] with the clock at `now_s` for the `iat` check.
+    pub fn verify_at(&self, token: &str, now_s: u64) -> Result<Claims, TokenError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation)?.claims;
+        if claims.iat > now_s + IAT_TOLERANCE_S {
+            return Err(TokenError::IssuedInFuture {
+                ahead_s: claims.iat - now_s,
+            });
+        }
+        Ok(claims)
     }
 }
 
@@ -176,6 +196,22 @@ mod tests {
         assert!(keys.verify(&old).is_err());
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]);
         assert!(keys.verify(&none).is_err());
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused() {
+        let keys = TokenKeys::new(&[7u8; 32], 3600);
+        let t0 = now();
+        let (t, _) = keys.issue(&user(), t0 + 600);
+        assert!(matches!(
+            keys.verify_at(&t, t0),
+            Err(TokenError::IssuedInFuture { ahead_s: 600 })
+        ));
+        // A clock step back of up to IAT_TOLERANCE_S is tolerated, and once the
+        // clock has caught up the token is good.
+        let (soon, _) = keys.issue(&user(), t0 + IAT_TOLERANCE_S);
+        assert!(keys.verify_at(&soon, t0).is_ok());
+        assert!(keys.verify_at(&t, t0 + 600).is_ok());
     }
 
     #[test]

@@ -111,6 +111,20 @@ fn key(org: &str, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Make the store readable by its owner only (it holds the users' password
+/// hashes and the audit log): the folder 0700, the files in it 0600.
+fn private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// Order-preserving bytes of an i64 (sign bit flipped, big-endian).
 fn ts_key(ts: i64) -> [u8; 8] {
     ((ts as u64) ^ (1 << 63)).to_be_bytes()
@@ -124,6 +138,10 @@ impl Registry {
             reason: e.to_string(),
         };
         let db = sled::open(dir).map_err(err)?;
+        private(dir).map_err(|e| RegistryError::Store {
+            path: dir.to_path_buf(),
+            reason: format!("cannot make it private to its owner: {e}"),
+        })?;
         Ok(Registry {
             path: dir.to_path_buf(),
             models: db.open_tree("models").map_err(err)?,
@@ -468,6 +486,31 @@ pub fn beats(candidate: &serde_json::Value, active: &serde_json::Value) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        {
+            let r = Registry::open(&dir).unwrap();
+            r.db().flush().unwrap();
+        }
+        // Even a store an older version left readable is closed at the next open.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _r = Registry::open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
+        assert!(!files.is_empty());
+        for f in files {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
 
     fn version_dir(root: &Path, org: &str, v: &str, recall: f64) -> PathBuf {
         let d = root.join(org).join(v);

@@ -84,6 +84,8 @@ pub enum ModelsAction {
         org: Option<String>,
     },
     /// Show one version's record and metadata.
+    // `--version` names the model version here, not the program's.
+    #[command(disable_version_flag = true)]
     Show {
         /// Organization.
         #[arg(long)]
@@ -93,6 +95,8 @@ pub enum ModelsAction {
         version: String,
     },
     /// Make a version active from now on (event time).
+    // `--version` names the model version here, not the program's.
+    #[command(disable_version_flag = true)]
     Activate {
         /// Organization.
         #[arg(long)]

@@ -138,7 +138,13 @@ fn training_uses_the_org_configuration_stored_through_the_api() {
     assert_eq!(job["status"], "COMPLETED", "{job}");
     assert_eq!(job["trigger"], "cli", "{job}");
     assert_eq!(job["requestedBy"], "local:cli", "{job}");
-    // The rest of the log until the simulated range ends.
+    // Stop the service (Ctrl-C) rather than wait for the simulated range to end;
+    // the rest of the log until it has stopped.
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
     for l in lines {
         l.unwrap();
     }

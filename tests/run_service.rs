@@ -52,8 +52,24 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
         .arg(&alerts)
         .arg("--predictions-out")
         .arg(&preds)
-        // A small first-model history keeps the test short.
+        // A small first-model history and small models keep the test short:
+        // what it checks does not depend on their size.
         .env("PROGNOS_SIMULATOR__FIRST_MODEL_DAYS", "2")
+        .envs(
+            ["ACME_HEAT", "BOREALIS_FORGE", "COBALT_THERMAL"]
+                .iter()
+                .flat_map(|org| {
+                    [
+                        (format!("PROGNOS_ORGS__{org}__TRAINING__ENSEMBLE"), "1"),
+                        (
+                            format!(
+                                "PROGNOS_ORGS__{org}__TRAINING__HYPERPARAMETERS__NUM_ITERATIONS"
+                            ),
+                            "40",
+                        ),
+                    ]
+                }),
+        )
         .env("PROGNOS_SIMULATOR__MACHINES_PER_ORG", "3")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

@@ -30,7 +30,7 @@ DEVIATIONS = {"deviation", "median_deviation"}
 def run(tmp_path_factory, prognos_bin, example_config):
     sim = tmp_path_factory.mktemp("sim")
     out = tmp_path_factory.mktemp("features")
-    subprocess.run([str(prognos_bin), "simulate", "--orgs", "3", "--machines", "3", "--hours", "24",
+    subprocess.run([str(prognos_bin), "simulate", "--orgs", "3", "--machines", "3", "--hours", "12",
                     "--seed", "5", "--failure-rate", "2", "--out", str(sim)], check=True, capture_output=True)
     subprocess.run([str(prognos_bin), "features", "--config", str(example_config), "-w", "2",
                     "--input", *[str(sim / f"{o}.jsonl") for o in ORGS], "--out", str(out)],

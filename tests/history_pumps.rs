@@ -157,4 +157,40 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
     let runs = registry.runs("pumpco").unwrap();
     let run = runs.iter().find(|r| r.version == "v1").unwrap();
     assert_eq!(run.config["workOrders"], 5, "{:?}", run.config);
+    drop(registry); // the replay opens the store
+
+    // What each part contributes, on the same rows and work orders: five
+    // replays, each with its own dedup; the forecast rules alert on their own,
+    // with no model and no label.
+    let out = ok(&prognos(
+        &data,
+        &[
+            "replay",
+            "--input",
+            rows_arg,
+            "--org",
+            "pumpco",
+            "--events",
+            events.to_str().unwrap(),
+            "--breakdown",
+            "--json",
+        ],
+    ));
+    let out = out.as_array().unwrap();
+    let names: Vec<&str> = out
+        .iter()
+        .map(|r| r["configuration"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["hybrid", "rules+forecast", "rules", "forecast", "ml"]
+    );
+    for r in out {
+        assert_eq!(r["orgs"]["pumpco"]["total"]["failures"], 5, "{r}");
+    }
+    let records = |i: usize| out[i]["alertRecords"].as_u64().unwrap();
+    assert!(records(3) > 0, "the forecast rules alone alert: {}", out[3]);
+    // Level rules and forecasts raise different alert types, so their dedup
+    // keys never meet: together they are exactly the sum of the parts.
+    assert_eq!(records(1), records(2) + records(3), "{out:?}");
 }

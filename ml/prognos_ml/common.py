@@ -54,6 +54,8 @@ class OrgSettings:
     baselines_s: list[int] = field(default_factory=list)
     # training.ensemble: failure models averaged, each with its own seed and negatives
     ensemble: int = 1
+    # Declared signal limits by signal name: {"high": float | None, "low": float | None}
+    limits: dict[str, dict] = field(default_factory=dict)
 
     @property
     def horizon_ms(self) -> int:
@@ -101,6 +103,8 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
         immediate_threshold=(float(pred["immediate_threshold"]) if "immediate_threshold" in pred else None),
         baselines_s=list(feats.get("baselines_s", [])),
         ensemble=ensemble,
+        limits={str(sig["name"]): {"high": sig["limits"].get("high"), "low": sig["limits"].get("low")}
+                for sig in o.get("signals", []) if isinstance(sig.get("limits"), dict)},
     )
 
 

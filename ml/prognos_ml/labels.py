@@ -52,7 +52,9 @@ def failures_from_events(path: str | Path, org: str) -> pd.DataFrame:
 
 def failures_from_signals(ft: FeatureTable, settings: OrgSettings) -> pd.DataFrame:
     """Failures from the org's `failure_signals`: per machine, a run of rows where the
-    signal is 1 is a failure of the signal's component, from the first row of the run
+    signal is 1 (`kind = "flag"`), or beyond one of its declared limits for at least
+    `hold_s` (`kind = "limit"`: value >= high or <= low), is a failure of the signal's
+    component, from the first row of the run
     (the rising edge) to the first row after it (the falling edge; one ms after the last
     row when the run reaches the end of the data). NaN samples carry the last known value
     forward. A run already on at a machine's first row has no observed rising edge: its
@@ -64,8 +66,23 @@ def failures_from_signals(ft: FeatureTable, settings: OrgSettings) -> pd.DataFra
         if sig not in ft.raw:
             raise TrainError(f"failure signal {sig!r} is not a column of the feature table")
         v = ft.raw[sig]
+        kind = fs.get("kind", "flag")
+        hold_ms = int(fs.get("hold_s", 60)) * 1000 if kind == "limit" else 0
+        if kind == "limit":
+            lim = settings.limits.get(sig)
+            if not lim:
+                raise TrainError(f"failure signal {sig!r} of kind 'limit' has no limits")
+            hi, lo = lim.get("high"), lim.get("low")
         for m, (a, b) in bounds.items():
-            x = pd.Series(v[a:b]).ffill().fillna(0.0).to_numpy() > 0.5
+            filled = pd.Series(v[a:b]).ffill()
+            if kind == "limit":
+                x = np.zeros(b - a, dtype=bool)
+                if hi is not None:
+                    x |= (filled >= hi).to_numpy()
+                if lo is not None:
+                    x |= (filled <= lo).to_numpy()
+            else:
+                x = filled.fillna(0.0).to_numpy() > 0.5
             if not x.any():
                 continue
             ts = ft.ts[a:b]
@@ -73,6 +90,8 @@ def failures_from_signals(ft: FeatureTable, settings: OrgSettings) -> pd.DataFra
             starts = np.flatnonzero(d == 1)
             ends = np.flatnonzero(d == -1)  # index of first row after the run
             for s, e in zip(starts, ends):
+                if int(ts[e - 1]) - int(ts[s]) < hold_ms:
+                    continue  # a crossing not held long enough is no failure
                 end_ms = int(ts[e]) if e < len(ts) else int(ts[-1]) + 1
                 rows.append((m, comp, int(ts[s]), end_ms, bool(s > 0)))
     return _failure_frame(rows)

@@ -102,6 +102,35 @@ def test_failures_from_signals_rising_and_falling_edges():
     assert not lab.y[3] or lab.component[3] == "Heating"
 
 
+def test_a_limit_crossing_held_for_hold_s_is_a_failure_from_the_crossing():
+    machine, ts = grid(n=30)  # rows every 30 s
+    temp = np.full(30, 340.0)
+    temp[4:6] = 371.0          # 30 s beyond 370: shorter than hold_s = 60, no failure
+    temp[10:14] = 372.0        # 90 s beyond: a failure from row 10 to row 14
+    temp[12] = np.nan          # a gap inside the run carries the last value
+    temp[20:] = 369.0          # below the limit: nothing
+    temp[25:] = 375.0          # beyond to the end: end = last ts + 1 ms
+    ft = FeatureTable(machine=machine, ts=ts, X=np.zeros((30, 1), np.float32), feature_names=["x"],
+                      raw={"bearing_temp": temp})
+    s = settings(failure_signals=[{"signal": "bearing_temp", "component": "Heating", "kind": "limit",
+                                   "hold_s": 60}],
+                 limits={"bearing_temp": {"high": 370.0, "low": None}})
+    f = L.failures_from_signals(ft, s)
+    assert list(f.start) == [ts[10], ts[25]]
+    assert list(f.end) == [ts[14], ts[29] + 1]
+    assert f.observedStart.all()
+    # A low limit counts the same way; without limits the kind is refused.
+    low = settings(failure_signals=[{"signal": "bearing_temp", "component": "Heating", "kind": "limit",
+                                     "hold_s": 0}],
+                   limits={"bearing_temp": {"high": None, "low": 345.0}})
+    fl = L.failures_from_signals(ft, low)  # 340 is below 345 outside the high runs
+    assert list(fl.start) == [ts[0], ts[6], ts[14]]
+    assert list(fl.observedStart) == [False, True, True], "already beyond at the first row"
+    with pytest.raises(L.TrainError, match="no limits"):
+        L.failures_from_signals(ft, settings(failure_signals=[{"signal": "bearing_temp",
+                                                               "component": "Heating", "kind": "limit"}]))
+
+
 def test_labels_are_rising_edges_together_with_work_orders(tmp_path):
     machine, ts = grid(n=40)
     heater = np.zeros(40)

@@ -69,7 +69,7 @@ fn org_config() -> Value {
             ("time_column", s()),
             (
                 "signals",
-                list("Canonical signals: name, column, kind, unit."),
+                list("Canonical signals: name, column, kind, unit, limits."),
             ),
             (
                 "prediction",
@@ -94,10 +94,15 @@ fn org_config() -> Value {
         &[
             ("enabled", boolean()),
             ("features", table("Lags, windows, stats, derived signals.")),
-            ("rules", list("Level rules (CRITICAL / WARNING).")),
+            (
+                "rules",
+                list("Level rules (CRITICAL / WARNING) and forecast rules (PREDICTIVE)."),
+            ),
             (
                 "failure_signals",
-                list("Fault flags whose rising edge starts a failure."),
+                list(
+                    "Fault flags whose rising edge starts a failure, or limit crossings held for hold_s.",
+                ),
             ),
             ("training", table("Schedule and hyperparameters.")),
         ],

@@ -58,11 +58,16 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     pub alerts_out: Option<PathBuf>,
     /// Judge the rules alone (no model scores any row).
-    #[arg(long, conflicts_with = "compare_rules_only")]
+    #[arg(long, conflicts_with_all = ["compare_rules_only", "breakdown"])]
     pub rules_only: bool,
     /// Also replay with rules only and print both, to see what the models add.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "breakdown")]
     pub compare_rules_only: bool,
+    /// Replay five ways and print each, to see what every part contributes:
+    /// hybrid (everything), rules+forecast (no model), rules (level rules only),
+    /// forecast (forecast rules only), ml (the model only).
+    #[arg(long)]
+    pub breakdown: bool,
     /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -211,7 +216,7 @@ pub fn replay(
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     let bar = indicatif::ProgressBar::new_spinner();
     let started = Instant::now();
-    super::join_workers(guards, Duration::from_millis(200), || {
+    crate::service::join_workers(guards, Duration::from_millis(200), || {
         let n: u64 = stats
             .snapshot()
             .iter()
@@ -332,19 +337,30 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         Some(p) => Some(read_events(p)?),
         None => None,
     };
-    let mut runs: Vec<(&'static str, Option<InferenceContext>)> = Vec::new();
-    if !args.rules_only {
-        runs.push((
-            "hybrid",
-            Some(inference_context(&config, &args.data_dir.data_dir)?),
-        ));
-    }
-    if args.rules_only || args.compare_rules_only {
-        runs.push(("rules-only", None));
+    // (name, configuration, whether the registry's models score the rows)
+    let mut runs: Vec<(&'static str, Config, bool)> = Vec::new();
+    if args.breakdown {
+        runs.push(("hybrid", config.clone(), true));
+        runs.push(("rules+forecast", config.clone(), false));
+        runs.push(("rules", keep_rules(&config, |r| !is_forecast(r)), false));
+        runs.push(("forecast", keep_rules(&config, is_forecast), false));
+        runs.push(("ml", keep_rules(&config, |_| false), true));
+    } else {
+        if !args.rules_only {
+            runs.push(("hybrid", config.clone(), true));
+        }
+        if args.rules_only || args.compare_rules_only {
+            runs.push(("rules-only", config.clone(), false));
+        }
     }
     let mut reports = Vec::new();
-    for (i, (name, ctx)) in runs.into_iter().enumerate() {
+    for (i, (name, config, scored)) in runs.into_iter().enumerate() {
         let t0 = Instant::now();
+        // Opened per replay (it holds the registry's store) and closed after it.
+        let ctx = match scored {
+            true => Some(inference_context(&config, &args.data_dir.data_dir)?),
+            false => None,
+        };
         let r = replay(&config, &args.input, args.org.as_deref(), ctx, args.workers)?;
         tracing::info!(
             configuration = name,
@@ -379,6 +395,25 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         print_table(&mut out, &reports, events.is_some())?;
     }
     Ok(())
+}
+
+fn is_forecast(r: &prognos_dataflows::config::RuleConfig) -> bool {
+    matches!(
+        r.condition,
+        prognos_dataflows::config::Condition::Forecast { .. }
+    )
+}
+
+/// `config` with only the rules `keep` accepts, in every org.
+fn keep_rules(
+    config: &Config,
+    keep: impl Fn(&prognos_dataflows::config::RuleConfig) -> bool,
+) -> Config {
+    let mut c = config.clone();
+    for o in c.orgs.values_mut() {
+        o.rules.retain(&keep);
+    }
+    c
 }
 
 fn write_alerts(path: &Path, alerts: &[Alert]) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod rules;
 #[cfg(test)]
 mod tests;
+pub mod trend;
 
 use crate::config::{Config, Severity};
 use crate::models::activations::{ThresholdLog, Thresholds, thresholds_at};
@@ -218,6 +219,11 @@ impl MachineAlerts {
         let from = out.len();
         for &d in &detections {
             let (component, alert_type) = match d {
+                // A forecast predicts: its alerts share the model's key, so a
+                // crossing foreseen by both is one episode.
+                Detection::Rule(i) if self.org.rules[i].cond.is_forecast() => {
+                    (&self.org.rules[i].component, AlertType::Predictive)
+                }
                 Detection::Rule(i) => {
                     let r = &self.org.rules[i];
                     (&r.component, type_of(r.severity))
@@ -231,6 +237,7 @@ impl MachineAlerts {
                 org,
                 baseline,
                 keys,
+                rules: states,
                 ..
             } = self;
             let key = &mut keys[k];
@@ -249,12 +256,31 @@ impl MachineAlerts {
                             let rule = &org.rules[i];
                             let signals = rule_signals(rule);
                             let share = 1.0 / signals.len().max(1) as f64;
+                            let b = if rule.cond.is_forecast() {
+                                let m = states[i].minutes_to_limit;
+                                Alert {
+                                    // A trend has no probability: null, not a number.
+                                    probability: f64::NAN,
+                                    confidence: f64::NAN,
+                                    time_to_failure: m,
+                                    model_version: "forecast".to_string(),
+                                    message: format!(
+                                        "{}: {} on {}; about {:.0} min to the limit",
+                                        rule.name, rule.describe, machine_id, m
+                                    ),
+                                    ..base(rule.severity, &rule.component)
+                                }
+                            } else {
+                                Alert {
+                                    message: format!(
+                                        "{}: {} on {}",
+                                        rule.name, rule.describe, machine_id
+                                    ),
+                                    ..base(rule.severity, &rule.component)
+                                }
+                            };
                             Alert {
                                 rule: Some(rule.name.to_string()),
-                                message: format!(
-                                    "{}: {} on {}",
-                                    rule.name, rule.describe, machine_id
-                                ),
                                 created_at,
                                 top_features: signals
                                     .into_iter()
@@ -264,7 +290,7 @@ impl MachineAlerts {
                                         contribution: share,
                                     })
                                     .collect(),
-                                ..base(rule.severity, &rule.component)
+                                ..b
                             }
                         }
                         Detection::Predictive => Alert {
@@ -361,7 +387,8 @@ fn rule_signals(rule: &Rule) -> Vec<usize> {
     match &rule.cond {
         Cond::Threshold { signal, .. }
         | Cond::FaultFlag { signal }
-        | Cond::RateOfChange { signal, .. } => vec![*signal],
+        | Cond::RateOfChange { signal, .. }
+        | Cond::Forecast { signal, .. } => vec![*signal],
         Cond::Deviation {
             signal, setpoint, ..
         } => vec![*signal, *setpoint],

@@ -6,16 +6,22 @@
 //! - **fault flag**: the boolean is on (≥ 0.5 after mapping to 0/1);
 //! - **rate of change**: against the earliest sample of the machine with a finite
 //!   value in `[t − window, t)`, `|Δvalue| / Δt` in units per minute exceeds
-//!   `max_per_min` (no such sample: false).
+//!   `max_per_min` (no such sample: false);
+//! - **forecast**: the least-squares line through the machine's finite samples
+//!   in `[t − window, t]` (at least `min_points`, spanning a quarter of the
+//!   window) reaches one of the signal's limits within `horizon` — the level of
+//!   the line at `t` already beyond a limit counts as 0 minutes ([`trend`]).
 //!
+//! [`trend`]: super::trend
 //! A missing (NaN) input makes a condition false. With `for_s`, a rule fires on a
 //! row when its condition has held on every row of the machine from some row at
 //! `t₀ ≤ t − for_s` up to this one (a false row restarts the clock); without it,
 //! on every row where the condition holds. Every firing is a detection; dedup
 //! decides which become notifications.
 
-use crate::config::{Condition, OrgConfig, RuleConfig, Severity};
-use std::collections::VecDeque;
+use super::trend::{Trend, minutes_to_limit};
+use crate::config::{Condition, OrgConfig, RuleConfig, Severity, SignalLimits};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// A rule's condition over feature indices (current values are features named
@@ -54,6 +60,29 @@ pub enum Cond {
         /// Look-back span (ms).
         window_ms: i64,
     },
+    /// The trend reaches a limit within the horizon.
+    Forecast {
+        /// Feature index of the signal.
+        signal: usize,
+        /// Trend window (ms).
+        window_ms: i64,
+        /// Horizon (minutes).
+        horizon_min: f64,
+        /// Fewest samples a fit needs.
+        min_points: usize,
+        /// Upper limit.
+        high: Option<f64>,
+        /// Lower limit.
+        low: Option<f64>,
+    },
+}
+
+impl Cond {
+    /// Whether it predicts (a PREDICTIVE alert with a time to failure) rather
+    /// than states a condition.
+    pub fn is_forecast(&self) -> bool {
+        matches!(self, Cond::Forecast { .. })
+    }
 }
 
 /// A compiled rule.
@@ -75,12 +104,14 @@ pub struct Rule {
 
 /// Why a rule cannot be compiled against an org's features.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rule `{rule}`: signal `{signal}` is not a signal of the org")]
+#[error("rule `{rule}`: signal `{signal}` {reason}")]
 pub struct RuleError {
     /// The rule.
     pub rule: String,
     /// The signal it names.
     pub signal: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
 }
 
 fn idx(names: &[String], rule: &RuleConfig, signal: &str) -> Result<usize, RuleError> {
@@ -90,6 +121,7 @@ fn idx(names: &[String], rule: &RuleConfig, signal: &str) -> Result<usize, RuleE
         .ok_or_else(|| RuleError {
             rule: rule.name.clone(),
             signal: signal.to_string(),
+            reason: "is not a signal of the org",
         })
 }
 
@@ -101,6 +133,17 @@ impl Rule {
     /// Compile `rule` against the names of a row's values (declared then derived
     /// signals, `OrgConfig::value_signals`).
     pub fn compile(rule: &RuleConfig, names: &[String]) -> Result<Rule, RuleError> {
+        Rule::compile_with_limits(rule, names, &BTreeMap::new(), 600)
+    }
+
+    /// [`Rule::compile`], with the limits of the signals that declare them and
+    /// the horizon (s) of a forecast rule that sets none.
+    pub fn compile_with_limits(
+        rule: &RuleConfig,
+        names: &[String],
+        limits: &BTreeMap<String, SignalLimits>,
+        default_horizon_s: u64,
+    ) -> Result<Rule, RuleError> {
         let (cond, describe) = match &rule.condition {
             Condition::Threshold {
                 signal,
@@ -153,6 +196,38 @@ impl Rule {
                 },
                 format!("{signal} changing faster than {max_per_min}/min"),
             ),
+            Condition::Forecast {
+                signal,
+                window_s,
+                horizon_s,
+                min_points,
+            } => {
+                let l = limits.get(signal).ok_or_else(|| RuleError {
+                    rule: rule.name.clone(),
+                    signal: signal.clone(),
+                    reason: "has no limits to forecast a crossing of",
+                })?;
+                let horizon_s = horizon_s.unwrap_or(default_horizon_s);
+                let bounds: Vec<String> = [("high", l.high), ("low", l.low)]
+                    .iter()
+                    .filter_map(|(k, v)| v.map(|v| format!("{k} limit {v}")))
+                    .collect();
+                (
+                    Cond::Forecast {
+                        signal: idx(names, rule, signal)?,
+                        window_ms: s_to_ms(*window_s).max(1),
+                        horizon_min: horizon_s as f64 / 60.0,
+                        min_points: *min_points,
+                        high: l.high,
+                        low: l.low,
+                    },
+                    format!(
+                        "{signal} trending to its {} within {} min",
+                        bounds.join(" or "),
+                        horizon_s / 60
+                    ),
+                )
+            }
         };
         Ok(Rule {
             name: Arc::from(rule.name.as_str()),
@@ -171,7 +246,16 @@ impl Rule {
             .iter()
             .map(|s| s.name.to_string())
             .collect();
-        org.rules.iter().map(|r| Rule::compile(r, &names)).collect()
+        let limits: BTreeMap<String, SignalLimits> = org
+            .signals
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.limits.clone()?)))
+            .collect();
+        let horizon_s = u64::from(org.prediction.horizon_minutes.max(1)) * 60;
+        org.rules
+            .iter()
+            .map(|r| Rule::compile_with_limits(r, &names, &limits, horizon_s))
+            .collect()
     }
 }
 
@@ -182,6 +266,10 @@ pub struct RuleState {
     since: Option<i64>,
     /// Rate of change: recent finite samples `(ts, value)`, oldest first.
     history: VecDeque<(i64, f64)>,
+    /// Forecast: the trend over the window.
+    trend: Trend,
+    /// Forecast: minutes to the limit at the last row (NaN when none).
+    pub minutes_to_limit: f64,
 }
 
 impl RuleState {
@@ -225,6 +313,28 @@ impl RuleState {
                     self.history.push_back((ts, v));
                 }
                 fired
+            }
+            Cond::Forecast {
+                signal,
+                window_ms,
+                horizon_min,
+                min_points,
+                high,
+                low,
+            } => {
+                let v = get(*signal);
+                self.minutes_to_limit = f64::NAN;
+                if v.is_finite() {
+                    self.trend.push(ts, v, *window_ms);
+                    if let Some(m) = self
+                        .trend
+                        .fit(*min_points, window_ms / 4)
+                        .and_then(|f| minutes_to_limit(f, *high, *low))
+                    {
+                        self.minutes_to_limit = m;
+                    }
+                }
+                self.minutes_to_limit <= *horizon_min
             }
         };
         if !holds {

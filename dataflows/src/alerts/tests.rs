@@ -216,7 +216,70 @@ fn holds(cond: &Condition, rows: &[(i64, [f64; 3])], k: usize) -> bool {
                 _ => false,
             }
         }
+        Condition::Forecast {
+            signal,
+            window_s,
+            horizon_s,
+            min_points,
+        } => {
+            if !v(&row, signal).is_finite() {
+                return false;
+            }
+            let window = *window_s as i64 * 1000;
+            let pts: Vec<(f64, f64)> = rows[..=k]
+                .iter()
+                .filter(|(t0, r)| *t0 >= t - window && v(r, signal).is_finite())
+                .map(|(t0, r)| (*t0 as f64 / 60_000.0, v(r, signal)))
+                .collect();
+            let span = rows[..=k]
+                .iter()
+                .find(|(t0, r)| *t0 >= t - window && v(r, signal).is_finite())
+                .map_or(0, |(t0, _)| t - t0);
+            if pts.len() < (*min_points).max(2) || span < (window / 4).max(1) {
+                return false;
+            }
+            let n = pts.len() as f64;
+            let mt = pts.iter().map(|p| p.0).sum::<f64>() / n;
+            let mv = pts.iter().map(|p| p.1).sum::<f64>() / n;
+            let stt: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
+            let stv: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
+            if stt <= 0.0 {
+                return false;
+            }
+            let slope = stv / stt;
+            let level = mv + slope * (t as f64 / 60_000.0 - mt);
+            let (high, low) = REFERENCE_LIMITS;
+            let minutes = if level >= high || level <= low {
+                0.0
+            } else if slope > 0.0 {
+                (high - level) / slope
+            } else if slope < 0.0 {
+                (low - level) / slope
+            } else {
+                return false;
+            };
+            minutes <= horizon_s.unwrap_or(600) as f64 / 60.0
+        }
     }
+}
+
+/// The limits every signal of the reference rules has: (high, low).
+const REFERENCE_LIMITS: (f64, f64) = (1.5, -1.5);
+
+fn reference_limits() -> std::collections::BTreeMap<String, crate::config::SignalLimits> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|s| {
+            (
+                s.to_string(),
+                crate::config::SignalLimits {
+                    high: Some(REFERENCE_LIMITS.0),
+                    low: Some(REFERENCE_LIMITS.1),
+                    component: "Heating".into(),
+                },
+            )
+        })
+        .collect()
 }
 
 fn fires_reference(cfg: &RuleConfig, rows: &[(i64, [f64; 3])], k: usize) -> bool {
@@ -257,13 +320,21 @@ fn condition() -> impl Strategy<Value = Condition> {
         }),
         sig.clone()
             .prop_map(|signal| Condition::FaultFlag { signal }),
-        (sig, 0.5f64..20.0, 30u64..300).prop_map(|(signal, max_per_min, window_s)| {
+        (sig.clone(), 0.5f64..20.0, 30u64..300).prop_map(|(signal, max_per_min, window_s)| {
             Condition::RateOfChange {
                 signal,
                 max_per_min,
                 window_s,
             }
         }),
+        (sig, 30u64..1200, 30u64..3600, 3usize..8).prop_map(
+            |(signal, window_s, horizon_s, min_points)| Condition::Forecast {
+                signal,
+                window_s,
+                horizon_s: (horizon_s % 2 == 0).then_some(horizon_s),
+                min_points,
+            }
+        ),
     ]
 }
 
@@ -278,7 +349,7 @@ proptest! {
     ) {
         let cfg = rule(cond, for_s);
         let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let compiled = Rule::compile(&cfg, &names).unwrap();
+        let compiled = Rule::compile_with_limits(&cfg, &names, &reference_limits(), 600).unwrap();
         let mut t = 0i64;
         let rows: Vec<(i64, [f64; 3])> = steps.iter().map(|(g, a, b, c)| { t += g; (t, [*a, *b, *c]) }).collect();
         let mut state = RuleState::default();
@@ -514,4 +585,147 @@ fn rules_read_signals_that_are_not_features() {
         notified(PREDICTIVE_CONFIG, &rows, AlertType::Critical),
         [30]
     );
+}
+
+/// A rising temperature whose trend reaches its declared limit within the
+/// horizon raises one PREDICTIVE alert, before any threshold is crossed, with
+/// the predicted minutes to the limit and no probability; no model scored.
+#[test]
+fn a_forecast_rule_alerts_before_the_limit_with_the_time_to_reach_it() {
+    use super::{AlertSettings, MachineAlerts, Mode};
+    use crate::operators::inference::ScoredRow;
+    use crate::records::{FeatureRow, ModelHealth, SourcePosition};
+    use std::sync::Arc;
+    let text = PREDICTIVE_CONFIG
+        .replace(
+            "unit = \"degC\"\n[[orgs.alpha.signals]]\nname = \"setpoint\"",
+            "unit = \"degC\"\nlimits = { high = 900.0, component = \"Heater\" }\n[[orgs.alpha.signals]]\nname = \"setpoint\"",
+        )
+        .replace(
+            "condition = { kind = \"fault_flag\", signal = \"fault\" }",
+            "condition = { kind = \"fault_flag\", signal = \"fault\" }\n[[orgs.alpha.rules]]\nname = \"temp-trend\"\nseverity = \"WARNING\"\ncomponent = \"Heater\"\ncondition = { kind = \"forecast\", signal = \"temp\", window_s = 600, horizon_s = 900 }",
+        );
+    let config = crate::config::Config::from_toml_str(&text).unwrap();
+    let s = AlertSettings::from_config(&config, Mode::Replay).unwrap();
+    let mut m = MachineAlerts::new("alpha", "m1", s.orgs["alpha"].clone());
+    let mut out = Vec::new();
+    // 1 degC per minute from 850: the limit 900 is 50 min away at t = 0, so the
+    // crossing is 15 min ahead at t = 35 min; rows every 30 s up to 40 min.
+    for i in 0..=80i64 {
+        let t = i * 30_000;
+        let temp = 850.0 + t as f64 / 60_000.0;
+        let row = ScoredRow {
+            row: FeatureRow {
+                organization_id: "alpha".into(),
+                machine_id: "m1".into(),
+                ts: t,
+                pos: SourcePosition {
+                    partition: 0,
+                    offset: i as u64,
+                },
+                features: vec![temp - 850.0],
+                values: vec![temp, 850.0, 0.0, temp - 850.0],
+            },
+            probability: f64::NAN,
+            confidence: f64::NAN,
+            component: Arc::from("General"),
+            time_to_failure: f64::NAN,
+            model_version: None,
+            health: ModelHealth::Healthy,
+            fallback: true,
+            processing_ms: 0.0,
+            load_ms: 0.0,
+            importance: None,
+        };
+        m.row(&s, &row, 0, &mut out);
+    }
+    let new: Vec<&Alert> = out
+        .iter()
+        .filter(|a| a.status == AlertStatus::Active && a.suppressed_count == 0)
+        .collect();
+    // Every row from then on is a detection; dedup lets the first three of its
+    // window through, as for any rule.
+    assert_eq!(
+        new.iter().map(|a| a.ts / 1000).collect::<Vec<_>>(),
+        [2100, 2130, 2160, 2400],
+        "{new:?}"
+    );
+    let a = new[0];
+    assert_eq!(a.alert_type, AlertType::Predictive);
+    assert_eq!(
+        a.ts,
+        35 * 60_000,
+        "the first row with the crossing 15 min ahead"
+    );
+    assert!(
+        (a.time_to_failure - 15.0).abs() < 1e-6,
+        "{}",
+        a.time_to_failure
+    );
+    assert!(a.probability.is_nan(), "a trend has no probability");
+    assert_eq!(a.model_version, "forecast");
+    assert_eq!(a.rule.as_deref(), Some("temp-trend"));
+    assert_eq!(a.component, "Heater");
+    assert!(a.message.contains("high limit 900"), "{}", a.message);
+}
+
+#[test]
+fn forecasts_and_limit_labels_need_a_signal_with_limits() {
+    let text = PREDICTIVE_CONFIG.replace(
+        "condition = { kind = \"fault_flag\", signal = \"fault\" }",
+        "condition = { kind = \"forecast\", signal = \"temp\", window_s = 600, horizon_s = 900 }",
+    );
+    let err = crate::config::Config::from_toml_str(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("orgs.alpha.rules[0].condition.signal") && err.contains("has no `limits`"),
+        "{err}"
+    );
+    let bad = PREDICTIVE_CONFIG.replace(
+        "unit = \"degC\"\n[[orgs.alpha.signals]]\nname = \"setpoint\"",
+        "unit = \"degC\"\nlimits = { high = 1.0, low = 2.0, component = \"Heater\" }\n[[orgs.alpha.signals]]\nname = \"setpoint\"",
+    );
+    let err = crate::config::Config::from_toml_str(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("orgs.alpha.signals[0].limits") && err.contains("must be below"),
+        "{err}"
+    );
+    // A limit-crossing failure signal needs limits too; with them it is valid.
+    let label = |limits: &str| {
+        PREDICTIVE_CONFIG
+            .replace(
+                "unit = \"degC\"\n[[orgs.alpha.signals]]\nname = \"setpoint\"",
+                &format!("unit = \"degC\"\n{limits}\n[[orgs.alpha.signals]]\nname = \"setpoint\""),
+            )
+            .replace(
+                "[orgs.alpha.prediction]",
+                "[[orgs.alpha.failure_signals]]\nsignal = \"temp\"\ncomponent = \"Heater\"\nkind = \"limit\"\nhold_s = 120\n[orgs.alpha.prediction]",
+            )
+    };
+    let err = crate::config::Config::from_toml_str(&label(""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("orgs.alpha.failure_signals[0].signal") && err.contains("no `limits`"),
+        "{err}"
+    );
+    let ok = crate::config::Config::from_toml_str(&label(
+        "limits = { high = 900.0, component = \"Heater\" }",
+    ))
+    .unwrap();
+    let f = &ok.orgs["alpha"].failure_signals[0];
+    assert_eq!(
+        (f.kind, f.hold_s),
+        (crate::config::FailureSignalKind::Limit, 120)
+    );
+    // A flag (the default kind) must still be boolean.
+    let flag = label("limits = { high = 900.0, component = \"Heater\" }")
+        .replace("kind = \"limit\"\n", "");
+    let err = crate::config::Config::from_toml_str(&flag)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be a boolean signal"), "{err}");
 }

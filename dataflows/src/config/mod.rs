@@ -191,6 +191,10 @@ pub struct HistoryConfig {
     /// `<data-dir>/history` when absent.
     #[serde(default)]
     pub dir: Option<String>,
+    /// The history in an object store instead (`s3://bucket/prefix`; endpoint and
+    /// credentials from the `AWS_*` variables); wins over `dir`.
+    #[serde(default)]
+    pub url: Option<String>,
     /// An open segment is closed (written as Parquet) at this many rows.
     #[serde(default = "default_segment_max_rows")]
     pub segment_max_rows: u64,
@@ -206,6 +210,7 @@ impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
             dir: None,
+            url: None,
             segment_max_rows: default_segment_max_rows(),
             segment_max_age_s: default_segment_max_age_s(),
             compact_min_segments: default_compact_min_segments(),
@@ -317,6 +322,25 @@ pub struct SignalConfig {
     /// Engineering unit of a continuous signal (e.g. `degC`, `pct`).
     #[serde(default)]
     pub unit: Option<String>,
+    /// Operating limits of a continuous signal: what the plant's engineers know
+    /// (trip points, datasheet maxima). `forecast` rules extrapolate to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<SignalLimits>,
+}
+
+/// A continuous signal's operating limits, in its unit, and the component a
+/// crossing fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalLimits {
+    /// The signal must stay below this.
+    #[serde(default)]
+    pub high: Option<f64>,
+    /// The signal must stay above this.
+    #[serde(default)]
+    pub low: Option<f64>,
+    /// The component a crossing fails (a value of `prediction.component_mapping`).
+    pub component: String,
 }
 
 /// A signal features are computed for: a declared one or a derived one.
@@ -614,6 +638,27 @@ pub enum Condition {
         /// Span the rate is measured over.
         window_s: u64,
     },
+    /// Trend to limit: the least-squares line through the signal's samples of
+    /// the last `window_s` (event time), extrapolated, crosses one of the
+    /// signal's `limits` within `horizon_s` (by default the org's
+    /// `prediction.horizon_minutes`: the lead it counts as in time). Fires as a PREDICTIVE alert with
+    /// the predicted time to the crossing; needs no failure label.
+    Forecast {
+        /// Continuous signal with `limits`.
+        signal: String,
+        /// Span the trend is fitted over.
+        window_s: u64,
+        /// Alert when the crossing is predicted within this.
+        #[serde(default)]
+        horizon_s: Option<u64>,
+        /// Fewest samples a fit needs (they must also span a quarter of the window).
+        #[serde(default = "default_forecast_min_points")]
+        min_points: usize,
+    },
+}
+
+const fn default_forecast_min_points() -> usize {
+    5
 }
 
 impl Condition {
@@ -622,7 +667,8 @@ impl Condition {
         match self {
             Condition::Threshold { signal, .. }
             | Condition::FaultFlag { signal }
-            | Condition::RateOfChange { signal, .. } => vec![signal],
+            | Condition::RateOfChange { signal, .. }
+            | Condition::Forecast { signal, .. } => vec![signal],
             Condition::Deviation {
                 signal, setpoint, ..
             } => vec![signal, setpoint],
@@ -708,14 +754,38 @@ impl PredictionConfig {
     }
 }
 
-/// A fault flag whose rising edge starts a failure of a component.
+/// A signal that labels failures of a component: a fault flag's rising edge
+/// (`kind = "flag"`, the default), or a continuous signal beyond one of its
+/// declared `limits` for at least `hold_s` (`kind = "limit"`; the failure
+/// starts at the crossing).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailureSignalConfig {
-    /// Boolean signal.
+    /// Boolean signal (flag) or continuous signal with limits (limit).
     pub signal: String,
     /// Component that failed (not the general component).
     pub component: String,
+    /// How the signal marks a failure.
+    #[serde(default)]
+    pub kind: FailureSignalKind,
+    /// Limit: how long the signal must stay beyond the limit to be a failure.
+    #[serde(default = "default_limit_hold_s")]
+    pub hold_s: u64,
+}
+
+/// How a failure signal marks a failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureSignalKind {
+    /// A fault flag's rising edge.
+    #[default]
+    Flag,
+    /// A continuous signal beyond one of its limits, held for `hold_s`.
+    Limit,
+}
+
+const fn default_limit_hold_s() -> u64 {
+    60
 }
 
 fn default_schedule() -> Cron {
@@ -853,7 +923,8 @@ impl Config {
                     .iter()
                     .map(|r| {
                         let window = match &r.condition {
-                            Condition::RateOfChange { window_s, .. } => *window_s,
+                            Condition::RateOfChange { window_s, .. }
+                            | Condition::Forecast { window_s, .. } => *window_s,
                             _ => 0,
                         };
                         (r.for_s + window) * 1000
@@ -1329,6 +1400,34 @@ impl OrgConfig {
                     format!("continuous signal `{}` needs a unit", s.name),
                 )?;
             }
+            if let Some(l) = &s.limits {
+                let k = format!("{k}.limits");
+                check(
+                    s.kind == SignalKind::Continuous,
+                    &k,
+                    format!(
+                        "`{}` is boolean: only a continuous signal has limits",
+                        s.name
+                    ),
+                )?;
+                check(
+                    l.high.is_some() || l.low.is_some(),
+                    &k,
+                    "limits need `high`, `low` or both",
+                )?;
+                check(
+                    l.high.is_none_or(f64::is_finite) && l.low.is_none_or(f64::is_finite),
+                    &k,
+                    "limits must be finite",
+                )?;
+                if let (Some(lo), Some(hi)) = (l.low, l.high) {
+                    check(
+                        lo < hi,
+                        &k,
+                        format!("`low` ({lo}) must be below `high` ({hi})"),
+                    )?;
+                }
+            }
         }
         self.validate_features(p)?;
         self.prediction.validate(&format!("{p}.prediction"))?;
@@ -1358,10 +1457,31 @@ impl OrgConfig {
             )?;
             self.validate_condition(&r.condition, &format!("{k}.condition"))?;
         }
+        for (i, s) in self.signals.iter().enumerate() {
+            if let Some(l) = &s.limits {
+                check(
+                    components.contains(l.component.as_str()),
+                    &format!("{p}.signals[{i}].limits.component"),
+                    format!("`{}` is not in prediction.component_mapping", l.component),
+                )?;
+            }
+        }
         let mut flags = BTreeSet::new();
         for (i, f) in self.failure_signals.iter().enumerate() {
             let k = format!("{p}.failure_signals[{i}]");
-            self.expect_kind(&f.signal, SignalKind::Boolean, &format!("{k}.signal"))?;
+            match f.kind {
+                FailureSignalKind::Flag => {
+                    self.expect_kind(&f.signal, SignalKind::Boolean, &format!("{k}.signal"))?
+                }
+                FailureSignalKind::Limit => {
+                    self.expect_kind(&f.signal, SignalKind::Continuous, &format!("{k}.signal"))?;
+                    check(
+                        self.signal(&f.signal).is_some_and(|s| s.limits.is_some()),
+                        &format!("{k}.signal"),
+                        format!("`{}` has no `limits` to label crossings of", f.signal),
+                    )?;
+                }
+            }
             check(
                 flags.insert(f.signal.as_str()),
                 &format!("{k}.signal"),
@@ -1592,6 +1712,30 @@ impl OrgConfig {
                     "must be a finite number > 0",
                 )?;
                 check(*window_s > 0, &format!("{k}.window_s"), "must be > 0")
+            }
+            Condition::Forecast {
+                signal,
+                window_s,
+                horizon_s,
+                min_points,
+            } => {
+                self.expect_kind(signal, SignalKind::Continuous, &format!("{k}.signal"))?;
+                check(
+                    self.signal(signal).is_some_and(|s| s.limits.is_some()),
+                    &format!("{k}.signal"),
+                    format!("`{signal}` has no `limits` to forecast a crossing of"),
+                )?;
+                check(*window_s > 0, &format!("{k}.window_s"), "must be > 0")?;
+                check(
+                    horizon_s.is_none_or(|h| h > 0),
+                    &format!("{k}.horizon_s"),
+                    "must be > 0",
+                )?;
+                check(
+                    *min_points >= 3,
+                    &format!("{k}.min_points"),
+                    "must be at least 3",
+                )
             }
         }
     }

@@ -31,6 +31,7 @@ fn org_with(kinds: &[SignalKind], features: FeaturesConfig) -> OrgConfig {
             column: format!("c{i}"),
             kind,
             unit: None,
+            limits: None,
         })
         .collect();
     org.features = features;

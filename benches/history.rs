@@ -4,7 +4,7 @@
 //! prints bytes per row on disk. And reading them back (deduplicated, ordered).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use prognos::training::history::{HistoryReader, HistorySettings, HistoryWriter};
+use prognos::training::history::{HistoryReader, HistorySettings, HistoryStore, HistoryWriter};
 use prognos_dataflows::records::{CanonicalRow, SourcePosition};
 use std::hint::black_box;
 
@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let tmp = tempfile::tempdir().expect("tempdir");
             let mut w = HistoryWriter::open(
-                &tmp.path().join("h"),
+                &HistoryStore::dir(&tmp.path().join("h")),
                 &tmp.path().join("wal/bench"),
                 &config,
                 HistorySettings::default(),
@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
     });
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut w = HistoryWriter::open(
-        &tmp.path().join("h"),
+        &HistoryStore::dir(&tmp.path().join("h")),
         &tmp.path().join("wal/bench"),
         &config,
         HistorySettings::default(),
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
     .expect("open");
     w.write(&data).expect("write");
     w.close().expect("close");
-    let reader = HistoryReader::new(&tmp.path().join("h"));
+    let reader = HistoryReader::new(&HistoryStore::dir(&tmp.path().join("h")));
     let signals: Vec<String> = config.orgs[ORG]
         .signals
         .iter()

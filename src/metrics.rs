@@ -7,6 +7,7 @@ use prognos_dataflows::stats::{BatchSample, Stage, Stats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::collections::BTreeMap;
 
 /// Rows by org and outcome (`received`, `mapped`, `dead_letter`, ...).
 pub const ROWS_TOTAL: &str = "prognos_rows_total";
@@ -36,6 +37,10 @@ pub const MODEL_BREAKER_STATE: &str = "prognos_model_breaker_state";
 pub const ALERTS_TOTAL: &str = "prognos_alerts_total";
 /// Alert records the store could not take (each is logged with its reason).
 pub const ALERT_STORE_ERRORS_TOTAL: &str = "prognos_alert_store_errors_total";
+/// Records on the alerts topic the controller could not decode (each logged
+/// with its partition, offset and reason, then skipped).
+pub const ALERTS_TOPIC_UNREADABLE_RECORDS_TOTAL: &str =
+    "prognos_alerts_topic_unreadable_records_total";
 /// Detections deduplication suppressed, by org and type (from the window summaries).
 pub const ALERTS_SUPPRESSED_TOTAL: &str = "prognos_alerts_suppressed_total";
 
@@ -105,6 +110,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// See [`ALERT_STORE_ERRORS_TOTAL`].
     pub alert_store_errors: prometheus::IntCounter,
+    /// See [`ALERTS_TOPIC_UNREADABLE_RECORDS_TOTAL`].
+    pub alerts_topic_unreadable: prometheus::IntCounter,
     /// See [`ALERTS_SUPPRESSED_TOTAL`].
     pub alerts_suppressed: IntCounterVec,
     /// See [`INFERENCE_DURATION_SECONDS`].
@@ -194,6 +201,11 @@ impl Metrics {
             "Alert records the store could not take.",
         )
         .expect("valid metric");
+        let alerts_topic_unreadable = prometheus::IntCounter::new(
+            ALERTS_TOPIC_UNREADABLE_RECORDS_TOTAL,
+            "Records on the alerts topic the controller could not decode (logged, skipped).",
+        )
+        .expect("valid metric");
         let alerts_suppressed = IntCounterVec::new(
             Opts::new(
                 ALERTS_SUPPRESSED_TOTAL,
@@ -251,6 +263,7 @@ impl Metrics {
             Box::new(ProcessCollector::new()),
             Box::new(alerts.clone()),
             Box::new(alert_store_errors.clone()),
+            Box::new(alerts_topic_unreadable.clone()),
             Box::new(simulated_failures.clone()),
             Box::new(build_info.clone()),
             Box::new(source_event_time.clone()),
@@ -279,6 +292,7 @@ impl Metrics {
             breaker_state,
             alerts,
             alert_store_errors,
+            alerts_topic_unreadable,
             alerts_suppressed,
             inference_seconds,
             inference_rows,
@@ -301,6 +315,23 @@ impl Metrics {
             self.inference_seconds.with_label_values(&[org.as_str()]);
             self.breaker_state.with_label_values(&[org.as_str()]);
             self.inference_rows.with_label_values(&[org.as_str()]);
+        }
+    }
+
+    /// Move new counts and batch timings from the dataflow's stats into the
+    /// counters and histograms; `seen` holds the counts already published.
+    pub fn publish_stats(&self, stats: &Stats, seen: &mut BTreeMap<(String, String), u64>) {
+        let (batches, dropped) = stats.take_batches();
+        self.observe_batches(&batches, dropped);
+        self.publish_breakers(stats);
+        for (k, v) in stats.snapshot() {
+            let before = seen.get(&k).copied().unwrap_or(0);
+            if v > before {
+                self.rows
+                    .with_label_values(&[&k.0, &k.1])
+                    .inc_by(v - before);
+                seen.insert(k, v);
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! What the running pipeline reports about itself, for the health routes: the
-//! embedded process's publish loop ([`crate::commands::run`]) folds the
+//! embedded process's publish loop ([`crate::embedded`]) folds the
 //! dataflow's counters into a [`PipelineStatus`] twice a second; the API reads
 //! snapshots. Wall-clock times here are for "is it moving?" questions only —
 //! nothing in the dataflow reads them.

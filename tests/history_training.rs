@@ -79,7 +79,9 @@ fn admin_events(addr: String) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json:
 const ADMIN_PW: &str = "history-training-admin";
 
 fn count_history_rows(data: &Path, org: &str, from: i64, to: i64) -> u64 {
-    let r = HistoryReader::new(&data.join("history"));
+    let r = HistoryReader::new(&prognos::training::history::HistoryStore::dir(
+        &data.join("history"),
+    ));
     r.scan(org, from, to + 1, &[], |_| Ok(())).unwrap()
 }
 

@@ -10,7 +10,8 @@
 //!   checksum equal to a clean run's);
 //! - the broker down at start and paused mid-run (SIGSTOP/SIGCONT): the worker
 //!   retries, recovers, and loses or repeats nothing;
-//! - the controller consumes the alerts topic into its store: its API's statistics
+//! - the controller consumes the alerts topic into its store (a garbage record on
+//!   it counted in its metrics, not stored): its API's statistics
 //!   equal those of a store fed the same records in process;
 //! - an org configuration changed through the controller's API reaches the
 //!   workers on the control topic: a running worker reports the keys that wait
@@ -21,7 +22,7 @@
 //! 3 furnaces per org with a high failure rate: every fault flag raises alerts.
 
 use prognos_connectors::kafka::test_broker::{TestBroker as Broker, free_port};
-use prognos_connectors::kafka::{KafkaClient, admin};
+use prognos_connectors::kafka::{KafkaClient, RecordProducer, admin};
 use prognos_dataflows::records::Alert;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -362,19 +363,21 @@ fn history_digest(data_dir: &Path, org: &str) -> (u64, u64) {
         .map(|s| s.name.clone())
         .collect();
     let mut sum = 0u64;
-    let n = prognos::training::history::HistoryReader::new(&data_dir.join("history"))
-        .scan(org, i64::MIN, i64::MAX, &signals, |rows| {
-            for r in rows {
-                let mut b = r.machine.as_bytes().to_vec();
-                b.extend_from_slice(&r.ts.to_le_bytes());
-                for v in &r.values {
-                    b.extend_from_slice(&v.to_bits().to_le_bytes());
-                }
-                sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_64(&b));
+    let n = prognos::training::history::HistoryReader::new(
+        &prognos::training::history::HistoryStore::dir(&data_dir.join("history")),
+    )
+    .scan(org, i64::MIN, i64::MAX, &signals, |rows| {
+        for r in rows {
+            let mut b = r.machine.as_bytes().to_vec();
+            b.extend_from_slice(&r.ts.to_le_bytes());
+            for v in &r.values {
+                b.extend_from_slice(&v.to_bits().to_le_bytes());
             }
-            Ok(())
-        })
-        .unwrap();
+            sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_64(&b));
+        }
+        Ok(())
+    })
+    .unwrap();
     (n, sum)
 }
 
@@ -546,6 +549,11 @@ fn the_controller_stores_what_the_workers_wrote() {
     let _g = serial();
     let broker = Broker::start(&root());
     let written = reference(&broker);
+    // A record that is not an alert after the workers' ones: the controller logs,
+    // counts and skips it; the store matches the oracle regardless.
+    let garbage = RecordProducer::new(&KafkaClient::new(broker.addr()), "ref.alerts").unwrap();
+    garbage.send(b"acme-heat", b"not an alert", 0);
+    garbage.flush(Duration::from_secs(20)).unwrap();
     // Oracle: the same records applied to a store in this process.
     let tmp = tempfile::tempdir().unwrap();
     let db = sled::open(tmp.path().join("oracle")).unwrap();
@@ -596,6 +604,21 @@ fn the_controller_stores_what_the_workers_wrote() {
             );
         }
     });
+    let unreadable = || {
+        http_get(port, "/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix("prognos_alerts_topic_unreadable_records_total "))
+            .map(|v| v.trim().to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unreadable().as_deref() != Some("1") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        unreadable().as_deref(),
+        Some("1"),
+        "the garbage record is counted once"
+    );
 }
 
 #[test]
@@ -780,7 +803,7 @@ fn dead_letters_and_predictions_go_to_their_topics() {
 }
 
 /// Several simulated days of one org through a worker: the worker keeps them in
-/// the history (a folder it shares with the controller, nothing else), the
+/// the history (an S3-compatible object store it shares with the controller), the
 /// controller's `training.schedule` fires, trains on exactly the stored rows,
 /// passes the gate and activates; the worker fetches the version over HTTP (its
 /// own data dir; checked against the manifest) and scores the later rows with it.
@@ -812,10 +835,14 @@ fn a_controller_schedule_trains_on_the_workers_history_and_the_worker_fetches_th
             .arg(&file));
         n.trim().parse().unwrap()
     };
-    let history = tmp.path().join("history");
+    // The history the worker writes and the controller trains on is in an
+    // S3-compatible object store: no volume is shared.
+    let s3 = prognos::training::history::test_s3::TestS3::start(&root(), "plant-history");
+    let history = s3.store("cluster").unwrap();
     let token = "cluster-token-for-the-learning-test";
     let env = |c: &mut Command| {
-        c.env("PROGNOS_HISTORY__DIR", &history)
+        c.envs(s3.env())
+            .env("PROGNOS_HISTORY__URL", s3.url("cluster"))
             .env("PROGNOS_HISTORY__SEGMENT_MAX_AGE_S", "1")
             .env(
                 "PROGNOS_ORGS__ACME_HEAT__TRAINING__SCHEDULE",
@@ -910,7 +937,7 @@ fn a_controller_schedule_trains_on_the_workers_history_and_the_worker_fetches_th
         "trained on every row the worker stored: {run0}"
     );
     assert!(
-        !history.join("org=acme-heat/imports").exists(),
+        history.files("org=acme-heat/imports").unwrap().is_empty(),
         "nothing was imported or simulated into the history"
     );
 

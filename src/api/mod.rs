@@ -38,8 +38,8 @@ pub mod routes;
 pub mod schemas;
 mod ws;
 
+pub use crate::training::jobs::{HistoryTrainer, TrainRequest, Trainer};
 pub use error::ApiError;
-pub use ml::{HistoryTrainer, TrainRequest, Trainer};
 pub use request::{Caller, Scope};
 
 use crate::auth::{AuditLog, LoginLimiter, Role, TokenKeys, UserStore};
@@ -47,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::outputs::LivePrediction;
 use crate::status::PipelineStatus;
 use crate::store::{AlertStore, Change};
+use crate::training::jobs::{Jobs, QueueSettings};
 use crate::training::registry::Registry;
 use prognos_dataflows::models::activations::Activations;
 use std::collections::BTreeSet;
@@ -196,7 +197,7 @@ pub(crate) struct Services {
     pub keys: TokenKeys,
     pub limiter: LoginLimiter,
     pub login_slots: tokio::sync::Semaphore,
-    pub jobs: Arc<ml::Jobs>,
+    pub jobs: Arc<Jobs>,
     pub pipeline: Arc<PipelineStatus>,
     pub config: Option<std::sync::Mutex<prognos_dataflows::config::Config>>,
     pub org_store: crate::orgs::OrgStore,
@@ -266,9 +267,9 @@ impl ApiState {
         let queue = deps
             .config
             .as_ref()
-            .map(|c| ml::QueueSettings::from_config(&c.training))
+            .map(|c| QueueSettings::from_config(&c.training))
             .unwrap_or_default();
-        let jobs = ml::Jobs::start_with(deps.trainer, audit.clone(), m.clone(), queue);
+        let jobs = Jobs::start_with(deps.trainer, audit.clone(), m.training_runs.clone(), queue);
         let svc = Services {
             registry: deps.registry,
             store: deps.store,
@@ -288,7 +289,7 @@ impl ApiState {
             history_root: deps
                 .config
                 .as_ref()
-                .map(|c| crate::training::history::root_for(c, &deps.data_dir)),
+                .map(|c| crate::training::history::local_dir_for(c, &deps.data_dir)),
             config: deps.config.map(std::sync::Mutex::new),
             org_store: crate::orgs::OrgStore::open(&db)?.with_snapshot(&deps.data_dir)?,
             local_token: local::new_token(),
@@ -322,7 +323,7 @@ impl ApiState {
     }
 
     /// The training job queue (the scheduler queues into it).
-    pub fn jobs(&self) -> Arc<ml::Jobs> {
+    pub fn jobs(&self) -> Arc<Jobs> {
         self.svc.jobs.clone()
     }
 

@@ -38,12 +38,12 @@
 
 use super::ApiError;
 use super::ApiState;
-use super::ml::AdminEvent;
 use super::request::{Scope, Value, admit, error_response};
 use super::routes;
 use crate::auth::Role;
 use crate::outputs::LivePrediction;
 use crate::store::{Change, ChangeKind, StoredAlert};
+use crate::training::jobs::AdminEvent;
 use futures_util::{SinkExt, StreamExt};
 use prognos_dataflows::records::AlertStatus;
 use serde::Serialize;

@@ -220,7 +220,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
         &args.data_dir.data_dir,
     )?;
     let data_dir = &args.data_dir.data_dir;
-    let root = history::root_for(&config, data_dir);
+    let root = history::root_for(&config, data_dir)?;
     match args.action {
         HistoryAction::Import {
             org,
@@ -295,7 +295,9 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        HistoryAction::Failures { action } => run_failures(&root, &config, action)?,
+        HistoryAction::Failures { action } => {
+            run_failures(&history::local_dir_for(&config, data_dir), &config, action)?
+        }
         HistoryAction::Show { org, json } => {
             anyhow::ensure!(
                 config.orgs.contains_key(&org),

@@ -202,7 +202,7 @@ pub fn train_on_simulated_history(
         1,
         &|_| {},
     )?;
-    let root = history::root_for(t.config, t.data_dir);
+    let root = history::root_for(t.config, t.data_dir)?;
     let imported = (|| -> anyhow::Result<_> {
         let mut writer = HistoryWriter::open(
             &root,

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod failures;
 pub mod features;
 pub mod history;
+pub mod jobs;
 pub mod labels;
 pub mod pipeline;
 pub mod python;

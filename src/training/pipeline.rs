@@ -18,7 +18,7 @@ use crate::training::history::{self, HistoryReader};
 use crate::training::python::{MlEnv, arg};
 use crate::training::registry::{Registry, TrainingRun, beats};
 use anyhow::Context;
-use prognos_dataflows::config::{Config, OrgConfig, SignalKind};
+use prognos_dataflows::config::{Config, FailureSignalKind, OrgConfig, SignalKind};
 use prognos_dataflows::models::activations::Activations;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -368,7 +368,7 @@ impl Steps<'_> {
             }
         };
         let orders =
-            WorkOrders::new(&history::root_for(ctx.config, ctx.data_dir), &spec.org).list()?;
+            WorkOrders::new(&history::local_dir_for(ctx.config, ctx.data_dir), &spec.org).list()?;
         let (inputs, org_arg, orders) = match &spec.data {
             TrainingData::Files { input } => (input.clone(), Some(spec.org.clone()), orders),
             TrainingData::History { days } => {
@@ -595,7 +595,7 @@ pub fn export_history(
         .orgs
         .get(org)
         .with_context(|| format!("organization `{org}` is not in the configuration"))?;
-    let reader = HistoryReader::new(&history::root_for(config, data_dir));
+    let reader = HistoryReader::new(&history::root_for(config, data_dir)?);
     let signals: Vec<String> = o.signals.iter().map(|s| s.name.clone()).collect();
     let mut ex = Exported {
         rows: 0,
@@ -609,13 +609,43 @@ pub fn export_history(
     };
     let days = days.unwrap_or(o.training.data_days as f64);
     let from = last - (days * history::DAY_MS as f64) as i64;
-    let fail_idx: Vec<usize> = o
+    // Each failure signal's column, the test of "on", and how long "on" must hold
+    // (a flag: at once; a limit crossing: `hold_s`).
+    type Marker = (usize, Box<dyn Fn(f64) -> bool>, i64);
+    let fail: Vec<Marker> = o
         .failure_signals
         .iter()
-        .filter_map(|f| signals.iter().position(|s| *s == f.signal))
+        .filter_map(|f| {
+            let i = signals.iter().position(|s| *s == f.signal)?;
+            Some(match f.kind {
+                FailureSignalKind::Flag => {
+                    (i, Box::new(|v: f64| v > 0.5) as Box<dyn Fn(f64) -> bool>, 0)
+                }
+                FailureSignalKind::Limit => {
+                    let l = o.signal(&f.signal)?.limits.clone()?;
+                    let beyond = move |v: f64| {
+                        l.high.is_some_and(|h| v >= h) || l.low.is_some_and(|lo| v <= lo)
+                    };
+                    (
+                        i,
+                        Box::new(beyond) as Box<dyn Fn(f64) -> bool>,
+                        f.hold_s as i64 * 1000,
+                    )
+                }
+            })
+        })
         .collect();
-    // Last known value of each failure signal per machine (NaN carries it forward).
-    let mut state: std::collections::HashMap<String, Vec<Option<bool>>> = Default::default();
+    // Per machine and failure signal: the last known state (NaN carries it
+    // forward), since when it is on (when the machine was seen off before: a
+    // signal already on at a machine's first row is no observed failure start),
+    // and whether that run was counted.
+    #[derive(Clone, Default)]
+    struct Mark {
+        on: Option<bool>,
+        since: Option<i64>,
+        counted: bool,
+    }
+    let mut state: std::collections::HashMap<String, Vec<Mark>> = Default::default();
     let mut w = std::io::BufWriter::new(
         std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?,
     );
@@ -625,18 +655,26 @@ pub fn export_history(
             for r in rows {
                 let st = state
                     .entry(r.machine.clone())
-                    .or_insert_with(|| vec![None; fail_idx.len()]);
-                for (k, &i) in fail_idx.iter().enumerate() {
-                    let v = r.values[i];
-                    if v.is_nan() {
-                        continue;
+                    .or_insert_with(|| vec![Mark::default(); fail.len()]);
+                for ((i, is_on, hold), m) in fail.iter().zip(st.iter_mut()) {
+                    let v = r.values[*i];
+                    if !v.is_nan() {
+                        let on = is_on(v);
+                        if on && m.on == Some(false) {
+                            m.since = Some(r.ts);
+                            m.counted = false;
+                        } else if !on {
+                            m.since = None;
+                        }
+                        m.on = Some(on);
                     }
-                    let on = v > 0.5;
-                    // A flag already on at a machine's first row is no observed rise.
-                    if on && st[k] == Some(false) {
+                    if let Some(t0) = m.since
+                        && !m.counted
+                        && r.ts - t0 >= *hold
+                    {
                         ex.failures += 1;
+                        m.counted = true;
                     }
-                    st[k] = Some(on);
                 }
                 line.clear();
                 line.insert(o.machine_column.clone(), r.machine.clone().into());

@@ -3,7 +3,7 @@
 //! queue, which bounds how many run at once and retries failed scheduled runs
 //! with backoff. It runs in `prognos run` and `prognos controller`.
 
-use crate::api::ml::{Jobs, TrainRequest};
+use crate::training::jobs::{Jobs, TrainRequest};
 use crate::training::pipeline::Trigger;
 use chrono::{DateTime, Utc};
 use prognos_dataflows::config::Config;
@@ -53,7 +53,7 @@ pub fn start(config: Config, jobs: Arc<Jobs>, stop: Arc<AtomicBool>) -> std::io:
                         Ok(j) => {
                             tracing::info!(org = %org, job = %j.id, "scheduled training queued")
                         }
-                        Err(e) => tracing::warn!(org = %org, reason = %e.message,
+                        Err(e) => tracing::warn!(org = %org, reason = %e,
                             "scheduled training not queued"),
                     }
                     let o = &config.orgs[&org];

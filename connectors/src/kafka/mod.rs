@@ -6,17 +6,23 @@
 //!   up, lag per partition published to a shared [`Lag`] table.
 //! - [`RecordProducer`]: JSON records to a topic with the idempotent producer;
 //!   failed deliveries are re-sent and counted, never dropped; `flush` waits.
+//! - [`TopicFollower`]: every partition of a topic followed from stored offsets
+//!   (explicit assignment, new partitions picked up), records decoded from JSON;
+//!   an unreadable one is logged (topic, partition, offset, reason), counted and
+//!   skipped, never dropped silently. The controller reads the alerts topic so.
 //! - [`OffsetTracker`]: per partition, the smallest offset of any row with
 //!   `ts ≥ T`, for checkpoints (ARCHITECTURE.md, "Recovery").
 //! - [`admin`]: topic creation and reading topics back, for tools and tests.
 //! - [`test_broker`]: a throwaway tansu broker for tests and benches.
 
 pub mod admin;
+mod follow;
 mod offsets;
 mod producer;
 mod source;
 pub mod test_broker;
 
+pub use follow::{FollowConfig, Polled, TopicFollower};
 pub use offsets::OffsetTracker;
 pub use producer::{ProducerCounts, RecordProducer};
 pub use source::{KafkaSource, KafkaSourceConfig, Lag};

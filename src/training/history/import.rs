@@ -7,7 +7,7 @@
 //! the content hash with the top bit set, so a live row (Kafka partition,
 //! offset) with the same machine and ts always wins on read.
 
-use super::{HistoryError, HistoryWriter, org_dir, write_atomically};
+use super::{HistoryError, HistoryWriter, org_key};
 use prognos_connectors::file::{FileFormat, FileInput, FileSource};
 use prognos_dataflows::config::Config;
 use prognos_dataflows::operators::schema_map::SchemaMapper;
@@ -96,8 +96,8 @@ pub fn import(
         return Err(ImportError::UnknownOrg(org.to_string()));
     }
     let mapper = SchemaMapper::new(config);
-    let ledger = org_dir(writer.root(), org).join("imports");
-    std::fs::create_dir_all(&ledger).map_err(HistoryError::io(&ledger))?;
+    let store = writer.root().clone();
+    let ledger = format!("{}/imports", org_key(org));
     let mut s = ImportSummary {
         organization_id: org.to_string(),
         ..ImportSummary::default()
@@ -106,8 +106,8 @@ pub fn import(
         let format =
             FileFormat::from_path(path).ok_or_else(|| ImportError::Format(path.clone()))?;
         let hash = content_hash(path)?;
-        let mark = ledger.join(format!("{hash:032x}.json"));
-        if mark.exists() {
+        let mark = format!("{ledger}/{hash:032x}.json");
+        if store.exists(&mark)? {
             tracing::info!(file = %path.display(), "already imported: skipped");
             s.already_imported.push(path.clone());
             continue;
@@ -156,7 +156,7 @@ pub fn import(
             "file": path, "rows": file_rows, "partition": partition,
             "importedAt": prognos_dataflows::time::format_rfc3339_ms(chrono::Utc::now().timestamp_millis()),
         });
-        write_atomically(&mark, note.to_string().as_bytes())?;
+        store.put(&mark, note.to_string().into())?;
         s.files.push(path.clone());
     }
     Ok(s)

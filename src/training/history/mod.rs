@@ -3,7 +3,8 @@
 //! can be trained on its own data (ARCHITECTURE.md, "History and training").
 //!
 //! Layout under the history root (`<data-dir>/history` by default, `[history].dir`
-//! otherwise — a volume a cluster's workers and controller share):
+//! — a volume a cluster's workers and controller share — or `[history].url`, an
+//! S3-compatible object store; see [`HistoryStore`]):
 //!
 //! ```text
 //! org=<id>/date=<YYYY-MM-DD>/<writer>-<seq>.parquet   closed segments (UTC day of ts)
@@ -13,7 +14,8 @@
 //! Writing ([`HistoryWriter`]): rows are appended to a write-ahead file per
 //! (org, day) in the writer's own directory (`<data-dir>/history-wal/<writer>/`),
 //! made durable by [`HistoryWriter::flush`] (fsync). A segment is closed — its
-//! write-ahead file turned into a Parquet file in the shared root, then removed —
+//! write-ahead file turned into a Parquet file in the shared root (one whole
+//! file: renamed into place, or one PUT), then removed —
 //! when it reaches `segment_max_rows` rows or `segment_max_age_s`, and at
 //! shutdown; a writer that starts finds the files an earlier run left (kill -9)
 //! and closes them first. So a row is durable once the flush that follows it
@@ -29,10 +31,13 @@
 pub mod import;
 mod reader;
 mod segment;
+mod store;
+pub mod test_s3;
 mod wal;
 mod writer;
 
 pub use reader::{HistoryReader, HistoryRow, MachineSummary, OrgSummary, compact};
+pub use store::{Entry, HistoryStore};
 pub use writer::{HistorySettings, HistoryWriter};
 
 use std::path::{Path, PathBuf};
@@ -55,6 +60,14 @@ pub enum HistoryError {
         path: PathBuf,
         /// The codec's error.
         source: parquet::errors::ParquetError,
+    },
+    /// The history's location is unusable, or the object store refused a request.
+    #[error("history at {location}: {reason}")]
+    Location {
+        /// The URL, path or key.
+        location: String,
+        /// What went wrong.
+        reason: String,
     },
     /// A file does not have the expected shape.
     #[error("history file {}: {reason}", path.display())]
@@ -99,14 +112,19 @@ pub fn day_of_date(date: &str) -> Option<i64> {
     (date_of_day(day) == date).then_some(day)
 }
 
-/// `<root>/org=<org>`.
+/// `<root>/org=<org>`, in a local history directory.
 pub fn org_dir(root: &Path, org: &str) -> PathBuf {
-    root.join(format!("org={org}"))
+    root.join(org_key(org))
 }
 
-/// `<root>/org=<org>/date=<YYYY-MM-DD>`.
-pub fn day_dir(root: &Path, org: &str, day: i64) -> PathBuf {
-    org_dir(root, org).join(format!("date={}", date_of_day(day)))
+/// The key of an org's folder: `org=<org>`.
+pub fn org_key(org: &str) -> String {
+    format!("org={org}")
+}
+
+/// The key of a day's folder: `org=<org>/date=<YYYY-MM-DD>`.
+pub fn day_key(org: &str, day: i64) -> String {
+    format!("{}/date={}", org_key(org), date_of_day(day))
 }
 
 /// The segment's own columns, which no signal may be named after.
@@ -137,11 +155,26 @@ pub(crate) fn sync_dir(path: &Path) {
 #[cfg(test)]
 mod tests;
 
-/// The history root of a process: `[history].dir`, else `<data-dir>/history`.
-pub fn root_for(config: &prognos_dataflows::config::Config, data_dir: &Path) -> PathBuf {
-    match &config.history.dir {
-        Some(d) => PathBuf::from(d),
-        None => data_dir.join("history"),
+/// The history of a process: `[history].url` (an object store), else
+/// `[history].dir`, else `<data-dir>/history`.
+pub fn root_for(
+    config: &prognos_dataflows::config::Config,
+    data_dir: &Path,
+) -> Result<HistoryStore, HistoryError> {
+    match (&config.history.url, &config.history.dir) {
+        (Some(url), _) => HistoryStore::open(url),
+        (None, Some(d)) => Ok(HistoryStore::dir(Path::new(d))),
+        (None, None) => Ok(HistoryStore::dir(&data_dir.join("history"))),
+    }
+}
+
+/// Where the files kept beside the history on local disk (work orders) live:
+/// the history's directory, or `<data-dir>/history` when the history is in an
+/// object store.
+pub fn local_dir_for(config: &prognos_dataflows::config::Config, data_dir: &Path) -> PathBuf {
+    match (&config.history.url, &config.history.dir) {
+        (None, Some(d)) => PathBuf::from(d),
+        _ => data_dir.join("history"),
     }
 }
 
@@ -165,7 +198,7 @@ pub fn settings_of(config: &prognos_dataflows::config::Config) -> HistorySetting
 /// segments merged).
 pub fn maintain(
     config: &prognos_dataflows::config::Config,
-    root: &Path,
+    root: &HistoryStore,
 ) -> Result<(usize, usize), HistoryError> {
     let reader = HistoryReader::new(root);
     let (mut removed, mut merged) = (0, 0);

@@ -3,9 +3,8 @@
 //! rows in `(ts, partition, offset)` order; summaries, retention and compaction.
 
 use super::wal::WalRow;
-use super::{HistoryError, day_dir, day_of_date, org_dir, segment};
+use super::{Entry, HistoryError, HistoryStore, day_key, day_of_date, org_key, segment};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 /// A row read back from the history.
 pub type HistoryRow = WalRow;
@@ -13,7 +12,7 @@ pub type HistoryRow = WalRow;
 /// Reads an org's history.
 #[derive(Debug, Clone)]
 pub struct HistoryReader {
-    root: PathBuf,
+    root: HistoryStore,
 }
 
 /// What is stored of one machine.
@@ -58,18 +57,6 @@ pub struct OrgSummary {
     pub machines: Vec<MachineSummary>,
 }
 
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
-    match std::fs::read_dir(dir) {
-        Ok(it) => {
-            let mut v: Vec<PathBuf> = it.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            v.sort();
-            Ok(v)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(HistoryError::io(dir)(e)),
-    }
-}
-
 /// Sort by (machine, ts, position), keep the first of each (machine, ts), then
 /// order by (ts, position). Returns the duplicates dropped.
 fn dedup(rows: &mut Vec<WalRow>) -> u64 {
@@ -83,32 +70,35 @@ fn dedup(rows: &mut Vec<WalRow>) -> u64 {
 
 impl HistoryReader {
     /// A reader over the history at `root`.
-    pub fn new(root: &Path) -> HistoryReader {
-        HistoryReader {
-            root: root.to_path_buf(),
-        }
+    pub fn new(root: &HistoryStore) -> HistoryReader {
+        HistoryReader { root: root.clone() }
     }
 
     /// The root.
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &HistoryStore {
         &self.root
     }
 
     /// Days with data of `org`, oldest first.
     pub fn days(&self, org: &str) -> Result<Vec<i64>, HistoryError> {
-        let mut days: Vec<i64> = list_dir(&org_dir(&self.root, org))?
+        let mut days: Vec<i64> = self
+            .root
+            .folders(&org_key(org))?
             .iter()
-            .filter_map(|p| day_of_date(p.file_name()?.to_str()?.strip_prefix("date=")?))
+            .filter_map(|name| day_of_date(name.strip_prefix("date=")?))
             .collect();
         days.sort_unstable();
         Ok(days)
     }
 
-    /// The segment files of one day.
-    pub fn segments(&self, org: &str, day: i64) -> Result<Vec<PathBuf>, HistoryError> {
-        Ok(list_dir(&day_dir(&self.root, org, day))?
+    /// The segment files of one day (names and sizes; keys are
+    /// `day_key(org, day)/<name>`).
+    pub fn segments(&self, org: &str, day: i64) -> Result<Vec<Entry>, HistoryError> {
+        Ok(self
+            .root
+            .files(&day_key(org, day))?
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .filter(|e| e.name.ends_with(".parquet"))
             .collect())
     }
 
@@ -121,8 +111,13 @@ impl HistoryReader {
         signals: &[String],
     ) -> Result<(Vec<HistoryRow>, u64), HistoryError> {
         let mut rows = Vec::new();
-        for p in self.segments(org, day)? {
-            rows.extend(segment::read(&p, signals)?);
+        for e in self.segments(org, day)? {
+            let key = format!("{}/{}", day_key(org, day), e.name);
+            // A part a compaction removed since the listing is skipped: its rows
+            // are in the compacted file, which the next listing shows.
+            if let Some(b) = self.root.get(&key)? {
+                rows.extend(segment::read(&self.root.name_of(&key), b, signals)?);
+            }
         }
         let dropped = dedup(&mut rows);
         Ok((rows, dropped))
@@ -177,11 +172,7 @@ impl HistoryReader {
         for day in self.days(org)? {
             let segs = self.segments(org, day)?;
             segments += segs.len();
-            bytes += segs
-                .iter()
-                .filter_map(|p| std::fs::metadata(p).ok())
-                .map(|m| m.len())
-                .sum::<u64>();
+            bytes += segs.iter().map(|e| e.size).sum::<u64>();
             let (rows, d) = self.read_day(org, day, &[])?;
             dups += d;
             days += !rows.is_empty() as usize;
@@ -236,8 +227,7 @@ impl HistoryReader {
         let mut removed = Vec::new();
         for day in self.days(org)? {
             if day < keep_from_day {
-                let dir = day_dir(&self.root, org, day);
-                std::fs::remove_dir_all(&dir).map_err(HistoryError::io(&dir))?;
+                self.root.delete_folder(&day_key(org, day))?;
                 removed.push(day);
             }
         }
@@ -260,30 +250,39 @@ pub fn compact(
     if parts.len() < min_segments.max(2) {
         return Ok(0);
     }
-    // Every column any part has, the configured ones first.
-    let mut columns: Vec<String> = signals.to_vec();
+    // Each part fetched once: its columns first (every column any part has, the
+    // configured ones first), then its rows from the same bytes.
+    let dir = day_key(org, day);
+    let mut fetched = Vec::with_capacity(parts.len());
     for p in &parts {
-        for c in segment::columns(p)? {
+        let key = format!("{dir}/{}", p.name);
+        if let Some(b) = reader.root.get(&key)? {
+            fetched.push((reader.root.name_of(&key), b));
+        }
+    }
+    let mut columns: Vec<String> = signals.to_vec();
+    for (name, b) in &fetched {
+        for c in segment::columns(name, b.clone())? {
             if !columns.contains(&c) && !super::RESERVED_COLUMNS.contains(&c.as_str()) {
                 columns.push(c);
             }
         }
     }
-    let (rows, _) = reader.read_day(org, day, &columns)?;
+    let mut rows = Vec::new();
+    for (name, b) in fetched {
+        rows.extend(segment::read(&name, b, &columns)?);
+    }
+    dedup(&mut rows);
     let hash = {
-        let names: Vec<String> = parts
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
+        let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
         xxhash_rust::xxh3::xxh3_64(names.join("\n").as_bytes())
     };
-    let out = day_dir(&reader.root, org, day).join(format!("compacted-{hash:016x}.parquet"));
-    segment::write(&out, &columns, &rows)?;
+    let out = format!("compacted-{hash:016x}.parquet");
+    segment::write(&reader.root, &format!("{dir}/{out}"), &columns, &rows)?;
     for p in &parts {
-        if p != &out {
-            std::fs::remove_file(p).map_err(HistoryError::io(p))?;
+        if p.name != out {
+            reader.root.delete(&format!("{dir}/{}", p.name))?;
         }
     }
-    super::sync_dir(&out);
     Ok(parts.len())
 }

@@ -3,7 +3,9 @@
 //! double column per canonical signal, named after it (NaN = missing).
 
 use super::HistoryError;
+use super::HistoryStore;
 use super::wal::WalRow;
+use bytes::Bytes;
 use parquet::basic::{
     Compression, LogicalType, Repetition, TimeUnit, TimestampType, Type as PhysicalType,
 };
@@ -13,18 +15,28 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
 
 /// Rows per row group.
 const ROW_GROUP_ROWS: usize = 65_536;
 
-/// Write `rows` (values in `signals` order) to `path` through a temporary file
-/// (fsync, rename): a reader sees the whole segment or none of it.
-pub fn write(path: &Path, signals: &[String], rows: &[WalRow]) -> Result<u64, HistoryError> {
-    let tmp = path.with_extension("parquet.tmp");
+/// Write `rows` (values in `signals` order) to `key` of `store`, whole (a reader
+/// sees the whole segment or none of it); the bytes written.
+pub fn write(
+    store: &HistoryStore,
+    key: &str,
+    signals: &[String],
+    rows: &[WalRow],
+) -> Result<u64, HistoryError> {
+    let bytes = encode(&store.name_of(key), signals, rows)?;
+    let n = bytes.len() as u64;
+    store.put(key, Bytes::from(bytes))?;
+    Ok(n)
+}
+
+/// A Parquet file of `rows` (`path` names it in errors).
+fn encode(path: &Path, signals: &[String], rows: &[WalRow]) -> Result<Vec<u8>, HistoryError> {
     let pq = |source| HistoryError::Parquet {
         path: path.to_path_buf(),
         source,
@@ -70,9 +82,8 @@ pub fn write(path: &Path, signals: &[String], rows: &[WalRow]) -> Result<u64, Hi
             .set_created_by("prognos".into())
             .build(),
     );
-    let file = File::create(&tmp).map_err(HistoryError::io(&tmp))?;
-    let mut w = SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), schema, props)
-        .map_err(pq)?;
+    let mut w =
+        SerializedFileWriter::new(Vec::with_capacity(1 << 20), schema, props).map_err(pq)?;
     for chunk in rows.chunks(ROW_GROUP_ROWS) {
         let mut rg = w.next_row_group().map_err(pq)?;
         let mut col = 0usize;
@@ -115,26 +126,18 @@ pub fn write(path: &Path, signals: &[String], rows: &[WalRow]) -> Result<u64, Hi
         }
         rg.close().map_err(pq)?;
     }
-    let out = w.into_inner().map_err(pq)?;
-    let file = out
-        .into_inner()
-        .map_err(|e| HistoryError::io(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(HistoryError::io(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(HistoryError::io(path))?;
-    super::sync_dir(path);
-    Ok(std::fs::metadata(path).map_or(0, |m| m.len()))
+    w.into_inner().map_err(pq)
 }
 
 /// Read a segment; values come in `signals` order (a signal the segment does not
 /// have reads as NaN: the org's configuration may have gained it since).
-pub fn read(path: &Path, signals: &[String]) -> Result<Vec<WalRow>, HistoryError> {
+/// `path` names it in errors.
+pub fn read(path: &Path, bytes: Bytes, signals: &[String]) -> Result<Vec<WalRow>, HistoryError> {
     let pq = |source| HistoryError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(HistoryError::io(path))?;
-    let reader = SerializedFileReader::new(file).map_err(pq)?;
+    let reader = SerializedFileReader::new(bytes).map_err(pq)?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let index_of =
         |name: &str| (0..schema.num_columns()).find(|&i| schema.column(i).name() == name);
@@ -197,10 +200,9 @@ pub fn read(path: &Path, signals: &[String]) -> Result<Vec<WalRow>, HistoryError
     Ok(out)
 }
 
-/// The column names of a segment.
-pub fn columns(path: &Path) -> Result<Vec<String>, HistoryError> {
-    let file = File::open(path).map_err(HistoryError::io(path))?;
-    let reader = SerializedFileReader::new(file).map_err(|source| HistoryError::Parquet {
+/// The column names of a segment (`path` names it in errors).
+pub fn columns(path: &Path, bytes: Bytes) -> Result<Vec<String>, HistoryError> {
+    let reader = SerializedFileReader::new(bytes).map_err(|source| HistoryError::Parquet {
         path: path.to_path_buf(),
         source,
     })?;

@@ -37,7 +37,14 @@ const T0: i64 = 1_780_000_000_000;
 #[test]
 fn rows_written_come_back_deduplicated_in_event_time_order() {
     let tmp = tempfile::tempdir().unwrap();
-    let (root, wal) = (tmp.path().join("h"), tmp.path().join("wal/run"));
+    round_trip(
+        &HistoryStore::dir(&tmp.path().join("h")),
+        &tmp.path().join("wal/run"),
+    );
+}
+
+fn round_trip(root: &HistoryStore, wal: &std::path::Path) {
+    let (root, wal) = (root.clone(), wal.to_path_buf());
     let mut w = HistoryWriter::open(&root, &wal, &config(), HistorySettings::default()).unwrap();
     // Two days, two machines, out of order, and the same (machine, ts) twice:
     // the lower source position must win whichever came first.
@@ -97,7 +104,10 @@ fn rows_written_come_back_deduplicated_in_event_time_order() {
 #[test]
 fn a_crash_loses_no_flushed_row_and_a_replay_adds_none() {
     let tmp = tempfile::tempdir().unwrap();
-    let (root, wal) = (tmp.path().join("h"), tmp.path().join("wal/worker-0"));
+    let (root, wal) = (
+        HistoryStore::dir(&tmp.path().join("h")),
+        tmp.path().join("wal/worker-0"),
+    );
     let cfg = config();
     {
         let mut w = HistoryWriter::open(&root, &wal, &cfg, HistorySettings::default()).unwrap();
@@ -157,7 +167,75 @@ fn a_crash_loses_no_flushed_row_and_a_replay_adds_none() {
 #[test]
 fn segments_close_on_their_row_budget_and_compaction_merges_a_day() {
     let tmp = tempfile::tempdir().unwrap();
-    let (root, wal) = (tmp.path().join("h"), tmp.path().join("wal/run"));
+    budgets_compaction_retention(
+        &HistoryStore::dir(&tmp.path().join("h")),
+        &tmp.path().join("wal/run"),
+    );
+}
+
+/// The same store contract in an S3-compatible object store: sealing, reading
+/// back deduplicated, compaction, retention, and the import ledger.
+#[test]
+fn the_history_works_the_same_in_an_object_store() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let s3 = test_s3::TestS3::start(root, "history");
+    let tmp = tempfile::tempdir().unwrap();
+    round_trip(&s3.store("a").unwrap(), &tmp.path().join("wal/a"));
+    let store = s3.store("b/nested").unwrap();
+    budgets_compaction_retention(&store, &tmp.path().join("wal/b"));
+    assert!(
+        HistoryReader::new(&s3.store("a").unwrap())
+            .days(ORG)
+            .unwrap()
+            .len()
+            == 2,
+        "two prefixes of one bucket are two histories"
+    );
+    // Importing a file twice adds nothing: the ledger is in the store too.
+    let export = tmp.path().join("export.jsonl");
+    let line = |ts: i64| {
+        format!(
+            "{{\"furnace_id\":\"m9\",\"timestamp\":\"{}\",\"hz1pv\":1.5}}\n",
+            prognos_dataflows::time::format_rfc3339_ms(ts)
+        )
+    };
+    std::fs::write(&export, format!("{}{}", line(T0), line(T0 + 1000))).unwrap();
+    let cfg = config();
+    let imp = s3.store("c").unwrap();
+    let mut w = HistoryWriter::open(
+        &imp,
+        &tmp.path().join("wal/c"),
+        &cfg,
+        HistorySettings::default(),
+    )
+    .unwrap();
+    let first = import::import(
+        &mut w,
+        &cfg,
+        ORG,
+        std::slice::from_ref(&export),
+        |_| {},
+        |_| {},
+    )
+    .unwrap();
+    let again = import::import(
+        &mut w,
+        &cfg,
+        ORG,
+        std::slice::from_ref(&export),
+        |_| {},
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        (first.rows, again.rows, again.already_imported.len()),
+        (2, 0, 1)
+    );
+    assert_eq!(HistoryReader::new(&imp).summary(ORG).unwrap().rows, 2);
+}
+
+fn budgets_compaction_retention(root: &HistoryStore, wal: &std::path::Path) {
+    let (root, wal) = (root.clone(), wal.to_path_buf());
     let settings = HistorySettings {
         segment_max_rows: 10,
         segment_max_age_s: 3600,
@@ -216,7 +294,10 @@ fn segments_close_on_their_row_budget_and_compaction_merges_a_day() {
 #[test]
 fn a_file_torn_before_its_header_reached_the_disk_is_dropped_at_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let (root, wal) = (tmp.path().join("h"), tmp.path().join("wal/run"));
+    let (root, wal) = (
+        HistoryStore::dir(&tmp.path().join("h")),
+        tmp.path().join("wal/run"),
+    );
     std::fs::create_dir_all(&wal).unwrap();
     // kill -9 right after the files were created: empty, and half a magic line.
     std::fs::write(wal.join("a-000001.wal"), b"").unwrap();

@@ -3,7 +3,7 @@
 //! close (see the module documentation of `history`).
 
 use super::wal::{self, WalFile, WalHeader};
-use super::{HistoryError, day_dir, day_of, segment};
+use super::{HistoryError, HistoryStore, day_key, day_of, segment};
 use prognos_dataflows::config::Config;
 use prognos_dataflows::records::CanonicalRow;
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ struct Open {
 
 /// Appends one process's mapped rows to the history.
 pub struct HistoryWriter {
-    root: PathBuf,
+    root: HistoryStore,
     wal_dir: PathBuf,
     /// Unique among every writer and restart: names the segment files.
     writer_id: String,
@@ -57,12 +57,12 @@ impl HistoryWriter {
     /// writer: a worker process, the embedded service, an import), first closing
     /// whatever an earlier run of it left there.
     pub fn open(
-        root: &Path,
+        root: &HistoryStore,
         wal_dir: &Path,
         config: &Config,
         settings: HistorySettings,
     ) -> Result<HistoryWriter, HistoryError> {
-        std::fs::create_dir_all(root).map_err(HistoryError::io(root))?;
+        root.create()?;
         std::fs::create_dir_all(wal_dir).map_err(HistoryError::io(wal_dir))?;
         let recovered = recover(root, wal_dir)?;
         if recovered > 0 {
@@ -80,7 +80,7 @@ impl HistoryWriter {
             std::process::id()
         );
         Ok(HistoryWriter {
-            root: root.to_path_buf(),
+            root: root.clone(),
             wal_dir: wal_dir.to_path_buf(),
             writer_id,
             signals: signals_of(config),
@@ -94,7 +94,7 @@ impl HistoryWriter {
     }
 
     /// The history root.
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &HistoryStore {
         &self.root
     }
 
@@ -179,21 +179,19 @@ impl HistoryWriter {
     }
 }
 
-/// Turn one write-ahead file into its Parquet segment and remove it; the bytes
-/// written (None when it held no row).
-fn seal(root: &Path, wal_path: &Path) -> Result<Option<u64>, HistoryError> {
+/// Turn one write-ahead file into its Parquet segment and remove it (once the
+/// segment is stored); the bytes written (None when it held no row).
+fn seal(root: &HistoryStore, wal_path: &Path) -> Result<Option<u64>, HistoryError> {
     let mut written = None;
     if let Some((header, rows)) = wal::read(wal_path)?
         && !rows.is_empty()
     {
-        let dir = day_dir(root, &header.org, header.day);
-        std::fs::create_dir_all(&dir).map_err(HistoryError::io(&dir))?;
         let stem = wal_path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("segment");
-        let path = dir.join(format!("{stem}.parquet"));
-        written = Some(segment::write(&path, &header.signals, &rows)?);
+        let key = format!("{}/{stem}.parquet", day_key(&header.org, header.day));
+        written = Some(segment::write(root, &key, &header.signals, &rows)?);
     }
     std::fs::remove_file(wal_path).map_err(HistoryError::io(wal_path))?;
     super::sync_dir(wal_path);
@@ -202,7 +200,7 @@ fn seal(root: &Path, wal_path: &Path) -> Result<Option<u64>, HistoryError> {
 
 /// Seal every write-ahead file in `wal_dir` (left by a run that stopped without
 /// closing them); the number sealed.
-fn recover(root: &Path, wal_dir: &Path) -> Result<usize, HistoryError> {
+fn recover(root: &HistoryStore, wal_dir: &Path) -> Result<usize, HistoryError> {
     let mut n = 0;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(wal_dir)
         .map_err(HistoryError::io(wal_dir))?

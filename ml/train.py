@@ -63,6 +63,8 @@ def parse_args(argv=None):
                         "rescale the positives to their former total: the early warnings count more "
                         f"(default {MD.DEFAULT_LEAD_WEIGHT}; 0 = every positive alike)")
     p.add_argument("--no-report", action="store_true", help="skip report.png")
+    p.add_argument("--failures-out", help="write the failures labelled (observed starts: work orders, given "
+                                          "events, failure-signal edges) here as failure events JSONL")
     return p.parse_args(argv)
 
 
@@ -120,6 +122,14 @@ def main(argv=None) -> int:
         fb_counts = L.apply_feedback(lab, ft.machine, ft.ts, L.read_feedback(args.feedback, args.org), s.horizon_ms)
     log("label", f"{len(failures)} failures from {source}; {int((lab.y[~lab.excluded] == 1).sum())} positive rows, "
         f"{int(lab.excluded.sum())} excluded", failures=len(failures), source=source, feedback=fb_counts)
+
+    if args.failures_out:
+        import json
+        with open(args.failures_out, "w") as f:
+            for r in failures[failures["observedStart"]].itertuples():
+                f.write(json.dumps({"organizationId": args.org, "machineId": str(r.machine),
+                                    "component": str(r.component), "start": fmt_ms(int(r.start)),
+                                    "end": fmt_ms(int(r.end))}) + "\n")
 
     # ---- split
     gap = s.horizon_ms + longest_window_ms(names, s)

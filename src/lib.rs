@@ -14,6 +14,7 @@ pub mod onnx_runtime;
 pub mod orgs;
 pub mod outputs;
 pub mod recovery;
+pub mod replay;
 pub mod service;
 pub mod settings;
 pub mod simulation;

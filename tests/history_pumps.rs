@@ -141,10 +141,61 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
     );
     assert!(imported.status.success(), "{imported:?}");
     let outcome = ok(&prognos(&data, &["train", "--org", "pumpco"]));
-    assert_eq!(outcome["status"], "COMPLETED", "{outcome}");
-    assert_eq!(outcome["deployed"], true, "{outcome}");
     assert_eq!(outcome["version"], "v1", "{outcome}");
     assert_eq!(outcome["trainingRows"], shown["rows"], "{outcome}");
+    // Its operating points, swept on its validation rows: 19 thresholds (0.7 is
+    // one of them) x for_s 0, 30, 60; with the example's budget it is deployed
+    // exactly when its chosen point adds to the rules and forecasts alone.
+    let op = {
+        let registry = prognos::training::registry::Registry::open(&data.join("store")).unwrap();
+        registry.version("pumpco", "v1").unwrap().operating_point
+    };
+    assert_eq!(op["budget"], 0.5, "{op}");
+    assert_eq!(op["points"].as_array().unwrap().len(), 57, "{op}");
+    let adds = op["adds"].as_bool().unwrap();
+    assert_eq!(outcome["deployed"], adds, "{outcome} {op}");
+    assert_eq!(
+        outcome["status"],
+        if adds { "COMPLETED" } else { "REJECTED" },
+        "{outcome}"
+    );
+    if let Some(i) = op["chosen"].as_u64() {
+        let p = &op["points"][i as usize];
+        assert!(
+            p["falseAlarmsPerMachineDay"].as_f64().unwrap() <= 0.5 + 1e-12
+                || p["falseAlarmsPerMachineDay"].as_f64()
+                    <= op["rulesAndForecasts"]["falseAlarmsPerMachineDay"].as_f64(),
+            "{op}"
+        );
+    }
+    if !adds {
+        // Activated by hand (the configured thresholds stay in force).
+        let a = Command::new(env!("CARGO_BIN_EXE_prognos"))
+            .current_dir(root())
+            .args([
+                "models",
+                "activate",
+                "--org",
+                "pumpco",
+                "--version",
+                "v1",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(a.status.success(), "{a:?}");
+    }
+    // The thresholds in force: the chosen point when it was deployed with one.
+    let in_force = match (adds, op["chosen"].as_u64()) {
+        (true, Some(i)) => (
+            op["points"][i as usize]["failureThreshold"]
+                .as_f64()
+                .unwrap(),
+            op["points"][i as usize]["forS"].as_u64().unwrap(),
+        ),
+        _ => (0.7, 30),
+    };
     let list = Command::new(env!("CARGO_BIN_EXE_prognos"))
         .current_dir(root())
         .args(["models", "list", "--org", "pumpco", "--data-dir"])
@@ -155,9 +206,77 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
     assert!(list.starts_with("* pumpco v1 "), "{list}");
     let registry = prognos::training::registry::Registry::open(&data.join("store")).unwrap();
     let runs = registry.runs("pumpco").unwrap();
+    if !adds {
+        let run = runs.iter().find(|r| r.version == "v1").unwrap();
+        assert!(
+            run.error_message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("adds nothing")
+                || run
+                    .error_message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("budget"),
+            "{run:?}"
+        );
+    }
     let run = runs.iter().find(|r| r.version == "v1").unwrap();
     assert_eq!(run.config["workOrders"], 5, "{:?}", run.config);
     drop(registry); // the replay opens the store
+
+    // The curve on every row equals `prognos replay` on the same rows: the point
+    // in force, alerted on by its own operator in the sweep, gives the hybrid
+    // replay's figures.
+    let sweep = ok(&prognos(
+        &data,
+        &[
+            "replay",
+            "--input",
+            rows_arg,
+            "--org",
+            "pumpco",
+            "--events",
+            events.to_str().unwrap(),
+            "--sweep",
+            "--json",
+        ],
+    ));
+    let hybrid = ok(&prognos(
+        &data,
+        &[
+            "replay",
+            "--input",
+            rows_arg,
+            "--org",
+            "pumpco",
+            "--events",
+            events.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let total = &hybrid[0]["orgs"]["pumpco"]["total"];
+    let point = sweep["pumpco"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["failureThreshold"].as_f64() == Some(in_force.0) && p["forS"] == in_force.1)
+        .unwrap_or_else(|| panic!("{in_force:?} not swept: {sweep}"));
+    for k in [
+        "failures",
+        "detected",
+        "episodes",
+        "falseAlarms",
+        "eventRecall",
+        "medianLeadMinutes",
+        "p10LeadMinutes",
+    ] {
+        assert_eq!(point[k], total[k], "{k}: sweep {point} vs replay {total}");
+    }
+    assert!(point["episodes"].as_u64().unwrap() > 0, "{point}");
+    // The rules and forecasts alone, alerted on in the same sweep, equal the
+    // breakdown's rules+forecast replay below.
+    let rules_and_forecasts = sweep["pumpco"]["rulesAndForecasts"].clone();
 
     // What each part contributes, on the same rows and work orders: five
     // replays, each with its own dedup; the forecast rules alert on their own,
@@ -190,6 +309,10 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
     }
     let records = |i: usize| out[i]["alertRecords"].as_u64().unwrap();
     assert!(records(3) > 0, "the forecast rules alone alert: {}", out[3]);
+    let rf = &out[1]["orgs"]["pumpco"]["total"];
+    for k in ["failures", "detected", "episodes", "falseAlarms"] {
+        assert_eq!(rules_and_forecasts[k], rf[k], "{k}");
+    }
     // Level rules and forecasts raise different alert types, so their dedup
     // keys never meet: together they are exactly the sum of the parts.
     assert_eq!(records(1), records(2) + records(3), "{out:?}");

@@ -8,7 +8,9 @@ use super::ApiState;
 use super::error::ApiError;
 use super::request::{Reply, Req, Scope};
 use crate::training::jobs::{SubmitError, TrainRequest};
+use crate::training::operating_point;
 use crate::training::pipeline::Trigger;
+use prognos_dataflows::models::activations::{Activation, Thresholds, thresholds_at};
 use serde::Deserialize;
 use warp::http::StatusCode;
 
@@ -129,20 +131,32 @@ pub fn metrics(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     let org = req.org()?;
     let reg = &st.svc.registry;
     let active = reg.active(org)?;
-    let active_metrics = match &active {
+    let (active_metrics, operating_point) = match &active {
         Some(v) => match reg.version(org, v) {
-            Ok(r) => r.metrics,
+            Ok(r) => (r.metrics, r.operating_point),
             Err(crate::training::registry::RegistryError::NoSuchVersion { .. }) => {
-                serde_json::Value::Null
+                (serde_json::Value::Null, serde_json::Value::Null)
             }
             Err(e) => return Err(e.into()),
         },
-        None => serde_json::Value::Null,
+        None => (serde_json::Value::Null, serde_json::Value::Null),
     };
+    // The thresholds in force from now on: the latest change, else the
+    // configuration's.
+    let configured = st.svc.config.as_ref().and_then(|c| {
+        c.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .orgs
+            .get(org)
+            .map(|o| Thresholds::of(&o.prediction))
+    });
+    let thresholds = thresholds_at(&st.svc.live.threshold_snapshot(), org, i64::MAX).or(configured);
     let stats = st.svc.store.stats(org, i64::MIN, i64::MAX)?;
     Ok(Reply::ok(&serde_json::json!({
         "organizationId": org,
         "activeVersion": active,
+        "thresholds": thresholds,
+        "operatingPoint": expected(&operating_point),
         "validation": active_metrics,
         "feedback": {
             "alerts": stats.total,
@@ -151,6 +165,28 @@ pub fn metrics(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
             "accuracy": stats.feedback_accuracy,
         },
     })))
+}
+
+/// The chosen operating point of a version's sweep with what it expects there
+/// (recall, lead, false episodes per machine-day on the validation rows), the
+/// rules and forecasts alone beside it, and the whole curve.
+fn expected(op: &serde_json::Value) -> serde_json::Value {
+    if op.is_null() {
+        return serde_json::Value::Null;
+    }
+    let chosen = op["chosen"]
+        .as_u64()
+        .and_then(|i| op["points"].get(i as usize))
+        .cloned()
+        .unwrap_or_default();
+    serde_json::json!({
+        "budget": op["budget"],
+        "pinned": op["pinned"],
+        "adds": op["adds"],
+        "chosen": chosen,
+        "rulesAndForecasts": op["rulesAndForecasts"],
+        "curve": op["points"],
+    })
 }
 
 /// Body of `POST /api/ml/deploy`.
@@ -185,6 +221,7 @@ pub fn deploy(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
                 "version": a.version, "previousVersion": previous, "effectiveTs": a.effective_ts}),
             )?;
             tracing::info!(org, version = %body.version, by = %req.caller()?.username, "deployed through the API");
+            bring_thresholds(st, org, &a);
             Ok(Reply::ok(&a))
         }
         Err(e) => {
@@ -199,6 +236,29 @@ pub fn deploy(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
             )?;
             Err(e.into())
         }
+    }
+}
+
+/// Put the thresholds the version just activated brings in force (its operating
+/// point, when the org has a false-alarm budget); a failure is logged (the
+/// activation stands).
+fn bring_thresholds(st: &ApiState, org: &str, a: &Activation) {
+    let (Some(v), Some(c)) = (&a.version, &st.svc.config) else {
+        return;
+    };
+    let Some(p) = c
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .orgs
+        .get(org)
+        .map(|o| o.prediction.clone())
+    else {
+        return;
+    };
+    if let Err(e) =
+        operating_point::apply(&st.svc.registry, &p, org, v, a.effective_ts, &st.svc.live)
+    {
+        tracing::warn!(org, version = %v, error = %e, "the version's operating point could not be put in force");
     }
 }
 
@@ -218,6 +278,7 @@ pub fn rollback(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
                 "version": a.version, "previousVersion": previous, "effectiveTs": a.effective_ts}),
             )?;
             tracing::info!(org, version = ?a.version, by = %req.caller()?.username, "rolled back through the API");
+            bring_thresholds(st, org, &a);
             Ok(Reply::ok(&a))
         }
         Err(e) => {

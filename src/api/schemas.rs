@@ -87,6 +87,8 @@ fn org_config() -> Value {
                         ("stage2_gate", null(num())),
                         ("horizon_minutes", int()),
                         ("time_to_failure_minutes", int()),
+                        ("max_false_alarms_per_day", null(num())),
+                        ("pin_threshold", boolean()),
                     ],
                 ),
             ),
@@ -750,6 +752,18 @@ pub fn all() -> Vec<(&'static str, Value)> {
                 &[
                     ("organizationId", s()),
                     ("activeVersion", null(s())),
+                    (
+                        "thresholds",
+                        null(obj(
+                            &[
+                                ("failureThreshold", num()),
+                                ("forS", int()),
+                                ("confidenceThreshold", num()),
+                            ],
+                            &[("immediateThreshold", num())],
+                        )),
+                    ),
+                    ("operatingPoint", any()),
                     ("validation", any()),
                     (
                         "feedback",

@@ -3,36 +3,24 @@
 //! dedup) and print the backtest figures per org and component against the
 //! known failures — the check an admin runs before trusting a model.
 //!
-//! Replays are reproducible: alerts carry their event time as `createdAt`, open
-//! keys resolve at the end of the input, and `--alerts-out` is sorted by
-//! `(ts, id, suppressedCount)`, so the same input gives the same bytes for any
-//! worker count.
+//! The replay itself is [`crate::replay`]; `--alerts-out` gives the same bytes
+//! for the same input whatever the worker count. `--sweep` prints each org's
+//! threshold curve ([`crate::training::operating_point`]).
 
-use crate::backtest::{self, OrgFigures, OrgWindows, Span};
+use crate::backtest::{self, OrgFigures};
 use crate::cli::{ConfigArg, DataDirArg};
-use crate::training::registry::Registry;
-use crate::{onnx_runtime, settings};
+use crate::replay::{inference_context, read_events, replay, windows};
+use crate::settings;
+use crate::training::operating_point::{self, Sweep, SweepSpec};
 use anyhow::Context;
 use clap::Args;
-use prognos_connectors::file::{FileSource, assign, file_inputs};
-use prognos_dataflows::alerts::{AlertSettings, Mode};
 use prognos_dataflows::config::Config;
-use prognos_dataflows::models::activations::Activations;
-use prognos_dataflows::models::cache::CacheLimits;
-use prognos_dataflows::operators::alerts::alerts;
-use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
-use prognos_dataflows::pipeline::scoring_pipeline;
-use prognos_dataflows::records::{Alert, DeadLetter, FailureEvent};
-use prognos_dataflows::stats::Stats;
-use prognos_dataflows::util::MachineIndex;
+use prognos_dataflows::records::Alert;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::Operator;
+use std::time::Instant;
 
 /// Arguments of `prognos replay`.
 #[derive(Debug, Args)]
@@ -66,259 +54,25 @@ pub struct ReplayArgs {
     /// Replay five ways and print each, to see what every part contributes:
     /// hybrid (everything), rules+forecast (no model), rules (level rules only),
     /// forecast (forecast rules only), ml (the model only).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sweep")]
     pub breakdown: bool,
+    /// Print each org's threshold curve instead: the registry's versions score
+    /// the rows once, and they are alerted on at every failure threshold (0.05
+    /// to 0.95) and `for_s` (0, 30, 60 s, the configured one), and with the rules
+    /// and forecasts alone; the point with the best recall within the false-alarm
+    /// budget is marked. Needs --events.
+    #[arg(long, requires = "events", conflicts_with_all = ["rules_only", "compare_rules_only"])]
+    pub sweep: bool,
+    /// The false-alarm budget of --sweep (false episodes per machine-day); by
+    /// default each org's `prediction.max_false_alarms_per_day`.
+    #[arg(long, requires = "sweep")]
+    pub budget: Option<f64>,
     /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Timely worker threads.
     #[arg(short = 'w', long, default_value_t = 1)]
     pub workers: usize,
-}
-
-/// The result of one replay.
-#[derive(Debug, Default)]
-pub struct Replayed {
-    /// Every alert record, sorted by `(ts, id, suppressedCount)`.
-    pub alerts: Vec<Alert>,
-    /// Per machine: the replayed span.
-    pub spans: BTreeMap<(String, String), Span>,
-    /// Row counters (org, outcome).
-    pub stats: BTreeMap<(String, String), u64>,
-    /// Dead letters by reason.
-    pub dead_letters: BTreeMap<String, u64>,
-}
-
-#[derive(Default)]
-struct Collected {
-    alerts: Vec<Alert>,
-    spans: BTreeMap<(String, String), (i64, i64, u64)>,
-    dead: BTreeMap<String, u64>,
-}
-
-/// One worker's machine spans: (first ts, last ts, rows) per machine, found
-/// without allocating per row.
-#[derive(Default)]
-struct LocalSpans {
-    index: MachineIndex,
-    spans: Vec<(i64, i64, u64)>,
-}
-
-impl LocalSpans {
-    fn add(&mut self, org: &str, machine: &str, ts: i64) {
-        let (i, new) = self.index.get_or_insert(org, machine);
-        if new {
-            self.spans.push((ts, ts, 0));
-        }
-        let e = &mut self.spans[i];
-        e.0 = e.0.min(ts);
-        e.1 = e.1.max(ts);
-        e.2 += 1;
-    }
-
-    fn into_spans(self) -> impl Iterator<Item = ((String, String), (i64, i64, u64))> {
-        let index = self.index;
-        self.spans.into_iter().enumerate().map(move |(i, v)| {
-            let (o, m) = index.key(i).expect("one span per index");
-            ((o.to_string(), m.to_string()), v)
-        })
-    }
-}
-
-/// Replay `inputs` through the alert pipeline; `ctx` None = rules only.
-pub fn replay(
-    config: &Config,
-    inputs: &[PathBuf],
-    org: Option<&str>,
-    ctx: Option<InferenceContext>,
-    workers: usize,
-) -> anyhow::Result<Replayed> {
-    anyhow::ensure!(workers >= 1, "--workers must be at least 1");
-    let inputs = file_inputs(inputs, org)?;
-    let mut settings = AlertSettings::from_config(config, Mode::Replay)?;
-    let stats = Arc::new(Stats::default());
-    let ctx = match ctx {
-        Some(c) => c,
-        None => {
-            settings = settings.without_predictions();
-            InferenceContext {
-                env: None,
-                source: None,
-                root: Arc::new(PathBuf::new()),
-                limits: CacheLimits::default(),
-                activations: Arc::new(Activations::default()),
-                orgs: InferenceContext::orgs_from(config),
-                max_batch_rows: config.runtime.max_batch_rows,
-                stats: stats.clone(),
-                cache_stats: Arc::default(),
-                clock: prognos_dataflows::operators::inference::system_clock(),
-            }
-        }
-    };
-    let collected = Arc::new(Mutex::new(Collected::default()));
-    let (cfg, stats2, sink) = (config.clone(), stats.clone(), collected.clone());
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let mine = assign(&inputs, worker.index(), worker.peers());
-        let (cfg, stats, ctx, settings) =
-            (cfg.clone(), stats2.clone(), ctx.clone(), settings.clone());
-        let (s1, s2, s3) = (sink.clone(), sink.clone(), sink.clone());
-        worker.dataflow::<u64, _, _>(move |scope| {
-            let (scored, dead) = scoring_pipeline(
-                scope,
-                &cfg,
-                Box::new(FileSource::new(mine)),
-                stats.clone(),
-                ctx,
-            );
-            // Machine spans, seen as the scored rows pass on to the alerts (one
-            // consumer per stream: a second one would get a copy of every row);
-            // handed over once, when the input is done.
-            let scored = scored.unary_frontier(Pipeline, "Spans", move |_cap, _info| {
-                let mut local = LocalSpans::default();
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data: &mut Vec<ScoredRow>| {
-                        for r in data.iter() {
-                            local.add(&r.row.organization_id, &r.row.machine_id, r.row.ts);
-                        }
-                        output.session(&cap).give_container(data);
-                    });
-                    if frontier.is_empty() && !local.spans.is_empty() {
-                        let mut c = s3.lock().unwrap_or_else(|e| e.into_inner());
-                        for (k, v) in std::mem::take(&mut local).into_spans() {
-                            let e = c.spans.entry(k).or_insert(v);
-                            *e = (e.0.min(v.0), e.1.max(v.1), e.2.max(v.2));
-                        }
-                    }
-                }
-            });
-            alerts(scored, "Alerts", settings, stats).sink(
-                Pipeline,
-                "CollectAlerts",
-                move |(input, _)| {
-                    input.for_each(|_, data| {
-                        s1.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .alerts
-                            .append(data);
-                    });
-                },
-            );
-            dead.sink(Pipeline, "CountDeadLetters", move |(input, _)| {
-                input.for_each(|_, data: &mut Vec<DeadLetter>| {
-                    let mut c = s2.lock().unwrap_or_else(|e| e.into_inner());
-                    for d in data.drain(..) {
-                        *c.dead.entry(d.reason.as_str().to_string()).or_default() += 1;
-                    }
-                });
-            });
-        });
-    })
-    .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
-    let bar = indicatif::ProgressBar::new_spinner();
-    let started = Instant::now();
-    crate::service::join_workers(guards, Duration::from_millis(200), || {
-        let n: u64 = stats
-            .snapshot()
-            .iter()
-            .filter(|((_, o), _)| o == "scored" || o == "fallback")
-            .map(|(_, v)| v)
-            .sum();
-        let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{n} rows replayed ({rate:.0} rows/s)"));
-        bar.tick();
-    })?;
-    bar.finish_and_clear();
-    let c = std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut alerts = c.alerts;
-    alerts
-        .sort_by(|a, b| (a.ts, &a.id, a.suppressed_count).cmp(&(b.ts, &b.id, b.suppressed_count)));
-    let spans = c
-        .spans
-        .into_iter()
-        .map(|(k, (first, last, n))| {
-            let step = if n > 1 {
-                (last - first) / (n as i64 - 1)
-            } else {
-                0
-            };
-            (k, Span { first, last, step })
-        })
-        .collect();
-    Ok(Replayed {
-        alerts,
-        spans,
-        stats: stats.snapshot(),
-        dead_letters: c.dead,
-    })
-}
-
-/// The inference context of a replay: ONNX Runtime and the registry's models.
-pub fn inference_context(config: &Config, data_dir: &Path) -> anyhow::Result<InferenceContext> {
-    let store = data_dir.join("store");
-    let registry = Registry::open(&store).with_context(|| {
-        format!(
-            "cannot open the model registry in {} (is `prognos run` using this data dir? stop it or pass another --data-dir)",
-            store.display()
-        )
-    })?;
-    for org in config.orgs.keys() {
-        match registry.active(org)? {
-            Some(v) => tracing::info!(org = %org, version = %v, "replaying with the active model"),
-            None => tracing::warn!(org = %org, "no model: rules only for this org"),
-        }
-    }
-    let activations = Arc::new(registry.live_log()?);
-    let ort = onnx_runtime::init()?;
-    Ok(InferenceContext {
-        env: Some(ort.environment),
-        source: None,
-        root: Arc::new(data_dir.join("models")),
-        limits: CacheLimits::default(),
-        activations,
-        orgs: InferenceContext::orgs_from(config),
-        max_batch_rows: config.runtime.max_batch_rows,
-        stats: Arc::new(Stats::default()),
-        cache_stats: Arc::default(),
-        clock: prognos_dataflows::operators::inference::system_clock(),
-    })
-}
-
-/// Read failure events (JSONL), refusing a bad line with its number.
-pub fn read_events(path: &Path) -> anyhow::Result<Vec<FailureEvent>> {
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open --events {}", path.display()))?;
-    let mut v = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        v.push(
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a failure event", path.display(), i + 1))?,
-        );
-    }
-    Ok(v)
-}
-
-/// The definitions' settings per org.
-pub fn windows(config: &Config) -> BTreeMap<String, OrgWindows> {
-    config
-        .orgs
-        .iter()
-        .map(|(id, o)| {
-            (
-                id.clone(),
-                OrgWindows {
-                    horizon_ms: i64::from(o.prediction.horizon_minutes) * 60_000,
-                    episode_gap_ms: i64::try_from(
-                        config.alerts.resolve_after_s.saturating_mul(1000),
-                    )
-                    .unwrap_or(i64::MAX),
-                },
-            )
-        })
-        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -337,6 +91,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         Some(p) => Some(read_events(p)?),
         None => None,
     };
+    if args.sweep {
+        return run_sweep(&args, &config, events.as_deref().unwrap_or_default());
+    }
     // (name, configuration, whether the registry's models score the rows)
     let mut runs: Vec<(&'static str, Config, bool)> = Vec::new();
     if args.breakdown {
@@ -393,6 +150,128 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         writeln!(out)?;
     } else {
         print_table(&mut out, &reports, events.is_some())?;
+    }
+    Ok(())
+}
+
+/// `--sweep`: every org's curve on the input rows.
+fn run_sweep(
+    args: &ReplayArgs,
+    config: &Config,
+    events: &[prognos_dataflows::records::FailureEvent],
+) -> anyhow::Result<()> {
+    if let Some(b) = args.budget {
+        anyhow::ensure!(
+            b.is_finite() && b > 0.0,
+            "--budget must be a number > 0 (false episodes per machine-day), got {b}"
+        );
+    }
+    let orgs: Vec<String> = match &args.org {
+        Some(o) => vec![o.clone()],
+        None => prognos_connectors::file::file_inputs(&args.input, None)?
+            .iter()
+            .map(|i| i.org.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let mut sweeps: BTreeMap<String, Sweep> = BTreeMap::new();
+    for org in orgs {
+        let inputs: Vec<PathBuf> = match &args.org {
+            Some(_) => args.input.clone(),
+            None => prognos_connectors::file::file_inputs(&args.input, None)?
+                .into_iter()
+                .filter(|i| i.org == org)
+                .map(|i| i.path)
+                .collect(),
+        };
+        let t0 = Instant::now();
+        let s = operating_point::sweep(SweepSpec {
+            config,
+            org: &org,
+            inputs: &inputs,
+            ctx: inference_context(config, &args.data_dir.data_dir)?,
+            events,
+            range: None,
+            workers: args.workers,
+            budget: args.budget,
+        })?;
+        tracing::info!(org = %org, points = s.points.len(),
+            seconds = format!("{:.1}", t0.elapsed().as_secs_f64()), "sweep done");
+        sweeps.insert(org, s);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &sweeps)?;
+        writeln!(out)?;
+    } else {
+        for (org, s) in &sweeps {
+            print_sweep(&mut out, org, s)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_sweep(out: &mut impl Write, org: &str, s: &Sweep) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{org}: threshold curve (budget {} false episodes per machine-day)",
+        fmt_opt(s.budget, 2)
+    )?;
+    writeln!(
+        out,
+        "  {:>9} {:>5} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>6} {:>6}",
+        "threshold",
+        "for_s",
+        "failures",
+        "detected",
+        "recall",
+        "lead med",
+        "lead p10",
+        "episodes",
+        "false",
+        "FA/md"
+    )?;
+    let rows = std::iter::once((None, &s.rules_and_forecasts))
+        .chain(s.points.iter().enumerate().map(|(i, p)| (Some(i), p)));
+    for (i, p) in rows {
+        let (t, f) = match (p.failure_threshold, p.for_s) {
+            (Some(t), Some(f)) => (format!("{t:.3}"), f.to_string()),
+            _ => ("rules+fc".to_string(), "-".to_string()),
+        };
+        writeln!(
+            out,
+            "{} {:>9} {:>5} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>6} {:>6}",
+            if i.is_some() && i == s.chosen {
+                "*"
+            } else {
+                " "
+            },
+            t,
+            f,
+            p.failures,
+            p.detected,
+            fmt_opt(p.event_recall, 3),
+            fmt_opt(p.median_lead_minutes, 1),
+            fmt_opt(p.p10_lead_minutes, 1),
+            p.episodes,
+            p.false_alarms,
+            fmt_opt(p.false_alarms_per_machine_day, 2),
+        )?;
+    }
+    match s.chosen_point() {
+        Some(_) if s.adds() => {
+            writeln!(out, "  * chosen; it adds to the rules and forecasts alone")?
+        }
+        Some(_) => writeln!(
+            out,
+            "  * chosen; it adds nothing to the rules and forecasts alone"
+        )?,
+        None => writeln!(
+            out,
+            "  no point chosen (no budget, no failure, or none within the budget)"
+        )?,
     }
     Ok(())
 }

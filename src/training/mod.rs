@@ -7,6 +7,7 @@ pub mod features;
 pub mod history;
 pub mod jobs;
 pub mod labels;
+pub mod operating_point;
 pub mod pipeline;
 pub mod python;
 pub mod registry;

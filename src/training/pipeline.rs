@@ -15,13 +15,17 @@ use crate::store::AlertStore;
 use crate::training::failures::{WorkOrder, WorkOrders};
 use crate::training::features::compute_with;
 use crate::training::history::{self, HistoryReader};
+use crate::training::operating_point::{self, Sweep, SweepSpec};
 use crate::training::python::{MlEnv, arg};
 use crate::training::registry::{Registry, TrainingRun, beats};
 use anyhow::Context;
 use prognos_dataflows::config::{Config, FailureSignalKind, OrgConfig, SignalKind};
-use prognos_dataflows::models::activations::Activations;
+use prognos_dataflows::models::activations::{Activation, Activations};
+use prognos_dataflows::models::cache::CacheLimits;
+use prognos_dataflows::operators::inference::InferenceContext;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Versions kept on disk per org (the active and any in the activation log are never removed).
@@ -442,6 +446,8 @@ impl Steps<'_> {
         if let Some(e) = &events {
             py_args.extend(["--events".into(), arg(e)]);
         }
+        let failures_file = self.work.join("failures.jsonl");
+        py_args.extend(["--failures-out".into(), arg(&failures_file)]);
         if let Some(f) = self.feedback {
             py_args.extend(["--feedback".into(), arg(f)]);
         }
@@ -457,10 +463,17 @@ impl Steps<'_> {
             .as_ref()
             .and_then(|d| d.get("metrics").cloned())
             .unwrap_or_default();
+        anyhow::ensure!(!self.stopped(), "stopped before the operating point");
+        let sweep = self.operating_point(&inputs, &failures_file)?;
+        let budget = self.org.prediction.max_false_alarms_per_day;
         let reg = ctx.registry;
         let record = reg.register(self.version_dir, now_ms())?;
         let active = reg.active(&spec.org)?;
+        // With a false-alarm budget, a version must add to the rules and
+        // forecasts alone on its validation rows (unless forced).
+        let adds_nothing = budget.is_some() && !spec.force && !sweep.adds();
         let deploy = match (&active, spec.force) {
+            _ if adds_nothing => false,
             (None, _) | (Some(_), true) => true,
             (Some(active), false) => {
                 let active_rec = reg.version(&spec.org, active)?;
@@ -504,6 +517,18 @@ impl Steps<'_> {
         if deploy {
             let a = reg.activate(&spec.org, Some(self.version), now_ms(), ctx.live)?;
             tracing::info!(org = %spec.org, version = self.version, effective_ts = a.effective_ts, "activated");
+            operating_point::apply(
+                reg,
+                &self.org.prediction,
+                &spec.org,
+                self.version,
+                a.effective_ts,
+                ctx.live,
+            )?;
+        } else if adds_nothing {
+            tracing::warn!(org = %spec.org, version = self.version,
+                rules_and_forecasts = ?sweep.rules_and_forecasts, chosen = ?sweep.chosen_point(),
+                "not deployed: within the false-alarm budget it adds nothing to the rules and forecasts alone");
         } else {
             tracing::warn!(org = %spec.org, version = self.version,
                 "not deployed: it does not beat the active version (train with force to deploy anyway)");
@@ -515,11 +540,80 @@ impl Steps<'_> {
             dir: self.version_dir.to_path_buf(),
             metrics,
             status: if deploy { "COMPLETED" } else { "REJECTED" }.into(),
-            reason: (!deploy).then(|| {
-                "does not beat the active version on the same validation rows".to_string()
+            reason: (!deploy).then(|| match (adds_nothing, sweep.chosen_point()) {
+                (true, None) => format!(
+                    "no failure threshold keeps within the false-alarm budget of {} per machine-day on the validation rows",
+                    budget.unwrap_or_default()
+                ),
+                (true, Some(_)) => "within the false-alarm budget it adds nothing to the rules and forecasts alone on the validation rows".to_string(),
+                (false, _) => "does not beat the active version on the same validation rows".to_string(),
             }),
             training_rows: rows,
         })
+    }
+}
+
+impl Steps<'_> {
+    /// Sweep the candidate's operating points on its validation rows (scored by
+    /// the candidate through the live runner, alerted on with `prognos
+    /// replay`'s rules) and record the curve in its `metadata.json` as
+    /// `operatingPoint`.
+    fn operating_point(&self, inputs: &[PathBuf], failures: &Path) -> anyhow::Result<Sweep> {
+        let (ctx, spec) = (self.ctx, self.spec);
+        let meta_path = self.version_dir.join("metadata.json");
+        let mut meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&meta_path)
+                .with_context(|| format!("cannot read {}", meta_path.display()))?,
+        )
+        .with_context(|| format!("{} is not JSON", meta_path.display()))?;
+        let bound = |k: &str| {
+            meta["split"][k]
+                .as_str()
+                .and_then(prognos_dataflows::time::parse_rfc3339_ms)
+                .with_context(|| format!("{}: no split.{k}", meta_path.display()))
+        };
+        let range = (bound("validationStart")?, bound("validationEnd")?);
+        let events = crate::replay::read_events(failures)?;
+        let ort = crate::onnx_runtime::init()?;
+        let candidate = Activations::from_log([Activation {
+            organization_id: spec.org.clone(),
+            version: Some(self.version.to_string()),
+            effective_ts: i64::MIN,
+        }]);
+        let ictx = InferenceContext {
+            env: Some(ort.environment),
+            source: None,
+            root: Arc::new(ctx.data_dir.join("models")),
+            limits: CacheLimits::default(),
+            activations: Arc::new(candidate),
+            orgs: InferenceContext::orgs_from(ctx.config),
+            max_batch_rows: ctx.config.runtime.max_batch_rows,
+            stats: Arc::default(),
+            cache_stats: Arc::default(),
+            clock: prognos_dataflows::operators::inference::system_clock(),
+        };
+        let t0 = std::time::Instant::now();
+        let sweep = operating_point::sweep(SweepSpec {
+            config: ctx.config,
+            org: &spec.org,
+            inputs,
+            ctx: ictx,
+            events: &events,
+            range: Some(range),
+            workers: spec.workers.max(1),
+            budget: None,
+        })?;
+        tracing::info!(org = %spec.org, version = self.version, points = sweep.points.len(),
+            chosen = ?sweep.chosen_point().map(|p| (p.failure_threshold, p.for_s)),
+            adds = sweep.adds(), seconds = format!("{:.1}", t0.elapsed().as_secs_f64()),
+            "operating points swept on the validation rows");
+        let mut op = serde_json::to_value(&sweep)?;
+        op["adds"] = sweep.adds().into();
+        op["pinned"] = self.org.prediction.pin_threshold.into();
+        meta["operatingPoint"] = op;
+        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("cannot write {}", meta_path.display()))?;
+        Ok(sweep)
     }
 }
 

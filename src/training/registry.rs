@@ -66,6 +66,11 @@ pub struct ModelRecord {
     pub feature_count: usize,
     /// Validation range `[validationStart, validationEnd]` (RFC 3339), for the gate.
     pub split: serde_json::Value,
+    /// The threshold curve on the validation rows and the point chosen for the
+    /// org's false-alarm budget (`metadata.json`'s `operatingPoint`; null for
+    /// versions trained before operating points).
+    #[serde(default)]
+    pub operating_point: serde_json::Value,
 }
 
 /// A training run (the seed's TrainingLog).
@@ -188,6 +193,7 @@ impl Registry {
                 .and_then(|f| f.as_array())
                 .map_or(0, |a| a.len()),
             split: v.get("split").cloned().unwrap_or_default(),
+            operating_point: v.get("operatingPoint").cloned().unwrap_or_default(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(|e| self.store_err(e))?;
         self.models

@@ -122,6 +122,26 @@ impl AlertSettings {
             ..self.clone()
         }
     }
+
+    /// The same settings with `org`'s prediction thresholds fixed to `t` on every
+    /// row (no threshold log, no live changes): one point of an operating-point
+    /// sweep. Other orgs keep their own.
+    pub fn with_thresholds(&self, org: &str, t: Thresholds) -> AlertSettings {
+        let mut orgs = (*self.orgs).clone();
+        if let Some(o) = orgs.get_mut(org) {
+            let mut a = (**o).clone();
+            a.thresholds = t;
+            *o = Arc::new(a);
+        }
+        let mut log = (*self.thresholds).clone();
+        log.remove(org);
+        AlertSettings {
+            orgs: Arc::new(orgs),
+            live: None,
+            thresholds: Arc::new(log),
+            ..self.clone()
+        }
+    }
 }
 
 struct Key {

@@ -726,6 +726,22 @@ pub struct PredictionConfig {
     pub time_to_failure_minutes: u32,
     /// Component classes: `"0"` is the general component, `"1"`.. the rest.
     pub component_mapping: BTreeMap<String, String>,
+    /// The false-alarm budget (false episodes per machine-day) the operating
+    /// point is chosen for: training sweeps `failure_threshold` and `for_s` on
+    /// its validation rows with the alert, dedup and episode rules of `prognos
+    /// replay`, and a deployed version brings the point with the best event
+    /// recall within the budget (unless `pin_threshold`). None: the configured
+    /// threshold and `for_s` are used as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_false_alarms_per_day: Option<f64>,
+    /// Keep `failure_threshold` and `for_s` as configured even with a budget (the
+    /// sweep is still recorded with the version).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pin_threshold: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl PredictionConfig {
@@ -1788,6 +1804,13 @@ impl PredictionConfig {
             &format!("{p}.time_to_failure_minutes"),
             "must be > 0",
         )?;
+        if let Some(b) = self.max_false_alarms_per_day {
+            check(
+                b.is_finite() && b > 0.0,
+                &format!("{p}.max_false_alarms_per_day"),
+                format!("must be a number > 0 (false episodes per machine-day), got {b}"),
+            )?;
+        }
         let k = format!("{p}.component_mapping");
         let n = self.component_mapping.len();
         check(

@@ -256,6 +256,14 @@ fn each_semantic_mistake_names_its_key() {
             "must be in [failure_threshold = 0.6, 1]",
         ),
         (
+            Box::new(|t| {
+                table_at(t, "orgs.acme-heat.prediction")
+                    .insert("max_false_alarms_per_day".into(), Value::Float(-0.5));
+            }),
+            "orgs.acme-heat.prediction.max_false_alarms_per_day",
+            "must be a number > 0",
+        ),
+        (
             Box::new(|t| *at(t, "orgs.acme-heat.prediction.stage2_gate") = Value::Float(0.9)),
             "orgs.acme-heat.prediction.stage2_gate",
             "must be in [0, failure_threshold",

@@ -201,6 +201,11 @@ impl Activations {
         })
     }
 
+    /// The threshold log as it is now.
+    pub fn threshold_snapshot(&self) -> Arc<ThresholdLog> {
+        self.lock().thresholds.clone()
+    }
+
     /// The threshold log when it changed since `seen` (which is updated).
     pub fn thresholds_if_changed(&self, seen: &mut u64) -> Option<Arc<ThresholdLog>> {
         let v = self.thresholds_version.load(Ordering::Acquire);

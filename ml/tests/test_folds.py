@@ -1,0 +1,126 @@
+"""Machine-grouped, time-respecting folds against a row-by-row reference on random
+machines and times."""
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+ML = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ML))
+
+from prognos_ml import folds as F  # noqa: E402
+from prognos_ml.common import TrainError  # noqa: E402
+
+MIN = 60_000
+
+
+def random_rows(rng):
+    """Machines with their own start, length and irregular spacing, rows shuffled."""
+    n_m = int(rng.integers(1, 12))
+    machine, ts = [], []
+    for j in range(n_m):
+        t0 = int(rng.integers(0, 3000)) * MIN
+        n = int(rng.integers(1, 400))
+        t = t0 + np.cumsum(rng.integers(1, 5 * MIN, size=n))
+        machine += [f"m{j:02d}"] * n
+        ts.append(t)
+    machine = np.array(machine, dtype=object)
+    ts = np.concatenate(ts).astype(np.int64)
+    perm = rng.permutation(len(ts))
+    return machine[perm], ts[perm]
+
+
+def reference(machine, ts, settings, groups):
+    """Row by row: fold i validates group i in the window, trains on the other groups and on
+    group i before the window minus the gap."""
+    start, end = int(ts.min()), int(ts.max())
+    vstart = start + int(round((1 - settings.validation_fraction) * (end - start)))
+    out = []
+    for group in groups:
+        tr, va = [], []
+        for r, (m, t) in enumerate(zip(machine, ts)):
+            if m in group:
+                if t >= vstart:
+                    va.append(r)
+                elif t < vstart - settings.gap_ms:
+                    tr.append(r)
+            else:
+                tr.append(r)
+        out.append((tr, va))
+    return out
+
+
+def test_grouped_folds_never_put_a_machines_future_in_its_own_training_fold():
+    checked = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        machine, ts = random_rows(rng)
+        settings = F.FoldSettings(folds=int(rng.integers(0, 7)), gap_ms=int(rng.integers(0, 600)) * MIN,
+                                  validation_fraction=float(rng.uniform(0.05, 0.95)), seed=seed)
+        failures = ({m: int(rng.integers(0, 4)) for m in set(machine)} if seed % 2 else None)
+        try:
+            folds = F.grouped_folds(machine, ts, settings, failures)
+        except TrainError as e:
+            assert "no training time" in str(e)
+            start, end = ts.min(), ts.max()
+            assert start + round((1 - settings.validation_fraction) * (end - start)) - settings.gap_ms <= start
+            continue
+        names = sorted(set(machine))
+        k = min(settings.folds, len(names))
+        if k < 2:
+            assert folds == []
+            continue
+        assert len(folds) == k and all(f.machines for f in folds)
+        # every machine in exactly one group
+        assert sorted(m for f in folds for m in f.machines) == names
+        for f in folds:
+            assert not np.intersect1d(f.train, f.validation).size
+            assert (np.diff(f.train) > 0).all() and (np.diff(f.validation) > 0).all()
+            for m in names:
+                val_ts = ts[f.validation][machine[f.validation] == m]
+                if not len(val_ts):
+                    continue
+                checked += 1
+                train_ts = ts[f.train][machine[f.train] == m]
+                # the property: nothing of the machine at or after its first validation row minus the gap
+                assert not (train_ts >= val_ts.min() - settings.gap_ms).any(), (seed, f.index, m)
+        # the same folds as the row-by-row definition
+        ref = reference(machine, ts, settings, [f.machines for f in folds])
+        for f, (tr, va) in zip(folds, ref):
+            assert f.train.tolist() == tr and f.validation.tolist() == va
+        # deterministic, and the same rows whatever their order
+        again = F.grouped_folds(machine, ts, settings, failures)
+        assert [f.machines for f in again] == [f.machines for f in folds]
+        perm = rng.permutation(len(ts))
+        shuffled = F.grouped_folds(machine[perm], ts[perm], settings, failures)
+        for a, b in zip(folds, shuffled):
+            assert a.machines == b.machines
+            assert sorted(zip(machine[a.train], ts[a.train])) == sorted(zip(machine[perm][b.train], ts[perm][b.train]))
+    assert checked > 500
+
+
+def test_groups_balance_failures_then_machines():
+    names = [f"m{i}" for i in range(10)]
+    failures = {"m0": 5, "m1": 4, "m2": 1, "m3": 1, "m4": 1, "m5": 1, "m6": 0, "m7": 0, "m8": 0, "m9": 0}
+    for seed in range(20):
+        groups = F.machine_groups(names, 3, seed, failures)
+        load = [sum(failures[m] for m in g) for g in groups]
+        assert sorted(load) == [4, 4, 5], (seed, groups)
+        assert sorted(len(g) for g in groups) == [3, 3, 4], (seed, groups)
+        assert F.machine_groups(names, 3, seed, failures) == groups
+    # no failures given: sizes differ by at most one, and the seed changes the deal
+    deals = {tuple(map(tuple, F.machine_groups(names, 3, seed))) for seed in range(10)}
+    assert len(deals) > 1
+    assert all(sorted(len(g) for g in d) == [3, 3, 4] for d in deals)
+
+
+def test_fewer_than_two_folds_or_machines_is_no_folds():
+    ts = np.arange(100, dtype=np.int64) * MIN
+    two = np.array(["a", "b"] * 50, dtype=object)
+    assert F.grouped_folds(two, ts, F.FoldSettings(folds=1, gap_ms=0)) == []
+    assert F.grouped_folds(np.array(["a"] * 100, dtype=object), ts, F.FoldSettings(folds=3, gap_ms=0)) == []
+    assert len(F.grouped_folds(two, ts, F.FoldSettings(folds=3, gap_ms=0))) == 2
+    with pytest.raises(TrainError, match="no training time"):
+        F.grouped_folds(two, ts, F.FoldSettings(folds=2, gap_ms=60 * MIN))

@@ -1,5 +1,5 @@
 """Machine-grouped, time-respecting folds against a row-by-row reference on random
-machines and times."""
+machines and times; the intervals against known values."""
 
 import pathlib
 import sys
@@ -11,6 +11,7 @@ ML = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ML))
 
 from prognos_ml import folds as F  # noqa: E402
+from prognos_ml import metrics as M  # noqa: E402
 from prognos_ml.common import TrainError  # noqa: E402
 
 MIN = 60_000
@@ -124,3 +125,46 @@ def test_fewer_than_two_folds_or_machines_is_no_folds():
     assert len(F.grouped_folds(two, ts, F.FoldSettings(folds=3, gap_ms=0))) == 2
     with pytest.raises(TrainError, match="no training time"):
         F.grouped_folds(two, ts, F.FoldSettings(folds=2, gap_ms=60 * MIN))
+
+
+def test_wilson_and_poisson_intervals():
+    assert M.wilson_interval(0, 0) is None
+    lo, hi = M.wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = M.wilson_interval(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    lo, hi = M.wilson_interval(10, 10)
+    assert lo == pytest.approx(0.7225, abs=1e-4) and hi == 1.0
+    # few events, wide interval; many, narrow
+    assert np.diff(M.wilson_interval(3, 4))[0] > 3 * np.diff(M.wilson_interval(300, 400))[0]
+    # Garwood: 0 events -> [0, 3.689], 5 events -> [1.6235, 11.668], per unit exposure
+    lo, hi = M.poisson_rate_interval(0, 1.0)
+    assert lo == 0.0 and hi == pytest.approx(3.6889, abs=1e-3)
+    lo, hi = M.poisson_rate_interval(5, 2.0)
+    assert (lo, hi) == (pytest.approx(1.6235 / 2, abs=1e-3), pytest.approx(11.6683 / 2, abs=1e-3))
+    assert M.poisson_rate_interval(3, 0.0) is None
+
+
+def _result(failures, detected, false_alarms, days, cm, leads):
+    return {"failures": failures, "detectedFailures": detected, "falseAlarms": false_alarms,
+            "alarmEpisodes": false_alarms + detected, "machineDays": days, "confusionMatrix": cm,
+            "leadMinutes": leads}
+
+
+def test_pooled_figures_sum_the_counts():
+    a = _result(3, 2, 1, 2.0, [[90, 2], [3, 5]], [4.0, 6.0])
+    b = _result(4, 1, 3, 4.0, [[80, 4], [6, 10]], [2.0])
+    f = M.figures(M.pool([a, b]))
+    assert f["failures"] == 7
+    assert f["eventRecall"] == {"value": 3 / 7, "detected": 3, "failures": 7, "interval95": M.wilson_interval(3, 7)}
+    fa = f["falseAlarmsPerMachineDay"]
+    assert (fa["falseAlarms"], fa["machineDays"], fa["value"]) == (4, 6.0, 4 / 6)
+    assert fa["interval95"] == M.poisson_rate_interval(4, 6.0)
+    assert f["rowPrecision"]["truePositiveRows"] == 15 and f["rowPrecision"]["alarmRows"] == 21
+    assert f["rowRecall"]["positiveRows"] == 24
+    assert f["medianLeadMinutes"]["value"] == 4.0
+    assert f["alarmPrecision"]["trueAlarms"] == 3 and f["alarmPrecision"]["alarmEpisodes"] == 7
+    assert "auc" not in f
+    # every figure carries the number of failures it rests on
+    assert all(v["failures"] == 7 for k, v in f.items() if isinstance(v, dict))
+    assert M.figures(M.pool([]))["eventRecall"]["value"] is None

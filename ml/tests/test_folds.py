@@ -1,10 +1,17 @@
 """Machine-grouped, time-respecting folds against a row-by-row reference on random
-machines and times; the intervals against known values."""
+machines and times; the intervals against known values; and train.py's validation
+figures on a small synthetic table (no prognos binary needed)."""
 
+import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 ML = pathlib.Path(__file__).resolve().parents[1]
@@ -12,7 +19,7 @@ sys.path.insert(0, str(ML))
 
 from prognos_ml import folds as F  # noqa: E402
 from prognos_ml import metrics as M  # noqa: E402
-from prognos_ml.common import TrainError  # noqa: E402
+from prognos_ml.common import TrainError, load_org_settings  # noqa: E402
 
 MIN = 60_000
 
@@ -168,3 +175,117 @@ def test_pooled_figures_sum_the_counts():
     # every figure carries the number of failures it rests on
     assert all(v["failures"] == 7 for k, v in f.items() if isinstance(v, dict))
     assert M.figures(M.pool([]))["eventRecall"]["value"] is None
+
+
+def _config(tmp_path, training: str) -> pathlib.Path:
+    p = tmp_path / "c.toml"
+    p.write_text(f"""
+[orgs.syn.prediction]
+failure_threshold = 0.5
+horizon_minutes = 10
+
+[orgs.syn.training]
+{training}
+
+[orgs.syn.training.hyperparameters]
+num_iterations = 15
+num_leaves = 7
+min_data_in_leaf = 5
+""")
+    return p
+
+
+def test_settings_read_folds_and_min_events(tmp_path):
+    s = load_org_settings(_config(tmp_path, ""), "syn")
+    assert s.validation_folds is None and s.min_validation_events == 5
+    s = load_org_settings(_config(tmp_path, "validation_folds = 4\nmin_validation_events = 12"), "syn")
+    assert s.validation_folds == 4 and s.min_validation_events == 12
+    for bad in ("validation_folds = -1", "validation_folds = 2.0", "min_validation_events = true"):
+        with pytest.raises(TrainError, match=r"orgs\.syn\.training\.(validation_folds|min_validation_events)"):
+            load_org_settings(_config(tmp_path, bad), "syn")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """6 machines x 2 days at one row a minute; a failure every ~5 h per machine, announced
+    by a ramp of one feature over the 10 minutes before it."""
+    root = tmp_path_factory.mktemp("syn")
+    rng = np.random.default_rng(7)
+    frames, events = [], []
+    for j in range(6):
+        m = f"M{j}"
+        ts = np.arange(2 * 24 * 60, dtype=np.int64) * MIN + 1_700_000_000_000
+        x = rng.normal(size=len(ts))
+        t = 30 * MIN + int(rng.integers(0, 120)) * MIN
+        while ts[0] + t < ts[-1] - 20 * MIN:
+            start = int(ts[0] + t)
+            i = int(np.searchsorted(ts, start))
+            x[max(0, i - 10):i] += np.linspace(1, 4, i - max(0, i - 10))
+            events.append({"organizationId": "syn", "machineId": m, "component": "General Equipment",
+                           "start": start, "end": start + 10 * MIN})
+            t += int(rng.integers(3 * 60, 7 * 60)) * MIN
+        frames.append(pd.DataFrame({"org": "syn", "machine": m, "ts": ts,
+                                    "x_rolling_600s_mean": x.astype(np.float32),
+                                    "noise": rng.normal(size=len(ts)).astype(np.float32)}))
+    pq.write_table(pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False),
+                   root / "syn.parquet")
+    (root / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return root
+
+
+def _train(root, config, out, *extra):
+    p = subprocess.run([sys.executable, str(ML / "train.py"), "--org", "syn", "--config", str(config),
+                        "--features", str(root / "syn.parquet"), "--events", str(root / "events.jsonl"),
+                        "--out", str(out), "--version", "v1", "--threads", "1", *extra],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert p.returncode == 0, p.stderr
+    return [json.loads(x) for x in p.stdout.splitlines()]
+
+
+def test_train_reports_holdout_and_fold_figures(synthetic, tmp_path):
+    config = _config(tmp_path, "validation_folds = 2\nmin_validation_events = 8")
+    lines = _train(synthetic, config, tmp_path / "v1", "--folds", "3")
+    meta = json.loads((tmp_path / "v1" / "metadata.json").read_text())
+    # the holdout's metrics block is as before
+    assert {"accuracy", "precision", "recall", "auc", "confusionMatrix", "eventRecall", "medianLeadMinutes",
+            "p10LeadMinutes", "falseAlarmsPerMachineDay", "failures", "machineDays"} <= set(meta["metrics"])
+    v = meta["validation"]
+    assert v == json.loads((tmp_path / "v1" / "validation_metrics.json").read_text())["validation"]
+    assert v["minEvents"] == 8 and v["confidence"] == 0.95
+    h = v["holdout"]
+    assert h["failures"] == meta["metrics"]["failures"] > 0
+    assert v["enoughEvents"] == (h["failures"] >= 8)
+    assert h["eventRecall"]["value"] == meta["metrics"]["eventRecall"]
+    assert h["eventRecall"]["interval95"] == M.wilson_interval(h["eventRecall"]["detected"], h["failures"])
+    assert h["range"]["from"] == meta["split"]["validationStart"]
+    folds = v["folds"]
+    assert folds["configured"] == 3 and folds["k"] == 3 and len(folds["perFold"]) == 3  # --folds wins
+    assert sorted(m for f in folds["perFold"] for m in f["machines"]) == [f"M{j}" for j in range(6)]
+    done = [f for f in folds["perFold"] if "skipped" not in f]
+    assert done, folds["perFold"]
+    pooled = folds["pooled"]
+    assert pooled["failures"] == sum(f["failures"] for f in done)
+    assert pooled["eventRecall"]["detected"] == sum(f["eventRecall"]["detected"] for f in done)
+    assert pooled["falseAlarmsPerMachineDay"]["falseAlarms"] == sum(
+        f["falseAlarmsPerMachineDay"]["falseAlarms"] for f in done)
+    # the folds validate the later half of every machine: more failures than the holdout's fifth
+    assert pooled["failures"] > h["failures"]
+    assert folds["enoughEvents"] == (pooled["failures"] >= 8)
+    for f in done + [h, pooled]:
+        for name, fig in f.items():
+            if isinstance(fig, dict) and "value" in fig:
+                assert fig["failures"] == f["failures"], name
+    lo, hi = pooled["eventRecall"]["interval95"]
+    assert lo <= pooled["eventRecall"]["value"] <= hi
+    assert [x["fold"] for x in lines if x["stage"] == "folds" and "fold" in x] == [0, 1, 2]
+    assert (tmp_path / "v1" / "report.png").stat().st_size > 0
+
+
+def test_train_folds_from_the_org_setting_or_off(synthetic, tmp_path):
+    _train(synthetic, _config(tmp_path, "validation_folds = 2"), tmp_path / "a", "--no-report")
+    folds = json.loads((tmp_path / "a" / "metadata.json").read_text())["validation"]["folds"]
+    assert folds["k"] == 2 and len(folds["perFold"]) == 2
+    _train(synthetic, _config(tmp_path, "validation_folds = 2"), tmp_path / "b", "--no-report", "--folds", "0")
+    v = json.loads((tmp_path / "b" / "metadata.json").read_text())["validation"]
+    assert v["folds"]["k"] == 0 and v["folds"]["pooled"] is None and "disabled" in v["folds"]
+    assert v["minEvents"] == 5 and v["holdout"]["failures"] > 0

@@ -4,7 +4,7 @@
     python ml/train.py --org ORG --config CONFIG.toml --features FEATS/ORG.parquet \
         [--events EVENTS.jsonl] [--feedback FEEDBACK.jsonl] --out VERSION_DIR --version VERSION \
         [--tune] [--trials N] [--seed S] [--threads T] [--imbalance POWER|sqrt|scale_pos_weight|none]
-        [--max-negatives N] [--no-report]
+        [--max-negatives N] [--lead-weight W] [--folds K] [--no-report]
 
 Progress: one JSON object per line on stdout ({"stage", "message", ...}); the last line
 is {"stage": "done", "metrics": {...}}. Errors: a message on stderr and a non-zero exit
@@ -26,6 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
+from prognos_ml import folds as F  # noqa: E402
 from prognos_ml import labels as L  # noqa: E402
 from prognos_ml import metrics as M  # noqa: E402
 from prognos_ml import models as MD  # noqa: E402
@@ -62,10 +63,18 @@ def parse_args(argv=None):
                    help="weight a real positive row by 1 + W * (minutes to the failure / horizon), then "
                         "rescale the positives to their former total: the early warnings count more "
                         f"(default {MD.DEFAULT_LEAD_WEIGHT}; 0 = every positive alike)")
+    p.add_argument("--folds", type=int, default=_env_int("PROGNOS_TRAIN_FOLDS"),
+                   help="machine-grouped validation folds, one extra failure model each (default: the org's "
+                        f"training.validation_folds, else {F.DEFAULT_FOLDS}; 0 or 1 = none)")
     p.add_argument("--no-report", action="store_true", help="skip report.png")
     p.add_argument("--failures-out", help="write the failures labelled (observed starts: work orders, given "
                                           "events, failure-signal edges) here as failure events JSONL")
     return p.parse_args(argv)
+
+
+def _env_int(name):
+    v = os.environ.get(name)
+    return int(v) if v not in (None, "") else None
 
 
 class Log:
@@ -97,6 +106,73 @@ def pick_test_rows(ts_val_idx: np.ndarray, X: np.ndarray, y: np.ndarray, score: 
     add(rng.permutation(idx[np.isnan(X[idx]).any(axis=1)]), 1)
     add(rng.permutation(idx), TEST_VECTOR_ROWS)
     return np.array(chosen[:TEST_VECTOR_ROWS])
+
+
+def fold_count(args, s) -> int:
+    """--folds (or PROGNOS_TRAIN_FOLDS), else the org's training.validation_folds, else the default."""
+    if args.folds is not None:
+        return args.folds
+    return s.validation_folds if s.validation_folds is not None else F.DEFAULT_FOLDS
+
+
+def validate_folds(args, s, ft, lab, failures, hp, gap, log) -> dict:
+    """The machine-grouped, time-respecting folds (`prognos_ml/folds.py`): per fold one
+    failure model with the run's hyperparameters, seed and negatives rule (ensemble member
+    0's settings), scored by LightGBM on the fold's validation rows at the org's alarm
+    rule; figures per fold and pooled over the folds."""
+    k = fold_count(args, s)
+    out = {"configured": k, "k": 0, "perFold": [], "pooled": None, "enoughEvents": False}
+    fs = F.FoldSettings(folds=k, gap_ms=gap, seed=args.seed)
+    folds = []
+    if k >= 2:
+        try:
+            vstart, vend = F.validation_window(ft.ts, fs)
+            folds = F.grouped_folds(ft.machine, ft.ts, fs, F.failures_per_machine(failures, vstart, vend))
+        except TrainError as e:
+            out["disabled"] = str(e)
+    if not folds:
+        out.setdefault("disabled", f"{k} folds configured" if k < 2 else "fewer than two machines")
+        log("folds", f"skipped: {out['disabled']}")
+        return out
+    out.update(k=len(folds), seed=args.seed, validationFraction=fs.validation_fraction, gapMs=gap,
+               validationStart=fmt_ms(folds[0].validation_start), validationEnd=fmt_ms(folds[0].validation_end))
+    results = []
+    for f in folds:
+        t0 = time.time()
+        entry = {"fold": f.index, "machines": f.machines}
+        tr = np.zeros(len(ft), bool)
+        tr[f.train] = True
+        tr &= ~lab.excluded
+        v = f.validation
+        if lab.y[tr].sum() == 0 or not (~lab.excluded[v]).any():
+            entry["skipped"] = "no positive training rows" if lab.y[tr].sum() == 0 else "no validation rows"
+            out["perFold"].append(entry)
+            log("folds", f"fold {f.index + 1} of {len(folds)}: skipped, {entry['skipped']}", fold=f.index)
+            continue
+        idx, rate = MD.subsample_negatives(lab.y, lab.weight, np.flatnonzero(tr), args.max_negatives,
+                                           np.random.default_rng([args.seed, 2, f.index]))
+        X, y, w = ft.X[idx], lab.y[idx], lab.weight[idx].copy()
+        w[(y == 0) & (w == 1.0)] /= rate
+        if args.lead_weight:
+            MD.weight_by_lead(w, lab.real_positive[idx], lab.ttf_min[idx], s.horizon_minutes, args.lead_weight)
+        booster, _, _ = MD.train_failure(X, y, w, hp, args.seed, args.threads, args.imbalance)
+        del X, w
+        score = booster.predict(ft.X[v])
+        m = M.all_metrics(ft.machine[v], ft.ts[v], score, lab.y[v], lab.excluded[v], failures, s.failure_threshold,
+                          s.horizon_ms, f.validation_start, f.validation_end, s.for_ms, s.immediate_threshold)
+        results.append(m)
+        entry.update(trainRows=int(tr.sum()), trainPositives=int(lab.y[tr].sum()),
+                     validationRows=int((~lab.excluded[v]).sum()), **M.figures(m))
+        out["perFold"].append(entry)
+        log("folds", f"fold {f.index + 1} of {len(folds)}: {len(f.machines)} machines, "
+            f"{m['detectedFailures']} of {m['failures']} failures detected, "
+            f"{m['falseAlarms']} false alarms in {m['machineDays']:.1f} machine-days",
+            fold=f.index, failures=m["failures"], detectedFailures=m["detectedFailures"],
+            falseAlarms=m["falseAlarms"], seconds=round(time.time() - t0, 3))
+    if results:
+        out["pooled"] = M.figures(M.pool(results))
+        out["enoughEvents"] = out["pooled"]["failures"] >= s.min_validation_events
+    return out
 
 
 def main(argv=None) -> int:
@@ -256,6 +332,24 @@ def main(argv=None) -> int:
         f"false alarms/machine-day {metrics['falseAlarmsPerMachineDay']}", metrics={
             k: metrics[k] for k in ("auc", "eventRecall", "medianLeadMinutes", "falseAlarmsPerMachineDay")})
 
+    # ---- folds: more validation events than the holdout has, each by a model blind to its machine's future
+    t_folds = time.time()
+    fold_figures = validate_folds(args, s, ft, lab, failures, hp, gap, log)
+    holdout = M.figures(metrics)
+    validation = {
+        "confidence": 0.95,
+        "minEvents": s.min_validation_events,
+        "enoughEvents": holdout["failures"] >= s.min_validation_events,
+        "holdout": {"range": {"from": fmt_ms(sp.validation_start), "to": fmt_ms(sp.validation_end)}, **holdout},
+        "folds": fold_figures,
+    }
+    if fold_figures["pooled"]:
+        p = fold_figures["pooled"]
+        log("folds", f"pooled over {fold_figures['k']} folds: {p['eventRecall']['detected']} of {p['failures']} "
+            f"failures detected; holdout {holdout['failures']} failures (at least {s.min_validation_events} "
+            f"needed to compare versions)", seconds=round(time.time() - t_folds, 3),
+            enoughEvents=validation["enoughEvents"])
+
     # ---- test vector
     va_idx = np.flatnonzero(va_all)
     score_by_row = np.full(len(ft), -1.0)
@@ -306,7 +400,7 @@ def main(argv=None) -> int:
     write_json(out / "validation_metrics.json", {
         "organizationId": args.org, "version": args.version, "threshold": s.failure_threshold,
         "range": {"from": fmt_ms(sp.validation_start), "to": fmt_ms(sp.validation_end)},
-        "metrics": metrics, "parityMaxAbsDelta": deltas})
+        "metrics": metrics, "parityMaxAbsDelta": deltas, "validation": validation})
 
     meta = {
         "organizationId": args.org,
@@ -330,6 +424,7 @@ def main(argv=None) -> int:
                             "ensemble": len(seeds), "ensembleSeeds": seeds,
                             "tuned": bool(tuning)},
         "metrics": {k: metrics.get(k) for k in metric_keys} | extra,
+        "validation": validation,
         "featureImportance": fi,
         "testVector": test_vector,
         "onnx": {"opset": OX.OPSET, "input": OX.INPUT_NAME,
@@ -342,7 +437,7 @@ def main(argv=None) -> int:
     if not args.no_report:
         from prognos_ml.report import write_report
         write_report(out / "report.png", lab.y[va], score_by_row[va], metrics.get("leadMinutes", []), fi,
-                     f"{args.org} {args.version}", s.failure_threshold)
+                     f"{args.org} {args.version}", s.failure_threshold, validation)
     log("artifacts", f"wrote {out}")
     write_json(out / "training_log.json", {"organizationId": args.org, "version": args.version,
                                            "componentParams": cparams, "ttfParams": tparams,

@@ -23,6 +23,8 @@ DEFAULT_LAGS_S = [60, 120, 300]
 DEFAULT_WINDOWS_S = [180, 300, 600]
 # training.ensemble: at most this many failure models averaged (inference costs one per member)
 MAX_ENSEMBLE = 8
+# training.min_validation_events: below this many holdout failures no version is called better
+DEFAULT_MIN_VALIDATION_EVENTS = 5
 
 
 class TrainError(RuntimeError):
@@ -56,6 +58,10 @@ class OrgSettings:
     ensemble: int = 1
     # Declared signal limits by signal name: {"high": float | None, "low": float | None}
     limits: dict[str, dict] = field(default_factory=dict)
+    # training.validation_folds: machine-grouped folds train.py validates on (None: its default)
+    validation_folds: int | None = None
+    # training.min_validation_events: fewer holdout failures than this cannot show a version better
+    min_validation_events: int = DEFAULT_MIN_VALIDATION_EVENTS
 
     @property
     def horizon_ms(self) -> int:
@@ -83,6 +89,11 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
     # `type(...) is int`: a bool is an int in Python, and TOML's `true` is not a size.
     if type(ensemble) is not int or not 1 <= ensemble <= MAX_ENSEMBLE:
         raise TrainError(f"orgs.{org}.training.ensemble: must be an integer in 1..={MAX_ENSEMBLE}, got {ensemble!r}")
+    folds = training.get("validation_folds")
+    min_events = training.get("min_validation_events", DEFAULT_MIN_VALIDATION_EVENTS)
+    for key, v in (("validation_folds", folds), ("min_validation_events", min_events)):
+        if v is not None and (type(v) is not int or v < 0):
+            raise TrainError(f"orgs.{org}.training.{key}: must be an integer >= 0, got {v!r}")
     return OrgSettings(
         org=org,
         failure_threshold=thr,
@@ -103,6 +114,8 @@ def load_org_settings(config_path: str | Path, org: str) -> OrgSettings:
         immediate_threshold=(float(pred["immediate_threshold"]) if "immediate_threshold" in pred else None),
         baselines_s=list(feats.get("baselines_s", [])),
         ensemble=ensemble,
+        validation_folds=folds,
+        min_validation_events=min_events,
         limits={str(sig["name"]): {"high": sig["limits"].get("high"), "low": sig["limits"].get("low")}
                 for sig in o.get("signals", []) if isinstance(sig.get("limits"), dict)},
     )

@@ -147,3 +147,89 @@ def all_metrics(machine, ts, score, y, excluded, failures, threshold, horizon_ms
     em = event_metrics(machine, ts, score, excluded, failures, threshold, horizon_ms, range_from, range_to, for_ms,
                        immediate)
     return {**rm, **em}
+
+
+# --------------------------------------------------------------------------- intervals
+# Intervals are 95 % two-sided; `interval95` in the figures.
+Z95 = 1.959963984540054
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> list[float] | None:
+    """Wilson score interval of a proportion k of n (None when n = 0). Unlike the normal
+    approximation it stays inside [0, 1] and is not empty at 0 of n or n of n, which is
+    where small event counts live."""
+    if n <= 0:
+        return None
+    p = k / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # exact at the ends, where rounding would leave 1e-17 off
+    lo = 0.0 if k == 0 else float(max(0.0, centre - half))
+    hi = 1.0 if k == n else float(min(1.0, centre + half))
+    return [lo, hi]
+
+
+def poisson_rate_interval(count: int, exposure: float, confidence: float = 0.95) -> list[float] | None:
+    """Exact (Garwood) interval of a Poisson rate `count / exposure` from chi-square
+    quantiles (None without exposure): lower chi2(a/2; 2c)/2, upper chi2(1 - a/2; 2c + 2)/2."""
+    if not exposure or exposure <= 0:
+        return None
+    from scipy.stats import chi2
+    a = 1.0 - confidence
+    lo = 0.0 if count == 0 else float(chi2.ppf(a / 2, 2 * count)) / 2
+    hi = float(chi2.ppf(1 - a / 2, 2 * count + 2)) / 2
+    return [lo / exposure, hi / exposure]
+
+
+def _ratio(k, n):
+    return k / n if n else None
+
+
+def figures(m: dict) -> dict:
+    """The validation figures of one `all_metrics` result (or a pooled one): each with the
+    counts it rests on, the number of failures scored, and a 95 % interval where one is
+    meaningful. Row counts overstate the evidence (rows 30 s apart are not independent),
+    so their intervals are too narrow; the event figures are the ones to judge by."""
+    n_fail = int(m["failures"])
+    det = int(m["detectedFailures"])
+    fa, md, eps = int(m["falseAlarms"]), float(m["machineDays"]), int(m["alarmEpisodes"])
+    (tn, fp), (fn, tp) = m["confusionMatrix"]
+    leads = list(m.get("leadMinutes") or [])
+    out = {
+        "failures": n_fail,
+        "eventRecall": {"value": _ratio(det, n_fail), "detected": det, "failures": n_fail,
+                        "interval95": wilson_interval(det, n_fail)},
+        "medianLeadMinutes": {"value": float(np.median(leads)) if leads else None, "detected": det,
+                              "failures": n_fail},
+        "p10LeadMinutes": {"value": float(np.percentile(leads, 10)) if leads else None, "detected": det,
+                           "failures": n_fail},
+        "falseAlarmsPerMachineDay": {"value": _ratio(fa, md), "falseAlarms": fa, "machineDays": md,
+                                     "failures": n_fail, "interval95": poisson_rate_interval(fa, md)},
+        "alarmPrecision": {"value": _ratio(eps - fa, eps), "trueAlarms": eps - fa, "alarmEpisodes": eps,
+                           "failures": n_fail, "interval95": wilson_interval(eps - fa, eps)},
+        "rowPrecision": {"value": _ratio(tp, tp + fp), "truePositiveRows": int(tp), "alarmRows": int(tp + fp),
+                         "failures": n_fail, "interval95": wilson_interval(tp, tp + fp)},
+        "rowRecall": {"value": _ratio(tp, tp + fn), "truePositiveRows": int(tp), "positiveRows": int(tp + fn),
+                      "failures": n_fail, "interval95": wilson_interval(tp, tp + fn)},
+    }
+    if "auc" in m:
+        out["auc"] = {"value": m["auc"], "positiveRows": int(tp + fn), "rows": int(tp + fn + tn + fp),
+                      "failures": n_fail}
+    return out
+
+
+def pool(results: list[dict]) -> dict:
+    """Several `all_metrics` results (the folds) as one: counts summed (detected of failures,
+    false alarms over machine-days, confusion matrices), leads concatenated. No pooled AUC:
+    the folds' scores come from different models."""
+    cm = np.sum([np.array(r["confusionMatrix"]) for r in results], axis=0).tolist() if results else [[0, 0], [0, 0]]
+    return {
+        "failures": sum(int(r["failures"]) for r in results),
+        "detectedFailures": sum(int(r["detectedFailures"]) for r in results),
+        "falseAlarms": sum(int(r["falseAlarms"]) for r in results),
+        "alarmEpisodes": sum(int(r["alarmEpisodes"]) for r in results),
+        "machineDays": float(sum(float(r["machineDays"]) for r in results)),
+        "confusionMatrix": cm,
+        "leadMinutes": [x for r in results for x in r["leadMinutes"]],
+    }

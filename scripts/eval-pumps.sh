@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 train=${1:?train fleet dir}; test=${2:?test fleet dir}
 data=${3:-$(mktemp -d)}
+mkdir -p "$data"
 bin=${PROGNOS_BIN:-target/release/prognos}
 config=config/examples/pumps.toml
 [ -x "$bin" ] || cargo build --release --bin prognos
@@ -26,7 +27,23 @@ train_events=$(convert "$train"); test_events=$(convert "$test")
 p history import --org pumpco "$train/pumpco.jsonl" > /dev/null
 p history failures import --org pumpco "$train_events" > /dev/null
 /usr/bin/time -f "training: %e s wall, %M KB peak" "$bin" train --org pumpco > "$data/train.json"
-python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("trained", j.get("version"), j.get("status"), "deployed" if j.get("deployed") else "not deployed", "rows", j.get("trainingRows"))' "$data/train.json"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("trained", j.get("version"), j.get("status"), "deployed" if j.get("deployed") else "not deployed", "rows", j.get("trainingRows"), j.get("reason") or "")' "$data/train.json"
+python3 - "$data/models/pumpco/v1/metadata.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+op, v = m.get("operatingPoint") or {}, m.get("validation") or {}
+c = op.get("chosen")
+print("validation operating point (budget %s):" % op.get("budget"),
+      "chosen", op["points"][c] if c is not None else None, "adds", op.get("adds"))
+print("rules+forecasts on the same rows:", op.get("rulesAndForecasts"))
+pooled = (v.get("folds") or {}).get("pooled")
+if pooled:
+    print("grouped folds, pooled:", json.dumps({k: pooled[k] for k in ("eventRecall", "falseAlarmsPerMachineDay") if k in pooled}))
+PY
+if ! python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("deployed") else 1)' "$data/train.json"; then
+  echo "(v1 was not deployed; activated here for the evaluation only, with the configured thresholds)"
+  p models activate --org pumpco --version v1 --data-dir "$data" > /dev/null
+fi
 for fleet in "$train:$train_events" "$test:$test_events"; do
   dir=${fleet%%:*}; ev=${fleet#*:}
   echo "== $dir"

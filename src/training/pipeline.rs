@@ -472,6 +472,7 @@ impl Steps<'_> {
         // With a false-alarm budget, a version must add to the rules and
         // forecasts alone on its validation rows (unless forced).
         let adds_nothing = budget.is_some() && !spec.force && !sweep.adds();
+        let mut too_few: Option<usize> = None;
         let deploy = match (&active, spec.force) {
             _ if adds_nothing => false,
             (None, _) | (Some(_), true) => true,
@@ -511,7 +512,13 @@ impl Steps<'_> {
                 tracing::info!(org = %spec.org, candidate = self.version, active = %active, better,
                     candidate_metrics = %metrics, active_metrics = %active_metrics,
                     "deploy gate: both scored on the candidate's validation rows");
-                better
+                // Too few validation failures and no comparison means anything.
+                let failures = sweep.points.first().map_or(0, |p| p.failures);
+                let min = self.org.training.min_validation_events as usize;
+                if failures < min {
+                    too_few = Some(failures);
+                }
+                better && too_few.is_none()
             }
         };
         if deploy {
@@ -541,6 +548,11 @@ impl Steps<'_> {
             metrics,
             status: if deploy { "COMPLETED" } else { "REJECTED" }.into(),
             reason: (!deploy).then(|| match (adds_nothing, sweep.chosen_point()) {
+                (false, _) if too_few.is_some() => format!(
+                    "{} failures in its validation rows, fewer than training.min_validation_events = {}: too few to call it better than the active version",
+                    too_few.unwrap_or_default(),
+                    self.org.training.min_validation_events
+                ),
                 (true, None) => format!(
                     "no failure threshold keeps within the false-alarm budget of {} per machine-day on the validation rows",
                     budget.unwrap_or_default()

@@ -847,9 +847,24 @@ pub struct TrainingConfig {
     /// exported as one ONNX graph, so scoring costs one tree ensemble per member.
     #[serde(default = "default_ensemble")]
     pub ensemble: u32,
+    /// Machine-grouped, time-respecting validation folds trained besides the
+    /// holdout (`ml/TRAINING.md`); 0 or 1: none.
+    #[serde(default = "default_validation_folds")]
+    pub validation_folds: u32,
+    /// Fewer validation failures than this and the gate calls no version better
+    /// than the active one (the figures would be noise).
+    #[serde(default = "default_min_validation_events")]
+    pub min_validation_events: u32,
     /// LightGBM hyperparameters of the failure model.
     #[serde(default)]
     pub hyperparameters: Hyperparameters,
+}
+
+const fn default_validation_folds() -> u32 {
+    3
+}
+const fn default_min_validation_events() -> u32 {
+    5
 }
 
 impl Default for TrainingConfig {
@@ -861,6 +876,8 @@ impl Default for TrainingConfig {
             data_days: default_data_days(),
             validation_split: default_validation_split(),
             ensemble: default_ensemble(),
+            validation_folds: default_validation_folds(),
+            min_validation_events: default_min_validation_events(),
             hyperparameters: Hyperparameters::default(),
         }
     }
@@ -1864,6 +1881,11 @@ impl TrainingConfig {
             (1..=MAX_ENSEMBLE).contains(&self.ensemble),
             &format!("{p}.ensemble"),
             format!("must be in 1..={MAX_ENSEMBLE}, got {}", self.ensemble),
+        )?;
+        check(
+            self.validation_folds <= 10,
+            &format!("{p}.validation_folds"),
+            format!("must be at most 10, got {}", self.validation_folds),
         )?;
         let h = &self.hyperparameters;
         let k = |f: &str| format!("{p}.hyperparameters.{f}");

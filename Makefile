@@ -40,9 +40,16 @@ test-python: build-tests
 	PROGNOS_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q --durations=8 ml/tests
 
 ## eval: the long model-quality evaluations (minutes each; not part of make test):
-## a held-out simulated stretch through the whole dataflow against ground truth
-eval: setup
+## a held-out simulated stretch through the whole dataflow against ground truth,
+## and the pump fleets — trained on seed 101, backtested on seeds 202 and 404
+## (what each part contributes, per component); the fleets are generated once
+## into data/eval/pumps with NASA progpy (scripts/pump-fleets.sh)
+eval: setup build
 	$(CARGO) test --release --test alerts_e2e -- --ignored --nocapture
+	scripts/pump-fleets.sh data/eval/pumps 101 202 404
+	rm -rf data/eval/pumps/run-202 data/eval/pumps/run-404
+	scripts/eval-pumps.sh data/eval/pumps/s101 data/eval/pumps/s202 data/eval/pumps/run-202
+	scripts/eval-pumps.sh data/eval/pumps/s101 data/eval/pumps/s404 data/eval/pumps/run-404
 
 ## bench: run the criterion benches (minutes; not part of make test)
 bench: setup

@@ -625,6 +625,11 @@ impl Steps<'_> {
         meta["operatingPoint"] = op;
         std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("cannot write {}", meta_path.display()))?;
+        self.ml.run(
+            "plot_curve.py",
+            &["--version-dir".into(), arg(self.version_dir)],
+            |_| {},
+        )?;
         Ok(sweep)
     }
 }

@@ -86,6 +86,11 @@ impl Trend {
         self.points.len()
     }
 
+    /// Approximate heap bytes (the boxed state and its samples' capacity).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Trend>() + self.points.capacity() * std::mem::size_of::<(i64, f64)>()
+    }
+
     /// Whether the window holds no sample.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
@@ -140,37 +145,40 @@ pub fn minutes_to_limit(fit: Fit, high: Option<f64>, low: Option<f64>) -> Option
     }
 }
 
+/// Two-pass least squares over the samples in `[ts - window, ts]` (`ts` the last
+/// sample's): the reference the incremental fit and the features are checked
+/// against.
+#[cfg(test)]
+pub(crate) fn brute(samples: &[(i64, f64)], window_ms: i64) -> (usize, Option<Fit>) {
+    let last = samples.last().unwrap().0;
+    let pts: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|(t, _)| *t >= last - window_ms)
+        .map(|&(t, v)| (t as f64 / 60_000.0, v))
+        .collect();
+    let n = pts.len() as f64;
+    let mt = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let mv = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let stt: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
+    let stv: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
+    if stt <= 0.0 {
+        return (pts.len(), None);
+    }
+    let slope = stv / stt;
+    let t_last = last as f64 / 60_000.0;
+    (
+        pts.len(),
+        Some(Fit {
+            level: mv + slope * (t_last - mt),
+            slope_per_min: slope,
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// Two-pass least squares over the samples in `[ts - window, ts]`.
-    fn brute(samples: &[(i64, f64)], window_ms: i64) -> (usize, Option<Fit>) {
-        let last = samples.last().unwrap().0;
-        let pts: Vec<(f64, f64)> = samples
-            .iter()
-            .filter(|(t, _)| *t >= last - window_ms)
-            .map(|&(t, v)| (t as f64 / 60_000.0, v))
-            .collect();
-        let n = pts.len() as f64;
-        let mt = pts.iter().map(|p| p.0).sum::<f64>() / n;
-        let mv = pts.iter().map(|p| p.1).sum::<f64>() / n;
-        let stt: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
-        let stv: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
-        if stt <= 0.0 {
-            return (pts.len(), None);
-        }
-        let slope = stv / stt;
-        let t_last = last as f64 / 60_000.0;
-        (
-            pts.len(),
-            Some(Fit {
-                level: mv + slope * (t_last - mt),
-                slope_per_min: slope,
-            }),
-        )
-    }
 
     fn close(a: f64, b: f64, scale: f64) -> bool {
         (a - b).abs() <= 1e-6 * (1.0 + scale)

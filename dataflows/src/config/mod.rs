@@ -415,20 +415,44 @@ pub enum DerivedKind {
     /// `deviation`, but a baseline that a few outlying samples in the window
     /// (an idle spell, a spike) do not drag.
     MedianDeviation,
+    /// The distance from `a` to the nearer of its declared `limits`, in its unit:
+    /// `high - a` and `a - low`, the smaller; negative beyond a limit. `a` must be
+    /// a declared signal with limits.
+    ToLimit,
+    /// Minutes until the least-squares line through `a`'s samples of the last
+    /// `window_s` (at least 5 spanning a quarter of the window, as a `forecast`
+    /// rule fits it) reaches one of `a`'s limits: 0 when already beyond, at most
+    /// [`TIME_TO_LIMIT_CAP_MIN`] (also when the line heads away or is flat), NaN
+    /// while there are too few samples. `a` must be a declared signal with limits.
+    TimeToLimit,
 }
+
+/// The largest `time_to_limit` value (minutes): a day, "not soon".
+pub const TIME_TO_LIMIT_CAP_MIN: f64 = 1440.0;
 
 impl DerivedKind {
     /// How many operands `of` lists.
     pub fn operands(self) -> usize {
         match self {
             DerivedKind::Difference | DerivedKind::Ratio => 2,
-            DerivedKind::Deviation | DerivedKind::MedianDeviation => 1,
+            DerivedKind::Deviation
+            | DerivedKind::MedianDeviation
+            | DerivedKind::ToLimit
+            | DerivedKind::TimeToLimit => 1,
         }
     }
 
-    /// Whether the kind subtracts a baseline over `window_s` (the deviations).
+    /// Whether the kind looks back over `window_s` (the deviations, the trend).
     pub fn windowed(self) -> bool {
-        matches!(self, DerivedKind::Deviation | DerivedKind::MedianDeviation)
+        matches!(
+            self,
+            DerivedKind::Deviation | DerivedKind::MedianDeviation | DerivedKind::TimeToLimit
+        )
+    }
+
+    /// Whether the kind reads its operand's declared `limits`.
+    pub fn needs_limits(self) -> bool {
+        matches!(self, DerivedKind::ToLimit | DerivedKind::TimeToLimit)
     }
 
     /// The per-row value of a two-operand kind (NaN when either operand is);
@@ -439,9 +463,22 @@ impl DerivedKind {
             DerivedKind::Difference => a - b,
             DerivedKind::Ratio if b == 0.0 => f64::NAN,
             DerivedKind::Ratio => a / b,
-            DerivedKind::Deviation | DerivedKind::MedianDeviation => f64::NAN,
+            DerivedKind::Deviation
+            | DerivedKind::MedianDeviation
+            | DerivedKind::ToLimit
+            | DerivedKind::TimeToLimit => f64::NAN,
         }
     }
+}
+
+/// The distance from `a` to the nearer limit (see [`DerivedKind::ToLimit`]);
+/// NaN when `a` is or there is no limit.
+#[inline]
+pub fn distance_to_limit(a: f64, high: Option<f64>, low: Option<f64>) -> f64 {
+    let h = high.map_or(f64::NAN, |h| h - a);
+    let l = low.map_or(f64::NAN, |l| a - l);
+    // `min` returns the other operand when one is NaN.
+    h.min(l)
 }
 
 /// A continuous signal computed per row from declared continuous signals or earlier
@@ -1366,7 +1403,7 @@ impl OrgConfig {
         lag.max(win).saturating_add(derived)
     }
 
-    fn validate(&self, p: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, p: &str) -> Result<(), ConfigError> {
         check(
             !self.name.trim().is_empty(),
             &format!("{p}.name"),
@@ -1576,6 +1613,20 @@ impl OrgConfig {
                 &format!("{k}.of"),
                 format!("both operands are `{}`", d.of[0]),
             )?;
+            if d.kind.needs_limits() {
+                let has = self
+                    .signal(&d.of[0])
+                    .and_then(|s| s.limits.as_ref())
+                    .is_some_and(|l| l.high.is_some() || l.low.is_some());
+                check(
+                    has,
+                    &format!("{k}.of[0]"),
+                    format!(
+                        "`{}` must be a declared signal with `limits` (high and/or low)",
+                        d.of[0]
+                    ),
+                )?;
+            }
             match (d.kind.windowed(), d.window_s) {
                 (true, Some(w)) => check(w > 0, &format!("{k}.window_s"), "must be > 0")?,
                 (true, None) => check(

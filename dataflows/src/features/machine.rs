@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::spec::FeatureSpec;
 use super::window::{RollingMedian, RollingMoments, RollingRate, Samples, shrink_after_burst};
-use crate::config::{DerivedKind, SignalKind};
+use crate::alerts::trend::{Trend, minutes_to_limit};
+use crate::config::{DerivedKind, SignalKind, TIME_TO_LIMIT_CAP_MIN, distance_to_limit};
 
 /// Marks "no row within tolerance" in the per-lag scratch.
 const NO_ROW: usize = usize::MAX;
@@ -35,6 +36,32 @@ enum Deviation {
         mean: RollingMoments,
     },
     Median(RollingMedian),
+    /// Time to limit: the operand's least-squares trend over the window.
+    Trend(Box<Trend>),
+}
+
+/// Samples a time-to-limit trend needs, as a `forecast` rule's default.
+const TREND_MIN_POINTS: usize = 5;
+
+/// The time-to-limit value of a row (see [`DerivedKind::TimeToLimit`]); NaN when
+/// the operand is missing on it.
+fn time_to_limit(
+    trend: &mut Trend,
+    ts: i64,
+    a: f64,
+    window_ms: i64,
+    high: Option<f64>,
+    low: Option<f64>,
+) -> f64 {
+    if !a.is_finite() {
+        return f64::NAN;
+    }
+    trend.push(ts, a, window_ms);
+    match trend.fit(TREND_MIN_POINTS, window_ms / 4) {
+        None => f64::NAN,
+        Some(fit) => minutes_to_limit(fit, high, low)
+            .map_or(TIME_TO_LIMIT_CAP_MIN, |m| m.min(TIME_TO_LIMIT_CAP_MIN)),
+    }
 }
 
 /// Incremental feature state of one machine: rows within the lag horizon, per
@@ -103,7 +130,8 @@ impl MachineFeatures {
                 DerivedKind::MedianDeviation => {
                     Some(Deviation::Median(RollingMedian::new(d.window_ms)))
                 }
-                DerivedKind::Difference | DerivedKind::Ratio => None,
+                DerivedKind::TimeToLimit => Some(Deviation::Trend(Box::default())),
+                DerivedKind::Difference | DerivedKind::Ratio | DerivedKind::ToLimit => None,
             })
             .collect();
         MachineFeatures {
@@ -166,6 +194,10 @@ impl MachineFeatures {
                     median.advance(ts);
                     a - median.median()
                 }
+                Some(Deviation::Trend(trend)) => {
+                    time_to_limit(trend, ts, a, d.window_ms, d.high, d.low)
+                }
+                None if d.kind == DerivedKind::ToLimit => distance_to_limit(a, d.high, d.low),
                 None => d.kind.apply(a, vals.get(d.b).copied().unwrap_or(f64::NAN)),
             };
             vals.push(v);
@@ -324,6 +356,7 @@ impl MachineFeatures {
             .chain(self.deviations.iter().flatten().map(|d| match d {
                 Deviation::Mean { samples, .. } => samples.len(),
                 Deviation::Median(median) => median.len(),
+                Deviation::Trend(trend) => trend.len(),
             }))
             .max()
             .unwrap_or(0);
@@ -360,6 +393,7 @@ impl MachineFeatures {
             b += match dev {
                 Deviation::Mean { samples, mean } => samples.heap_bytes() + mean.heap_bytes(),
                 Deviation::Median(median) => median.heap_bytes(),
+                Deviation::Trend(trend) => trend.heap_bytes(),
             };
         }
         b

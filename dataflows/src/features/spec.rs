@@ -15,13 +15,16 @@ pub(crate) struct FeatureSignal {
 /// A derived signal: `kind` applied to earlier values of the row (declared signals
 /// or earlier derived ones); `usize::MAX` marks an operand an unvalidated config
 /// did not resolve (its value is NaN).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Derived {
     pub(crate) kind: DerivedKind,
     pub(crate) a: usize,
     pub(crate) b: usize,
-    /// Deviation: the window of the mean.
+    /// Deviation: the window of the mean; time to limit: of the trend.
     pub(crate) window_ms: i64,
+    /// Distance and time to limit: the operand's declared limits.
+    pub(crate) high: Option<f64>,
+    pub(crate) low: Option<f64>,
 }
 
 /// One pooled feature: `stat` over the row's features at `members` (a range of
@@ -114,11 +117,17 @@ impl FeatureSpec {
                         .filter(|&v| v < n_signals + j)
                         .unwrap_or(usize::MAX)
                 };
+                let limits =
+                    d.of.first()
+                        .and_then(|n| org.signal(n))
+                        .and_then(|s| s.limits.as_ref());
                 Derived {
                     kind: d.kind,
                     a: op(0),
                     b: op(1),
                     window_ms: s_to_ms(d.window_s.unwrap_or(0)),
+                    high: limits.and_then(|l| l.high),
+                    low: limits.and_then(|l| l.low),
                 }
             })
             .collect();

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::{FeatureSpec, MachineFeatures};
 use crate::config::{
     Config, DerivedKind, DerivedSignalConfig, FeaturesConfig, OrgConfig, PoolStat, PooledConfig,
-    SignalConfig, SignalKind, Stat,
+    SignalConfig, SignalKind, SignalLimits, Stat, TIME_TO_LIMIT_CAP_MIN,
 };
 
 const EXAMPLE: &str = include_str!("../../../config/prognos.example.toml");
@@ -115,6 +115,34 @@ fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>
                         _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
                     };
                     a - base
+                }
+                DerivedKind::ToLimit | DerivedKind::TimeToLimit => {
+                    let l = org.signal(&d.of[0]).and_then(|s| s.limits.clone());
+                    let (high, low) = l.map_or((None, None), |l| (l.high, l.low));
+                    if d.kind == DerivedKind::ToLimit {
+                        crate::config::distance_to_limit(a, high, low)
+                    } else if a.is_nan() {
+                        f64::NAN
+                    } else {
+                        // The operand's finite samples in `[t - window, t]`, fitted
+                        // in two passes.
+                        let k = idx(&d.of[0]);
+                        let w = d.window_s.unwrap() as i64 * 1000;
+                        let mut pts: Vec<(i64, f64)> = (0..j)
+                            .filter(|&q| rows[q].0 >= t - w && vals[q][k].is_finite())
+                            .map(|q| (rows[q].0, vals[q][k]))
+                            .collect();
+                        pts.push((*t, a));
+                        let (n, fit) = crate::alerts::trend::brute(&pts, w);
+                        let span = pts.last().unwrap().0 - pts[0].0;
+                        match fit {
+                            Some(f) if n >= 5 && span >= (w / 4).max(1) => {
+                                crate::alerts::trend::minutes_to_limit(f, high, low)
+                                    .map_or(TIME_TO_LIMIT_CAP_MIN, |m| m.min(TIME_TO_LIMIT_CAP_MIN))
+                            }
+                            _ => f64::NAN,
+                        }
+                    }
                 }
             };
             v.push(x);
@@ -1152,4 +1180,95 @@ proptest! {
             prop_assert!(false, "{}", e);
         }
     }
+}
+
+/// Distance and time to limit against the reference of [`expand`]: the distance
+/// exactly, the time from a two-pass least-squares fit over the same window's
+/// finite samples (within rounding; a line nearly flat may fall either side of
+/// "heading away", so such rows are skipped).
+#[test]
+fn limit_features_equal_the_reference() {
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let rows_strategy = (
+        prop::collection::vec((1i64..90_000, -3.0f64..3.0, 0u8..20), 1..300),
+        -0.2f64..0.4,
+        60u64..3_600,
+        prop::option::of(-20.0f64..20.0),
+    );
+    runner
+        .run(&rows_strategy, |(steps, drift, window_s, low)| {
+            let mut org = org_with(
+                &[SignalKind::Continuous],
+                FeaturesConfig {
+                    current: Some(vec!["s0".into(), "dist".into(), "ttl".into()]),
+                    derived: vec![
+                        derived("dist", DerivedKind::ToLimit, &["s0"], None),
+                        derived("ttl", DerivedKind::TimeToLimit, &["s0"], Some(window_s)),
+                    ],
+                    lags_s: vec![],
+                    windows_s: vec![],
+                    ..FeaturesConfig::default()
+                },
+            );
+            org.rules.clear();
+            org.failure_signals.clear();
+            org.signals[0].unit = Some("K".into());
+            org.signals[0].limits = Some(SignalLimits {
+                high: Some(60.0),
+                low,
+                component: org.prediction.component_mapping["1"].clone(),
+            });
+            org.validate("orgs.t").expect("valid");
+            let mut rows = Vec::new();
+            let mut ts = 1_700_000_000_000i64;
+            for (i, (dt, noise, gap)) in steps.into_iter().enumerate() {
+                ts += dt;
+                // One sample in twenty missing.
+                let v = if gap == 0 {
+                    f64::NAN
+                } else {
+                    30.0 + drift * i as f64 + noise
+                };
+                rows.push((ts, vec![v]));
+            }
+            let (want, _) = expand(&org, &rows);
+            let spec = Arc::new(FeatureSpec::from_org(&org, 60_000));
+            let mut m = MachineFeatures::new(spec);
+            let mut out = Vec::new();
+            for (j, (t, v)) in rows.iter().enumerate() {
+                out.clear();
+                m.push(*t, v, &mut out);
+                let (d, w) = (out[1], want[j][1]);
+                prop_assert!(d == w || (d.is_nan() && w.is_nan()), "distance {d} vs {w}");
+                let (g, w) = (out[2], want[j][2]);
+                let ok = (g.is_nan() && w.is_nan())
+                    || (g - w).abs() <= 1e-6 * (1.0 + w.abs())
+                    // Near the cap or a nearly flat line, rounding may decide.
+                    || (g >= TIME_TO_LIMIT_CAP_MIN * 0.999 && w >= TIME_TO_LIMIT_CAP_MIN * 0.999)
+                    || (g.min(w) > 100.0 && !g.is_nan() && !w.is_nan());
+                prop_assert!(ok, "time to limit {g} vs {w} at row {j}");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn limit_signals_must_have_limits() {
+    let org = org_with(
+        &[SignalKind::Continuous],
+        FeaturesConfig {
+            derived: vec![derived("dist", DerivedKind::ToLimit, &["s0"], None)],
+            ..FeaturesConfig::default()
+        },
+    );
+    let mut org = org;
+    org.rules.clear();
+    org.failure_signals.clear();
+    org.signals[0].unit = Some("K".into());
+    let e = org.validate("orgs.t").unwrap_err().to_string();
+    assert!(
+        e.contains("orgs.t.features.derived[0].of[0]") && e.contains("with `limits`"),
+        "{e}"
+    );
 }

@@ -48,6 +48,8 @@ pub struct MachineFeatures {
     vals: Vec<f64>,
     /// Per derived signal: its state when it is a deviation.
     deviations: Vec<Option<Deviation>>,
+    /// Scratch: an expression's operand values.
+    args: Vec<f64>,
     /// Absolute index of `row_ts[0]`.
     row_base: u64,
     row_ts: VecDeque<i64>,
@@ -103,13 +105,21 @@ impl MachineFeatures {
                 DerivedKind::MedianDeviation => {
                     Some(Deviation::Median(RollingMedian::new(d.window_ms)))
                 }
-                DerivedKind::Difference | DerivedKind::Ratio => None,
+                DerivedKind::Difference | DerivedKind::Ratio | DerivedKind::Expression => None,
             })
             .collect();
+        let args = Vec::with_capacity(
+            spec.derived
+                .iter()
+                .filter_map(|d| d.expr.as_ref().map(|e| e.operands.len()))
+                .max()
+                .unwrap_or(0),
+        );
         MachineFeatures {
             last_ts: None,
             vals: Vec::with_capacity(spec.n_values()),
             deviations,
+            args,
             row_base: 0,
             row_ts: VecDeque::new(),
             row_vals: VecDeque::new(),
@@ -166,7 +176,18 @@ impl MachineFeatures {
                     median.advance(ts);
                     a - median.median()
                 }
-                None => d.kind.apply(a, vals.get(d.b).copied().unwrap_or(f64::NAN)),
+                None => match &d.expr {
+                    Some(e) => {
+                        self.args.clear();
+                        self.args.extend(
+                            e.operands
+                                .iter()
+                                .map(|&i| vals.get(i).copied().unwrap_or(f64::NAN)),
+                        );
+                        e.expr.eval(&self.args)
+                    }
+                    None => d.kind.apply(a, vals.get(d.b).copied().unwrap_or(f64::NAN)),
+                },
             };
             vals.push(v);
         }
@@ -336,6 +357,7 @@ impl MachineFeatures {
             + self.row_vals.capacity() * size_of::<f64>()
             + self.vals.capacity() * size_of::<f64>()
             + self.deviations.capacity() * size_of::<Option<Deviation>>()
+            + self.args.capacity() * size_of::<f64>()
             + self.lag_cursor.capacity() * size_of::<u64>()
             + self.lag_pick.capacity() * size_of::<usize>()
             + self.windows.capacity() * size_of::<SignalWindows>();

@@ -229,17 +229,18 @@ fn check_tokens(toks: &[Tok<'_>]) -> Result<(), ExprError> {
             Tok::Name(n) if !FUNCTIONS.contains(&n) && next == Some(&Tok::Open) => {
                 return Err(ExprError::UnknownFunction(n.to_string()));
             }
-            Tok::Op(b'-') => {
-                let unary = k == 0 || matches!(toks[k - 1], Tok::Op(_) | Tok::Open | Tok::Comma);
-                if unary
-                    && operand_end(toks, k + 1).and_then(|e| toks.get(e)) == Some(&Tok::Op(b'^'))
-                {
-                    return Err(ExprError::NegatedPower);
+            Tok::Op(op @ (b'-' | b'^')) => {
+                // The operand after this operator, and what follows it.
+                let after = operand_end(toks, k + 1).and_then(|e| toks.get(e));
+                if after != Some(&Tok::Op(b'^')) {
+                    continue;
                 }
-            }
-            Tok::Op(b'^') => {
-                if operand_end(toks, k + 1).and_then(|e| toks.get(e)) == Some(&Tok::Op(b'^')) {
+                if op == b'^' {
                     return Err(ExprError::ChainedPower);
+                }
+                let unary = k == 0 || matches!(toks[k - 1], Tok::Op(_) | Tok::Open | Tok::Comma);
+                if unary {
+                    return Err(ExprError::NegatedPower);
                 }
             }
             _ => {}

@@ -5,11 +5,13 @@
 //! `prognos` crate, which owns the process environment.
 
 pub mod cron;
+pub mod expr;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use cron::Cron;
+pub use expr::{ExprError, Expression};
 
 /// The whole configuration document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -399,7 +401,8 @@ fn default_stats() -> Vec<Stat> {
     vec![Stat::Mean, Stat::Std, Stat::Min, Stat::Max]
 }
 
-/// How a derived signal is computed from its operands `of`.
+/// How a derived signal is computed from its operands `of` (or, for an
+/// expression, from the signals its `expr` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DerivedKind {
@@ -425,6 +428,16 @@ pub enum DerivedKind {
     /// [`TIME_TO_LIMIT_CAP_MIN`] (also when the line heads away or is flat), NaN
     /// while there are too few samples. `a` must be a declared signal with limits.
     TimeToLimit,
+    /// The arithmetic `expr` over the row's signals and constants, e.g. a pump
+    /// law `head / speed^2` or a ratio to a nameplate value `power / 75`:
+    /// `+ - * / ^`, parentheses, unary minus, `abs sqrt ln exp log10` and
+    /// two-argument `min max`. NaN when an operand is NaN or the result is not
+    /// finite (a division by zero). Parsed once at start-up by `exmex`
+    /// (maintained, MIT/Apache-2.0; it compiles an expression once and evaluates
+    /// it on operand values bound by position, without allocating; `evalexpr` is
+    /// AGPL and evaluates through a name-keyed context, `fasteval` and `meval` are
+    /// unmaintained); see [`expr`].
+    Expression,
 }
 
 /// The largest `time_to_limit` value (minutes): a day, "not soon".
@@ -439,6 +452,7 @@ impl DerivedKind {
             | DerivedKind::MedianDeviation
             | DerivedKind::ToLimit
             | DerivedKind::TimeToLimit => 1,
+            DerivedKind::Expression => 0,
         }
     }
 
@@ -456,7 +470,8 @@ impl DerivedKind {
     }
 
     /// The per-row value of a two-operand kind (NaN when either operand is);
-    /// the deviations are stateful and computed by the feature state.
+    /// the deviations are stateful and expressions compiled, both computed by the
+    /// feature state.
     #[inline]
     pub fn apply(self, a: f64, b: f64) -> f64 {
         match self {
@@ -466,7 +481,8 @@ impl DerivedKind {
             DerivedKind::Deviation
             | DerivedKind::MedianDeviation
             | DerivedKind::ToLimit
-            | DerivedKind::TimeToLimit => f64::NAN,
+            | DerivedKind::TimeToLimit
+            | DerivedKind::Expression => f64::NAN,
         }
     }
 }
@@ -492,14 +508,34 @@ pub fn distance_to_limit(a: f64, high: Option<f64>, low: Option<f64>) -> f64 {
 pub struct DerivedSignalConfig {
     /// Canonical name (`[a-z][a-z0-9_]*`), distinct from every declared signal.
     pub name: String,
-    /// Difference, ratio, deviation or median deviation.
+    /// Difference, ratio, deviation, median deviation or expression.
     pub kind: DerivedKind,
     /// Operands: `[a, b]` (difference, ratio) or `[a]` (the deviations); declared
-    /// continuous signals or derived signals listed earlier.
+    /// continuous signals or derived signals listed earlier. Empty for an
+    /// expression, whose operands are the names in `expr`.
+    #[serde(default)]
     pub of: Vec<String>,
     /// The deviations only: the window of the mean or median, in seconds.
     #[serde(default)]
     pub window_s: Option<u64>,
+    /// Expressions only: the arithmetic, e.g. `"(thrust_temp - oil_temp) /
+    /// speed^2"`; its names follow the rule of `of`.
+    #[serde(default)]
+    pub expr: Option<String>,
+}
+
+impl DerivedSignalConfig {
+    /// The names it is computed from: `of`, or the names `expr` reads (none when
+    /// it does not parse; validation refuses that).
+    pub fn operands(&self) -> Vec<String> {
+        match (self.kind, &self.expr) {
+            (DerivedKind::Expression, Some(src)) => Expression::parse(src)
+                .map(|e| e.operands().to_vec())
+                .unwrap_or_default(),
+            (DerivedKind::Expression, None) => Vec::new(),
+            _ => self.of.clone(),
+        }
+    }
 }
 
 /// Current-value, lag, delta and rolling-window features.
@@ -1184,6 +1220,15 @@ fn check(ok: bool, key: &str, reason: impl Into<String>) -> Result<(), ConfigErr
     }
 }
 
+/// `names` joined by ", ", or "none".
+fn or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn valid_org_id(id: &str) -> bool {
     let b = id.as_bytes();
     !b.is_empty()
@@ -1369,12 +1414,13 @@ impl OrgConfig {
         let f = &self.features;
         let mut need: Vec<u64> = Vec::with_capacity(f.derived.len());
         for d in &f.derived {
-            let operands =
-                d.of.iter()
-                    .filter_map(|n| f.derived.iter().position(|e| &e.name == n))
-                    .filter_map(|j| need.get(j).copied())
-                    .max()
-                    .unwrap_or(0);
+            let operands = d
+                .operands()
+                .iter()
+                .filter_map(|n| f.derived.iter().position(|e| &e.name == n))
+                .filter_map(|j| need.get(j).copied())
+                .max()
+                .unwrap_or(0);
             let own = if d.kind.windowed() {
                 d.window_s.unwrap_or(0).saturating_mul(1000)
             } else {
@@ -1581,38 +1627,11 @@ impl OrgConfig {
                 &format!("{k}.name"),
                 format!("`{}` is already a declared signal", d.name),
             )?;
-            let n = d.kind.operands();
-            check(
-                d.of.len() == n,
-                &format!("{k}.of"),
-                format!(
-                    "a {:?} needs exactly {n} signal{}, got {}",
-                    d.kind,
-                    if n == 1 { "" } else { "s" },
-                    d.of.len()
-                )
-                .to_lowercase(),
-            )?;
-            for (j, o) in d.of.iter().enumerate() {
-                if !derived.contains(o.as_str()) {
-                    let key = format!("{k}.of[{j}]");
-                    if self.signal(o).is_none() {
-                        return check(
-                            false,
-                            &key,
-                            format!(
-                                "`{o}` is not a declared signal or a derived one listed before"
-                            ),
-                        );
-                    }
-                    self.expect_kind(o, SignalKind::Continuous, &key)?;
-                }
+            if d.kind == DerivedKind::Expression {
+                self.validate_expression(d, &k, &derived)?;
+            } else {
+                self.validate_of(d, &k, &derived)?;
             }
-            check(
-                n < 2 || d.of[0] != d.of[1],
-                &format!("{k}.of"),
-                format!("both operands are `{}`", d.of[0]),
-            )?;
             if d.kind.needs_limits() {
                 let has = self
                     .signal(&d.of[0])
@@ -1734,6 +1753,104 @@ impl OrgConfig {
                     format!("feature `{n}` would be generated twice"),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// `of` of a difference, ratio or deviation: its length and its operands.
+    fn validate_of(
+        &self,
+        d: &DerivedSignalConfig,
+        k: &str,
+        derived: &BTreeSet<&str>,
+    ) -> Result<(), ConfigError> {
+        check(
+            d.expr.is_none(),
+            &format!("{k}.expr"),
+            "only an expression has `expr`",
+        )?;
+        let n = d.kind.operands();
+        check(
+            d.of.len() == n,
+            &format!("{k}.of"),
+            format!(
+                "a {:?} needs exactly {n} signal{}, got {}",
+                d.kind,
+                if n == 1 { "" } else { "s" },
+                d.of.len()
+            )
+            .to_lowercase(),
+        )?;
+        for (j, o) in d.of.iter().enumerate() {
+            if !derived.contains(o.as_str()) {
+                let key = format!("{k}.of[{j}]");
+                if self.signal(o).is_none() {
+                    return check(
+                        false,
+                        &key,
+                        format!("`{o}` is not a declared signal or a derived one listed before"),
+                    );
+                }
+                self.expect_kind(o, SignalKind::Continuous, &key)?;
+            }
+        }
+        check(
+            n < 2 || d.of[0] != d.of[1],
+            &format!("{k}.of"),
+            format!("both operands are `{}`", d.of[0]),
+        )?;
+        Ok(())
+    }
+
+    /// `expr` of an expression: it parses, reads at least one signal, and every
+    /// name is a continuous declared signal or a derived one listed before.
+    fn validate_expression(
+        &self,
+        d: &DerivedSignalConfig,
+        k: &str,
+        derived: &BTreeSet<&str>,
+    ) -> Result<(), ConfigError> {
+        check(
+            d.of.is_empty(),
+            &format!("{k}.of"),
+            "an expression names its operands in `expr`",
+        )?;
+        let key = format!("{k}.expr");
+        let Some(src) = &d.expr else {
+            return check(false, &key, "an expression needs `expr`");
+        };
+        let e = Expression::parse(src).map_err(|e| ConfigError {
+            key: key.clone(),
+            reason: format!("`{src}`: {e}"),
+        })?;
+        check(
+            !e.operands().is_empty(),
+            &key,
+            format!("`{src}` reads no signal: a constant is no feature"),
+        )?;
+        for o in e.operands() {
+            if derived.contains(o.as_str()) {
+                continue;
+            }
+            if self.signal(o).is_none() {
+                let declared: Vec<&str> = self
+                    .signals
+                    .iter()
+                    .filter(|s| s.kind == SignalKind::Continuous)
+                    .map(|s| s.name.as_str())
+                    .collect();
+                let before: Vec<&str> = derived.iter().copied().collect();
+                return check(
+                    false,
+                    &key,
+                    format!(
+                        "unknown signal `{o}` (declared: {}; derived before: {})",
+                        or_none(&declared),
+                        or_none(&before)
+                    ),
+                );
+            }
+            self.expect_kind(o, SignalKind::Continuous, &key)?;
         }
         Ok(())
     }

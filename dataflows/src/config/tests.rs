@@ -739,3 +739,191 @@ fn config_round_trips_through_toml() {
     let text = toml::to_string(&cfg).unwrap();
     assert_eq!(Config::from_toml_str(&text).unwrap(), cfg);
 }
+
+/// `derived = [{ name, kind = "expression", expr }]` in acme-heat, after `before`.
+fn set_expression(t: &mut Table, before: &[(&str, &str, &[&str])], name: &str, expr: &str) {
+    let mut list = Vec::new();
+    for (n, kind, of) in before {
+        set_derived(t, n, kind, of);
+        list.extend(
+            at(t, "orgs.acme-heat.features.derived")
+                .as_array()
+                .unwrap()
+                .clone(),
+        );
+    }
+    let mut d = Table::new();
+    d.insert("name".into(), Value::String(name.into()));
+    d.insert("kind".into(), Value::String("expression".into()));
+    d.insert("expr".into(), Value::String(expr.into()));
+    list.push(d.into());
+    let f = table_at(t, "orgs.acme-heat.features");
+    for k in ["signals", "current", "pooled"] {
+        f.remove(k);
+    }
+    f.insert("derived".into(), Value::Array(list));
+}
+
+#[test]
+fn expression_mistakes_name_their_key() {
+    let expr = |e: &'static str| -> Box<dyn FnOnce(&mut Table)> {
+        Box::new(move |t| set_expression(t, &[], "x", e))
+    };
+    let key = "orgs.acme-heat.features.derived[0].expr";
+    let cases: Vec<Case> = vec![
+        (
+            expr("(zone1_temp - tmp_setpoint) / 2"),
+            key,
+            "unknown signal `tmp_setpoint` (declared: zone1_temp, zone2_temp, zone3_temp, \
+             temp_setpoint,",
+        ),
+        (
+            expr("zone1_temp + door_open"),
+            key,
+            "`door_open` must be a continuous signal, it is boolean",
+        ),
+        (expr("zone1_temp +"), key, "`zone1_temp +`: syntax error"),
+        (
+            expr("(zone1_temp - temp_setpoint"),
+            key,
+            "unbalanced parentheses",
+        ),
+        (expr("zone1_temp * 1e3"), key, "`1e3` is not a number"),
+        (
+            expr("sin(zone1_temp)"),
+            key,
+            "unknown function `sin` (functions: abs, sqrt,",
+        ),
+        (expr("-zone1_temp^2"), key, "`-x^y` is ambiguous"),
+        (expr("zone1_temp^2^2"), key, "`x^y^z` is ambiguous"),
+        (expr("zone1_temp % 2"), key, "unexpected `%` at offset 11"),
+        (expr("2 * 3"), key, "`2 * 3` reads no signal"),
+        (expr(""), key, "the expression is empty"),
+        (
+            Box::new(|t| set_expression(t, &[], "x", "x + 1")),
+            key,
+            "unknown signal `x` (declared: ",
+        ),
+        (
+            // A derived operand must come before the expression.
+            Box::new(|t| {
+                set_expression(t, &[], "x", "zone1_dev / 2");
+                let d = at(t, "orgs.acme-heat.features.derived")
+                    .as_array_mut()
+                    .unwrap();
+                let mut dev = Table::new();
+                dev.insert("name".into(), Value::String("zone1_dev".into()));
+                dev.insert("kind".into(), Value::String("difference".into()));
+                dev.insert(
+                    "of".into(),
+                    Value::Array(vec![
+                        Value::String("zone1_temp".into()),
+                        Value::String("temp_setpoint".into()),
+                    ]),
+                );
+                d.push(dev.into());
+            }),
+            key,
+            "unknown signal `zone1_dev` (declared: zone1_temp",
+        ),
+        (
+            Box::new(|t| {
+                set_expression(
+                    t,
+                    &[("zone1_dev", "difference", &["zone1_temp", "temp_setpoint"])],
+                    "x",
+                    "zone1_dev / zone9",
+                )
+            }),
+            "orgs.acme-heat.features.derived[1].expr",
+            "derived before: zone1_dev)",
+        ),
+        (
+            Box::new(|t| {
+                set_expression(t, &[], "x", "zone1_temp");
+                table_at(t, "orgs.acme-heat.features.derived.0").remove("expr");
+            }),
+            key,
+            "an expression needs `expr`",
+        ),
+        (
+            Box::new(|t| {
+                set_expression(t, &[], "x", "zone1_temp");
+                table_at(t, "orgs.acme-heat.features.derived.0").insert(
+                    "of".into(),
+                    Value::Array(vec![Value::String("zone1_temp".into())]),
+                );
+            }),
+            "orgs.acme-heat.features.derived[0].of",
+            "an expression names its operands in `expr`",
+        ),
+        (
+            Box::new(|t| {
+                set_expression(t, &[], "x", "zone1_temp");
+                table_at(t, "orgs.acme-heat.features.derived.0")
+                    .insert("window_s".into(), Value::Integer(60));
+            }),
+            "orgs.acme-heat.features.derived[0].window_s",
+            "only a deviation has a window",
+        ),
+        (
+            Box::new(|t| {
+                set_derived(
+                    t,
+                    "zone1_dev",
+                    "difference",
+                    &["zone1_temp", "temp_setpoint"],
+                );
+                table_at(t, "orgs.acme-heat.features.derived.0")
+                    .insert("expr".into(), Value::String("zone1_temp".into()));
+            }),
+            key,
+            "only an expression has `expr`",
+        ),
+    ];
+    for (edit, key, reason) in cases {
+        expect_error(edit, key, reason);
+    }
+}
+
+#[test]
+fn expression_history_is_its_operands_longest() {
+    let mut t = example_table();
+    table_at(&mut t, "orgs.acme-heat").insert("features".into(), Value::Table(Table::new()));
+    set_expression(
+        &mut t,
+        &[
+            ("oil_rel", "deviation", &["quench_oil_temp"]),
+            ("zone1_dev", "difference", &["zone1_temp", "temp_setpoint"]),
+        ],
+        "load",
+        "(zone1_output + zone2_output) / max(zone1_dev, 1) - oil_rel^2",
+    );
+    table_at(&mut t, "orgs.acme-heat.features.derived.0")
+        .insert("window_s".into(), Value::Integer(1800));
+    let cfg = Config::from_table(t).unwrap();
+    let acme = &cfg.orgs["acme-heat"];
+    assert_eq!(acme.derived_history_ms(), [1_800_000, 0, 1_800_000]);
+    let load = &acme.features.derived[2];
+    assert_eq!(
+        load.operands(),
+        ["oil_rel", "zone1_dev", "zone1_output", "zone2_output"]
+    );
+    // The round trip keeps `expr`.
+    let text = toml::to_string(&cfg).unwrap();
+    assert_eq!(Config::from_toml_str(&text).unwrap(), cfg);
+}
+
+#[test]
+fn the_example_comment_expression_is_valid() {
+    let expr = "zone1_output / max(zone1_output + zone2_output + zone3_output, 1)";
+    assert!(EXAMPLE.contains(&format!("expr = \"{expr}\"")));
+    let mut t = example_table();
+    set_expression(&mut t, &[], "zone1_share", expr);
+    let cfg = Config::from_table(t).unwrap();
+    assert!(
+        cfg.orgs["acme-heat"]
+            .feature_names()
+            .contains(&"zone1_share".to_string())
+    );
+}

@@ -75,6 +75,8 @@ pub struct MachineFeatures {
     vals: Vec<f64>,
     /// Per derived signal: its state when it is a deviation.
     deviations: Vec<Option<Deviation>>,
+    /// Scratch: an expression's operand values.
+    args: Vec<f64>,
     /// Absolute index of `row_ts[0]`.
     row_base: u64,
     row_ts: VecDeque<i64>,
@@ -131,13 +133,24 @@ impl MachineFeatures {
                     Some(Deviation::Median(RollingMedian::new(d.window_ms)))
                 }
                 DerivedKind::TimeToLimit => Some(Deviation::Trend(Box::default())),
-                DerivedKind::Difference | DerivedKind::Ratio | DerivedKind::ToLimit => None,
+                DerivedKind::Difference
+                | DerivedKind::Ratio
+                | DerivedKind::ToLimit
+                | DerivedKind::Expression => None,
             })
             .collect();
+        let args = Vec::with_capacity(
+            spec.derived
+                .iter()
+                .filter_map(|d| d.expr.as_ref().map(|e| e.operands.len()))
+                .max()
+                .unwrap_or(0),
+        );
         MachineFeatures {
             last_ts: None,
             vals: Vec::with_capacity(spec.n_values()),
             deviations,
+            args,
             row_base: 0,
             row_ts: VecDeque::new(),
             row_vals: VecDeque::new(),
@@ -198,7 +211,18 @@ impl MachineFeatures {
                     time_to_limit(trend, ts, a, d.window_ms, d.high, d.low)
                 }
                 None if d.kind == DerivedKind::ToLimit => distance_to_limit(a, d.high, d.low),
-                None => d.kind.apply(a, vals.get(d.b).copied().unwrap_or(f64::NAN)),
+                None => match &d.expr {
+                    Some(e) => {
+                        self.args.clear();
+                        self.args.extend(
+                            e.operands
+                                .iter()
+                                .map(|&i| vals.get(i).copied().unwrap_or(f64::NAN)),
+                        );
+                        e.expr.eval(&self.args)
+                    }
+                    None => d.kind.apply(a, vals.get(d.b).copied().unwrap_or(f64::NAN)),
+                },
             };
             vals.push(v);
         }
@@ -369,6 +393,7 @@ impl MachineFeatures {
             + self.row_vals.capacity() * size_of::<f64>()
             + self.vals.capacity() * size_of::<f64>()
             + self.deviations.capacity() * size_of::<Option<Deviation>>()
+            + self.args.capacity() * size_of::<f64>()
             + self.lag_cursor.capacity() * size_of::<u64>()
             + self.lag_pick.capacity() * size_of::<usize>()
             + self.windows.capacity() * size_of::<SignalWindows>();

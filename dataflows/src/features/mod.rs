@@ -9,8 +9,10 @@
 //!   `b` is 0), `deviation` `a - mean(a)` with the mean over the machine's non-NaN
 //!   samples of `a` with `ts in (t - window, t]` (NaN when `a` is NaN), and
 //!   `median_deviation` `a - median(a)` over the same samples (the midpoint of the
-//!   two middle values of an even count, `rolling(...).median()`); NaN operands
-//!   give NaN. They are continuous signals from then on;
+//!   two middle values of an even count, `rolling(...).median()`), and
+//!   `expression` its `expr` over the row's values and constants (NaN when it
+//!   is not finite, [`config::expr`](crate::config::expr)); NaN operands give
+//!   NaN. They are continuous signals from then on;
 //! - **current value** of every signal in `current` (all declared, then all derived
 //!   signals by default): the row's value as is (missing stays NaN);
 //! - **lag `L`** of a feature signal: the latest row of the machine (any row, even

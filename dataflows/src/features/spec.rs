@@ -1,7 +1,7 @@
 //! [`FeatureSpec`]: an org's feature definitions compiled once into indices and
 //! milliseconds, so the per-row path does no name lookups.
 
-use crate::config::{DerivedKind, OrgConfig, PoolStat, SignalKind, Stat};
+use crate::config::{DerivedKind, Expression, OrgConfig, PoolStat, SignalKind, Stat};
 
 /// A signal that gets lag, delta and window features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub(crate) struct FeatureSignal {
 /// A derived signal: `kind` applied to earlier values of the row (declared signals
 /// or earlier derived ones); `usize::MAX` marks an operand an unvalidated config
 /// did not resolve (its value is NaN).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Derived {
     pub(crate) kind: DerivedKind,
     pub(crate) a: usize,
@@ -25,6 +25,16 @@ pub(crate) struct Derived {
     /// Distance and time to limit: the operand's declared limits.
     pub(crate) high: Option<f64>,
     pub(crate) low: Option<f64>,
+    /// Expression: the compiled `expr` (`None` when it does not parse: NaN).
+    pub(crate) expr: Option<CompiledExpr>,
+}
+
+/// An expression and, per operand in [`Expression::operands`] order, its index
+/// among the row's values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CompiledExpr {
+    pub(crate) expr: Expression,
+    pub(crate) operands: Vec<usize>,
 }
 
 /// One pooled feature: `stat` over the row's features at `members` (a range of
@@ -111,11 +121,20 @@ impl FeatureSpec {
             .enumerate()
             .map(|(j, d)| {
                 // Only values computed before this one (validation guarantees it).
-                let op = |i: usize| {
-                    d.of.get(i)
-                        .and_then(|n| index(n))
+                let resolve = |n: &str| {
+                    index(n)
                         .filter(|&v| v < n_signals + j)
                         .unwrap_or(usize::MAX)
+                };
+                let op = |i: usize| d.of.get(i).map_or(usize::MAX, |n| resolve(n));
+                let expr = match (d.kind, &d.expr) {
+                    (DerivedKind::Expression, Some(src)) => {
+                        Expression::parse(src).ok().map(|expr| CompiledExpr {
+                            operands: expr.operands().iter().map(|n| resolve(n)).collect(),
+                            expr,
+                        })
+                    }
+                    _ => None,
                 };
                 let limits =
                     d.of.first()
@@ -128,6 +147,7 @@ impl FeatureSpec {
                     window_ms: s_to_ms(d.window_s.unwrap_or(0)),
                     high: limits.and_then(|l| l.high),
                     low: limits.and_then(|l| l.low),
+                    expr,
                 }
             })
             .collect();

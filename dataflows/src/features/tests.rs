@@ -84,10 +84,20 @@ enum Expect {
 fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>) {
     let names: Vec<&str> = org.value_signals().iter().map(|s| s.name).collect();
     let idx = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    let directs: Vec<Option<(Direct, usize, usize)>> = org
+        .features
+        .derived
+        .iter()
+        .map(|d| d.expr.as_ref().map(|src| direct(src, &names)))
+        .collect();
     let mut vals: Vec<Vec<f64>> = Vec::with_capacity(rows.len());
     for (j, (t, values)) in rows.iter().enumerate() {
         let mut v = values.clone();
-        for d in &org.features.derived {
+        for (d, direct) in org.features.derived.iter().zip(&directs) {
+            if let Some((f, a, b)) = *direct {
+                v.push(direct_value(f, v[a], v[b]));
+                continue;
+            }
             let a = v[idx(&d.of[0])];
             let x = match d.kind {
                 DerivedKind::Difference => a - v[idx(&d.of[1])],
@@ -144,6 +154,7 @@ fn expand(org: &OrgConfig, rows: &[(i64, Vec<f64>)]) -> (Vec<Vec<f64>>, Vec<f64>
                         }
                     }
                 }
+                DerivedKind::Expression => unreachable!("evaluated above"),
             };
             v.push(x);
         }
@@ -666,7 +677,68 @@ fn derived(
         kind,
         of: of.iter().map(|s| s.to_string()).collect(),
         window_s,
+        expr: None,
     }
+}
+
+fn expression(name: &str, expr: &str) -> DerivedSignalConfig {
+    DerivedSignalConfig {
+        name: name.into(),
+        kind: DerivedKind::Expression,
+        of: Vec::new(),
+        window_s: None,
+        expr: Some(expr.into()),
+    }
+}
+
+/// Expressions over two operands `{a}` and `{b}`, each with its direct evaluation:
+/// the same operations in the same order, so the compiled expression must agree
+/// to the bit. Between them they use every operator and function.
+type Direct = fn(f64, f64) -> f64;
+const EXPRESSIONS: [(&str, Direct); 5] = [
+    ("({a} - {b}) / sqrt(abs({b}) + 1)", |a, b| {
+        (a - b) / (b.abs() + 1.0).sqrt()
+    }),
+    // A pump law: NaN where `b` is 0. (`black_box`: the compiler would make a
+    // constant `powf(2.0)` a multiplication, which may round differently.)
+    ("{a} / {b}^2", |a, b| a / b.powf(std::hint::black_box(2.0))),
+    ("-{a} * 2.5 + max({a}, {b})", |a, b| -a * 2.5 + a.max(b)),
+    ("ln(abs({a}) + 1) - exp(min({b}, 0) / 100)", |a, b| {
+        (a.abs() + 1.0).ln() - (b.min(0.0) / 100.0).exp()
+    }),
+    (
+        "({a} * 0.5 - -{b}) / (log10(abs({a}) + 10) * {b})",
+        |a, b| (a * 0.5 - -b) / ((a.abs() + 10.0).log10() * b),
+    ),
+];
+
+/// `EXPRESSIONS[i]` over the values named `a` and `b`.
+fn expression_src(i: usize, a: &str, b: &str) -> String {
+    EXPRESSIONS[i].0.replace("{a}", a).replace("{b}", b)
+}
+
+/// The direct evaluation of `src` (one of [`EXPRESSIONS`] over two of `names`),
+/// as `(f, a, b)` with operand indices into `names`.
+fn direct(src: &str, names: &[&str]) -> (Direct, usize, usize) {
+    for (i, (_, f)) in EXPRESSIONS.iter().enumerate() {
+        for a in 0..names.len() {
+            for b in 0..names.len() {
+                if expression_src(i, names[a], names[b]) == src {
+                    return (*f, a, b);
+                }
+            }
+        }
+    }
+    panic!("`{src}` is not one of EXPRESSIONS");
+}
+
+/// The definition: NaN when an operand is, or when the result is not finite.
+fn direct_value(f: Direct, a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        return f64::NAN;
+    }
+    let v = f(a, b);
+    if v.is_finite() { v } else { f64::NAN }
 }
 
 #[test]
@@ -798,6 +870,73 @@ fn median_deviation_is_value_minus_its_window_median() {
         f[1], 2.0,
         "equal values leave the window one by one: 5 - midpoint(1, 5)"
     );
+}
+
+#[test]
+fn expression_is_evaluated_per_row() {
+    let org = org_with(
+        &[SignalKind::Continuous, SignalKind::Continuous],
+        FeaturesConfig {
+            derived: vec![
+                derived("dev", DerivedKind::Deviation, &["s0"], Some(600)),
+                expression("law", "s0 / s1^2"),
+                expression("mix", "max(dev, 0) * 2 - law"),
+            ],
+            signals: Some(vec!["law".into()]),
+            lags_s: vec![60],
+            windows_s: vec![],
+            ..FeaturesConfig::default()
+        },
+    );
+    let spec = FeatureSpec::from_org(&org, 0);
+    assert_eq!(
+        spec.names(),
+        ["s0", "s1", "dev", "law", "mix", "law_lag_60s"]
+    );
+    assert_eq!(
+        spec.history_ms(),
+        660_000,
+        "60 s lag + `mix` reads the 600 s deviation"
+    );
+    let mut m = MachineFeatures::new(Arc::new(spec));
+    let mut out = Vec::new();
+    m.push(0, &[8.0, 2.0], &mut out);
+    assert_eq!(out[..5], [8.0, 2.0, 0.0, 2.0, -2.0]);
+    assert!(out[5].is_nan(), "no lag row yet");
+    out.clear();
+    m.push(60_000, &[12.0, 0.0], &mut out);
+    assert_eq!(out[2], 2.0, "12 - mean(8, 12)");
+    assert!(out[3].is_nan(), "division by zero is a missing value");
+    assert!(out[4].is_nan(), "and so is what reads it");
+    assert_eq!(out[5], 2.0, "the lag of an expression");
+    out.clear();
+    m.push(120_000, &[f64::NAN, 1.0], &mut out);
+    assert!(
+        out[2..5].iter().all(|x| x.is_nan()),
+        "a missing operand: {out:?}"
+    );
+    out.clear();
+    m.push(180_000, &[3.0, -1.0], &mut out);
+    // dev = 3 - mean(8, 12, 3) < 0, so max(dev, 0) = 0
+    assert_eq!(out[3..5], [3.0, -3.0]);
+}
+
+/// An unvalidated config whose expression does not parse, or names an unknown
+/// signal, gives NaN rather than a panic.
+#[test]
+fn unparsable_expression_gives_nan() {
+    let org = org_with(
+        &[SignalKind::Continuous],
+        FeaturesConfig {
+            derived: vec![expression("bad", "s0 +"), expression("unknown", "s9 * 2")],
+            lags_s: vec![],
+            windows_s: vec![],
+            ..FeaturesConfig::default()
+        },
+    );
+    let f = last(&org, 0, &[(0, 1.0)]);
+    assert_eq!(f[0], 1.0);
+    assert!(f[1].is_nan() && f[2].is_nan(), "{f:?}");
 }
 
 #[test]
@@ -975,6 +1114,7 @@ fn value() -> impl Strategy<Value = f64> {
         1 => Just(f64::NAN),
         3 => 890.0..910.0f64,
         2 => Just(900.0),
+        1 => Just(0.0),
         1 => Just(900.5),
         1 => -1.0e3..1.0e3f64,
         1 => 0.0..1.0e-3f64,
@@ -1000,8 +1140,9 @@ struct Case {
 
 /// Derived signals from raw picks `(kind, a, b, window)`: operands are taken modulo
 /// the signals available to the pick (declared continuous ones, plus earlier
-/// derived ones except for a ratio, whose error would not be bounded); picks with
-/// no operand are dropped.
+/// derived ones except for a ratio or an expression, whose error would not be
+/// bounded: they read only values computed exactly, of which they are one);
+/// picks with no operand are dropped.
 fn derived_from(
     kinds: &[SignalKind],
     picks: Vec<(u8, usize, usize, u64)>,
@@ -1017,8 +1158,19 @@ fn derived_from(
             0 => (DerivedKind::Difference, &any),
             1 => (DerivedKind::Ratio, &exact),
             2 => (DerivedKind::Deviation, &any),
-            _ => (DerivedKind::MedianDeviation, &any),
+            3 => (DerivedKind::MedianDeviation, &any),
+            _ => (DerivedKind::Expression, &exact),
         };
+        if kind == DerivedKind::Expression && !pool.is_empty() {
+            let x = &pool[a % pool.len()];
+            let y = &pool[b % pool.len()];
+            let name = format!("d{}", out.len());
+            let src = expression_src((a + 2 * b) % EXPRESSIONS.len(), x, y);
+            exact.push(name.clone());
+            any.push(name.clone());
+            out.push(expression(&name, &src));
+            continue;
+        }
         if pool.is_empty() || (kind.operands() == 2 && pool.len() < 2) {
             continue;
         }
@@ -1047,7 +1199,7 @@ fn case() -> impl Strategy<Value = Case> {
                 prop::collection::vec(any::<bool>(), n),
                 prop::collection::vec(
                     (
-                        0..4u8,
+                        0..6u8,
                         0..8usize,
                         0..8usize,
                         prop::sample::select(vec![1u64, 60, 600, 3600]),

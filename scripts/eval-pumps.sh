@@ -15,7 +15,7 @@ train=${1:?train fleet dir}; test=${2:?test fleet dir}
 data=${3:-$(mktemp -d)}
 mkdir -p "$data"
 bin=${PROGNOS_BIN:-target/release/prognos}
-config=config/examples/pumps.toml
+config=${PUMPS_CONFIG:-config/examples/pumps.toml}
 [ -x "$bin" ] || cargo build --release --bin prognos
 convert() { # the generator's work orders in prognos' failure-event format
   python3 -c 'import json,sys; [print(json.dumps({"organizationId": e["org"], "machineId": e["machine"], "component": e["component"], "start": e["start"], "end": e["end"]})) for e in map(json.loads, sys.stdin)]' < "$1/events.jsonl" > "$data/$(basename "$1").events.jsonl"

@@ -2223,3 +2223,107 @@ async fn thresholds_wait_for_a_restart_where_no_dataflow_follows() {
     let mut seen = 0;
     assert!(s.live.thresholds_if_changed(&mut seen).is_none());
 }
+
+/// A version's operating point (the threshold curve training swept, and the
+/// point chosen for the org's false-alarm budget) goes into force when the
+/// version is deployed or rolled back to, and `/api/ml/metrics` shows it with
+/// the thresholds in force; a version without one brings the configured
+/// thresholds back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_version_brings_its_operating_point() {
+    let s = server().await;
+    let (root, ad_a) = (s.login("root").await, s.login("ad-a").await);
+    // Org A gets a false-alarm budget.
+    let mut cfg = org_a_json();
+    cfg["prediction"]["max_false_alarms_per_day"] = json!(0.5);
+    let (st, v) = s
+        .call(Verb::Put, &format!("/api/orgs/{A}"), Some(&root), Some(cfg))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let configured = test_config().orgs[A].prediction.clone();
+    // v1 with a swept curve whose chosen point is 0.4 / 60 s; v2 without one.
+    let point = |t: f64, f: u64, recall: f64, fa: f64| {
+        json!({"failureThreshold": t, "forS": f, "failures": 5, "detected": (recall * 5.0) as u64,
+            "eventRecall": recall, "medianLeadMinutes": 8.0, "p10LeadMinutes": 5.0,
+            "episodes": 7, "falseAlarms": 2, "machineDays": 4.0, "falseAlarmsPerMachineDay": fa})
+    };
+    let d1 = version_dir(s.dir.path(), A, "v1");
+    let mut meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(d1.join("metadata.json")).unwrap()).unwrap();
+    meta["operatingPoint"] = json!({
+        "budget": 0.5, "chosen": 1, "adds": true, "pinned": false,
+        "points": [point(0.2, 60, 1.0, 2.0), point(0.4, 60, 0.8, 0.5), point(0.8, 60, 0.4, 0.0)],
+        "rulesAndForecasts": {"failureThreshold": null, "forS": null, "failures": 5, "detected": 3,
+            "eventRecall": 0.6, "medianLeadMinutes": 6.0, "p10LeadMinutes": 4.0, "episodes": 5,
+            "falseAlarms": 1, "machineDays": 4.0, "falseAlarmsPerMachineDay": 0.25},
+    });
+    std::fs::write(d1.join("metadata.json"), meta.to_string()).unwrap();
+    s.registry.register(&d1, 1).unwrap();
+    s.registry
+        .register(&version_dir(s.dir.path(), A, "v2"), 2)
+        .unwrap();
+
+    let (_, m) = s.get("/api/ml/metrics", &ad_a).await;
+    assert_eq!(
+        m["thresholds"]["failureThreshold"], configured.failure_threshold,
+        "{m}"
+    );
+    assert!(m["operatingPoint"].is_null(), "{m}");
+    let (st, _) = s
+        .post("/api/ml/deploy", &ad_a, json!({"version": "v1"}))
+        .await;
+    assert_eq!(st, 200);
+    let (_, m) = s.get("/api/ml/metrics", &ad_a).await;
+    assert_eq!(m["thresholds"]["failureThreshold"], 0.4, "{m}");
+    assert_eq!(m["thresholds"]["forS"], 60, "{m}");
+    assert_eq!(
+        m["operatingPoint"]["chosen"]["failureThreshold"], 0.4,
+        "{m}"
+    );
+    assert_eq!(
+        m["operatingPoint"]["curve"].as_array().unwrap().len(),
+        3,
+        "{m}"
+    );
+    assert_eq!(
+        m["operatingPoint"]["rulesAndForecasts"]["eventRecall"], 0.6,
+        "{m}"
+    );
+    // The live log the dataflow reads has it too.
+    let now = prognos_dataflows::models::activations::thresholds_at(
+        &s.live.threshold_snapshot(),
+        A,
+        i64::MAX,
+    )
+    .unwrap();
+    assert_eq!((now.failure_threshold, now.for_s), (0.4, 60));
+
+    // v2 has no curve: the configured thresholds come back; a rollback to v1
+    // brings its point again.
+    s.post("/api/ml/deploy", &ad_a, json!({"version": "v2"}))
+        .await;
+    let (_, m) = s.get("/api/ml/metrics", &ad_a).await;
+    assert_eq!(
+        m["thresholds"]["failureThreshold"], configured.failure_threshold,
+        "{m}"
+    );
+    assert_eq!(m["thresholds"]["forS"], configured.for_s, "{m}");
+    let (st, a) = s.post("/api/ml/rollback", &ad_a, json!({})).await;
+    assert_eq!((st, a["version"].as_str()), (200, Some("v1")));
+    let (_, m) = s.get("/api/ml/metrics", &ad_a).await;
+    assert_eq!(m["thresholds"]["failureThreshold"], 0.4, "{m}");
+    // Every change is in the registry's log, for a restart or a replay (the
+    // first activation is effective from the beginning of time, and so is the
+    // point it brought).
+    let log = s.registry.threshold_log().unwrap();
+    let values: Vec<f64> = log
+        .iter()
+        .filter(|c| c.organization_id == A)
+        .map(|c| c.thresholds.failure_threshold)
+        .collect();
+    assert_eq!(
+        values,
+        vec![0.4, configured.failure_threshold, 0.4],
+        "{log:?}"
+    );
+}

@@ -224,37 +224,26 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
     let run = runs.iter().find(|r| r.version == "v1").unwrap();
     assert_eq!(run.config["workOrders"], 5, "{:?}", run.config);
     drop(registry); // the replay opens the store
+    // `prognos replay` of the fixture's rows against its work orders.
+    let replay = |extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            "--input",
+            rows_arg,
+            "--org",
+            "pumpco",
+            "--events",
+            events.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ok(&prognos(&data, &args))
+    };
 
     // The curve on every row equals `prognos replay` on the same rows: the point
     // in force, alerted on by its own operator in the sweep, gives the hybrid
     // replay's figures.
-    let sweep = ok(&prognos(
-        &data,
-        &[
-            "replay",
-            "--input",
-            rows_arg,
-            "--org",
-            "pumpco",
-            "--events",
-            events.to_str().unwrap(),
-            "--sweep",
-            "--json",
-        ],
-    ));
-    let hybrid = ok(&prognos(
-        &data,
-        &[
-            "replay",
-            "--input",
-            rows_arg,
-            "--org",
-            "pumpco",
-            "--events",
-            events.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let sweep = replay(&["--sweep", "--json"]);
+    let hybrid = replay(&["--json"]);
     let total = &hybrid[0]["orgs"]["pumpco"]["total"];
     let point = sweep["pumpco"]["points"]
         .as_array()
@@ -281,20 +270,7 @@ fn a_pump_fleet_is_imported_once_and_trains_from_its_history() {
     // What each part contributes, on the same rows and work orders: five
     // replays, each with its own dedup; the forecast rules alert on their own,
     // with no model and no label.
-    let out = ok(&prognos(
-        &data,
-        &[
-            "replay",
-            "--input",
-            rows_arg,
-            "--org",
-            "pumpco",
-            "--events",
-            events.to_str().unwrap(),
-            "--breakdown",
-            "--json",
-        ],
-    ));
+    let out = replay(&["--breakdown", "--json"]);
     let out = out.as_array().unwrap();
     let names: Vec<&str> = out
         .iter()

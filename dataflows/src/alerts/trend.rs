@@ -151,10 +151,12 @@ pub fn minutes_to_limit(fit: Fit, high: Option<f64>, low: Option<f64>) -> Option
 #[cfg(test)]
 pub(crate) fn brute(samples: &[(i64, f64)], window_ms: i64) -> (usize, Option<Fit>) {
     let last = samples.last().unwrap().0;
+    // Times relative to the last sample (exact in i64), then minutes: absolute
+    // epoch minutes would lose the millisecond steps to rounding.
     let pts: Vec<(f64, f64)> = samples
         .iter()
         .filter(|(t, _)| *t >= last - window_ms)
-        .map(|&(t, v)| (t as f64 / 60_000.0, v))
+        .map(|&(t, v)| ((t - last) as f64 / 60_000.0, v))
         .collect();
     let n = pts.len() as f64;
     let mt = pts.iter().map(|p| p.0).sum::<f64>() / n;
@@ -165,7 +167,7 @@ pub(crate) fn brute(samples: &[(i64, f64)], window_ms: i64) -> (usize, Option<Fi
         return (pts.len(), None);
     }
     let slope = stv / stt;
-    let t_last = last as f64 / 60_000.0;
+    let t_last = 0.0;
     (
         pts.len(),
         Some(Fit {

@@ -71,6 +71,7 @@ fn rows(features: usize, names: &[String], oil: f64) -> Vec<ScoredRow> {
                 model_version: Some(version.clone()),
                 health: ModelHealth::Healthy,
                 fallback: false,
+                fallback_reason: None,
                 processing_ms: 0.0,
                 load_ms: 0.0,
                 importance: Some(importance.clone()),

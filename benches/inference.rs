@@ -6,8 +6,14 @@
 //! dataflow, train with `ml/train.py` (needs `make setup`). The failure model is a
 //! single one unless `PROGNOS_BENCH_ENSEMBLE=K` asks for an average of K
 //! (`training.ensemble`).
+//!
+//! First, the model cache with 1,000 orgs (the version linked under 1,000 org
+//! names, each loaded as its own sessions): memory per loaded version, measured
+//! by the cache and by the process's resident memory, and the hit rate of two
+//! access patterns at two cache sizes (printed, not timed by criterion).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+mod common;
 use prognos::commands::features::{FeaturesArgs, compute};
 use prognos::training::python::{MlEnv, arg};
 use prognos_connectors::simulator::{
@@ -16,7 +22,7 @@ use prognos_connectors::simulator::{
 use prognos_dataflows::config::Config;
 use prognos_dataflows::features::{FeatureSpec, MachineFeatures};
 use prognos_dataflows::models::activations::Activations;
-use prognos_dataflows::models::cache::CacheLimits;
+use prognos_dataflows::models::cache::{CacheLimits, ModelCache};
 use prognos_dataflows::models::runner::LoadedModel;
 use prognos_dataflows::operators::inference::{InferenceContext, inference};
 use prognos_dataflows::records::{FeatureRow, SourcePosition};
@@ -192,6 +198,7 @@ fn bench(c: &mut Criterion) {
     let names = s.config.orgs[ORG].feature_names();
     let f = names.len();
     let dir = s.models.join(ORG).join("v1");
+    thousand_org_cache(&s, &env, &names);
 
     let mut g = c.benchmark_group("inference");
     g.measurement_time(Duration::from_secs(3))
@@ -267,21 +274,39 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    // LoadedModel::score: what the operator does per batch.
+    // LoadedModel::score: what the operator does per batch (with the default
+    // 5 s deadline armed), and without a deadline, for the deadline's cost.
     let mut model = LoadedModel::load(&env, &dir, &names).unwrap();
     let refs: Vec<&[f64]> = s.rows.iter().map(Vec::as_slice).collect();
     let mut scores = Vec::new();
+    let deadline = Some(Duration::from_millis(5_000));
     for n in SIZES {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("loaded_model_score", n), &n, |b, &n| {
             let mut at = Cursor(0);
             b.iter(|| {
                 model
-                    .score(&refs[at.next(n, refs.len())], &mut scores)
+                    .score(&refs[at.next(n, refs.len())], &mut scores, deadline)
                     .unwrap();
                 std::hint::black_box(scores[0].probability);
             })
         });
+    }
+    for n in [1, 1024] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(
+            BenchmarkId::new("loaded_model_score_no_deadline", n),
+            &n,
+            |b, &n| {
+                let mut at = Cursor(0);
+                b.iter(|| {
+                    model
+                        .score(&refs[at.next(n, refs.len())], &mut scores, None)
+                        .unwrap();
+                    std::hint::black_box(scores[0].probability);
+                })
+            },
+        );
     }
 
     // The timely operator: one batch per frontier step.
@@ -303,6 +328,7 @@ fn bench(c: &mut Criterion) {
                         source: None,
                         root: Arc::new(models),
                         limits: CacheLimits::default(),
+                        shared_cache: Default::default(),
                         activations: acts,
                         orgs: InferenceContext::orgs_from(&cfg),
                         max_batch_rows: 4096,
@@ -352,6 +378,128 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// 1,000 orgs, one version each; memory per version and hit rates.
+fn thousand_org_cache(s: &Setup, env: &ort::environment::Environment, names: &[String]) {
+    const ORGS: usize = 1_000;
+    let root = s.models.parent().unwrap().join("thousand");
+    let v1 = s.models.join(ORG).join("v1");
+    for i in 0..ORGS {
+        let d = root.join(format!("org-{i:04}")).join("v1");
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&v1).unwrap() {
+            let e = e.unwrap();
+            std::fs::hard_link(e.path(), d.join(e.file_name())).unwrap();
+        }
+    }
+    let org = |i: usize| format!("org-{i:04}");
+    let files: u64 = ["failure.onnx", "component.onnx", "ttf.onnx"]
+        .iter()
+        .map(|n| std::fs::metadata(v1.join(n)).unwrap().len())
+        .sum();
+    // Memory: every org loaded, nothing evicted.
+    let unbounded = CacheLimits {
+        max_models: ORGS,
+        max_bytes: u64::MAX,
+    };
+    let cache = ModelCache::new(env.clone(), Arc::new(root.clone()), unbounded);
+    let rss0 = rss_bytes();
+    let t0 = Instant::now();
+    for i in 0..ORGS {
+        cache.preload(&org(i), "v1", names).unwrap();
+    }
+    let load_s = t0.elapsed().as_secs_f64();
+    // Score a 1,024-row batch with each so the sessions' working memory is held too.
+    let refs: Vec<&[f64]> = s.rows.iter().take(1024).map(Vec::as_slice).collect();
+    let mut scores = Vec::new();
+    for i in 0..ORGS {
+        let m = cache.get(&org(i), "v1", names).unwrap();
+        m.lock().unwrap().score(&refs, &mut scores, None).unwrap();
+    }
+    let rss1 = rss_bytes();
+    let st = cache.stats();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "model cache, {ORGS} orgs: ONNX files {:.2} MiB per version; measured at load {:.2} MiB per version \
+         ({:.0} MiB in all); resident memory grew {:.2} MiB per version after loading and scoring 1,024 rows with each; \
+         {:.1} ms per load",
+        mib(files),
+        mib(st.bytes / ORGS as u64),
+        mib(st.bytes),
+        mib(rss1.saturating_sub(rss0) / ORGS as u64),
+        load_s * 1000.0 / ORGS as f64
+    );
+    drop(cache);
+    // Hit rates. "streaming": every org has rows in every frontier step (plants
+    // that stream continuously); "skewed": 100 lookups per step, orgs drawn by
+    // Zipf (s = 1) popularity. Each after preloading every org's active version,
+    // as the service does at start.
+    let mut rng = common::SplitMix(7);
+    let harmonic: Vec<f64> = (1..=ORGS)
+        .scan(0.0, |acc, k| {
+            *acc += 1.0 / k as f64;
+            Some(*acc)
+        })
+        .collect();
+    let mut zipf = move || {
+        let u = rng.unit() * harmonic[ORGS - 1];
+        harmonic.partition_point(|&h| h < u).min(ORGS - 1)
+    };
+    for capacity in [256usize, 1_024] {
+        for pattern in ["streaming", "skewed"] {
+            let limits = CacheLimits {
+                max_models: capacity,
+                max_bytes: u64::MAX,
+            };
+            let cache = ModelCache::new(env.clone(), Arc::new(root.clone()), limits);
+            for i in 0..ORGS {
+                cache.preload(&org(i), "v1", names).unwrap();
+            }
+            let mut step = |cache: &ModelCache| match pattern {
+                "streaming" => (0..ORGS).for_each(|i| {
+                    cache.get(&org(i), "v1", names).unwrap();
+                }),
+                _ => (0..100).for_each(|_| {
+                    cache.get(&org(zipf()), "v1", names).unwrap();
+                }),
+            };
+            // Streaming steps are 1,000 lookups each (and reloads when the cache
+            // is too small): fewer of them.
+            let (warm, counted) = if pattern == "streaming" {
+                (1, 5)
+            } else {
+                (20, 200)
+            };
+            (0..warm).for_each(|_| step(&cache));
+            let before = cache.stats();
+            let t = Instant::now();
+            (0..counted).for_each(|_| step(&cache));
+            let secs = t.elapsed().as_secs_f64();
+            let after = cache.stats();
+            let hits = after.hits - before.hits;
+            let lookups = hits + after.misses - before.misses;
+            println!(
+                "model cache, {ORGS} orgs, {pattern}, capacity {capacity}: hit rate {:.3} over {lookups} lookups, \
+                 {:.0} MiB held, {:.1} s spent (loads {:.1} s)",
+                hits as f64 / lookups as f64,
+                mib(after.bytes),
+                secs,
+                after.load_seconds - before.load_seconds
+            );
+        }
+    }
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 criterion_group!(benches, bench);

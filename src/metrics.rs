@@ -25,10 +25,12 @@ pub const MODEL_CACHE_MISSES_TOTAL: &str = "prognos_model_cache_misses_total";
 pub const MODEL_CACHE_EVICTIONS_TOTAL: &str = "prognos_model_cache_evictions_total";
 /// Seconds spent loading and checking model versions.
 pub const MODEL_LOAD_SECONDS_TOTAL: &str = "prognos_model_load_seconds_total";
-/// ONNX bytes held by the model caches.
+/// Memory held by the loaded model versions (measured as each loads).
 pub const MODEL_CACHE_BYTES: &str = "prognos_model_cache_bytes";
-/// Versions held by the model caches.
+/// Versions held by the model cache.
 pub const MODEL_CACHE_MODELS: &str = "prognos_model_cache_models";
+/// Hits over lookups of the model cache since start (preloads are not lookups).
+pub const MODEL_CACHE_HIT_RATIO: &str = "prognos_model_cache_hit_ratio";
 /// Each org's inference circuit breaker: 0 closed, 1 half-open, 2 open.
 pub const MODEL_BREAKER_STATE: &str = "prognos_model_breaker_state";
 
@@ -104,6 +106,8 @@ pub struct Metrics {
     pub cache_bytes: prometheus::IntGauge,
     /// See [`MODEL_CACHE_MODELS`].
     pub cache_models: prometheus::IntGauge,
+    /// See [`MODEL_CACHE_HIT_RATIO`].
+    pub cache_hit_ratio: prometheus::Gauge,
     /// See [`MODEL_BREAKER_STATE`].
     pub breaker_state: IntGaugeVec,
     /// See [`ALERTS_TOTAL`].
@@ -174,12 +178,19 @@ impl Metrics {
             "Seconds spent loading and checking model versions.",
         )
         .expect("valid metric");
-        let cache_bytes =
-            prometheus::IntGauge::new(MODEL_CACHE_BYTES, "ONNX bytes held by the model caches.")
-                .expect("valid metric");
+        let cache_bytes = prometheus::IntGauge::new(
+            MODEL_CACHE_BYTES,
+            "Memory held by the loaded model versions, measured as each loads (at least its ONNX files).",
+        )
+        .expect("valid metric");
         let cache_models =
-            prometheus::IntGauge::new(MODEL_CACHE_MODELS, "Model versions held by the caches.")
+            prometheus::IntGauge::new(MODEL_CACHE_MODELS, "Model versions held by the cache.")
                 .expect("valid metric");
+        let cache_hit_ratio = prometheus::Gauge::new(
+            MODEL_CACHE_HIT_RATIO,
+            "Model cache hits over lookups since start (preloads at start are not lookups; 0 before the first).",
+        )
+        .expect("valid metric");
         let breaker_state = IntGaugeVec::new(
             Opts::new(
                 MODEL_BREAKER_STATE,
@@ -273,6 +284,7 @@ impl Metrics {
             Box::new(model_load_seconds.clone()),
             Box::new(cache_bytes.clone()),
             Box::new(cache_models.clone()),
+            Box::new(cache_hit_ratio.clone()),
             Box::new(breaker_state.clone()),
         ] {
             registry.register(c).expect("unique metric");
@@ -289,6 +301,7 @@ impl Metrics {
             model_load_seconds,
             cache_bytes,
             cache_models,
+            cache_hit_ratio,
             breaker_state,
             alerts,
             alert_store_errors,
@@ -360,7 +373,8 @@ impl Metrics {
         }
     }
 
-    /// Set the model cache metrics from the per-worker cache counters.
+    /// Set the model cache metrics from the cache counters (one entry per cache;
+    /// a process has one).
     pub fn publish_cache(
         &self,
         per_worker: &std::collections::BTreeMap<usize, prognos_dataflows::models::CacheStats>,
@@ -384,6 +398,10 @@ impl Metrics {
         self.cache_bytes.set(sum(|s| s.bytes) as i64);
         self.cache_models
             .set(per_worker.values().map(|s| s.models as i64).sum());
+        let (hits, lookups) = (sum(|s| s.hits), sum(|s| s.hits + s.misses));
+        if lookups > 0 {
+            self.cache_hit_ratio.set(hits as f64 / lookups as f64);
+        }
     }
 
     /// Set each org's breaker gauge from the dataflow's breaker states.
@@ -570,6 +588,31 @@ mod tests {
         assert!(start <= now_s + 1.0 && start > now_s - 86_400.0, "{start}");
         assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
         assert_eq!(keep.iter().map(|&b| b as usize).sum::<usize>(), 32 << 20);
+    }
+
+    #[test]
+    fn the_cache_hit_ratio_is_hits_over_lookups() {
+        use prognos_dataflows::models::CacheStats;
+        let m = Metrics::new();
+        assert_eq!(value(&m.render(), MODEL_CACHE_HIT_RATIO), 0.0);
+        let mut caches = std::collections::BTreeMap::new();
+        caches.insert(
+            0,
+            CacheStats {
+                hits: 9,
+                misses: 1,
+                preloads: 5,
+                bytes: 3 << 20,
+                models: 2,
+                ..CacheStats::default()
+            },
+        );
+        m.publish_cache(&caches);
+        let text = m.render();
+        assert_eq!(value(&text, MODEL_CACHE_HIT_RATIO), 0.9);
+        assert_eq!(value(&text, MODEL_CACHE_BYTES), (3 << 20) as f64);
+        assert_eq!(value(&text, MODEL_CACHE_MODELS), 2.0);
+        assert_eq!(value(&text, MODEL_CACHE_MISSES_TOTAL), 1.0);
     }
 
     #[test]

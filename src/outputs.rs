@@ -256,6 +256,7 @@ mod tests {
             model_version: None,
             health: ModelHealth::Failed,
             fallback: true,
+            fallback_reason: Some(prognos_dataflows::operators::inference::FallbackReason::NoModel),
             processing_ms: 0.0,
             load_ms: 0.0,
             importance: None,

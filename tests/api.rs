@@ -1312,6 +1312,7 @@ fn scored(org: &str, machine: &str, ts: i64) -> ScoredRow {
         model_version: Some("v1".into()),
         health: ModelHealth::Healthy,
         fallback: false,
+        fallback_reason: None,
         processing_ms: 0.1,
         load_ms: 0.0,
         importance: None,

@@ -2,14 +2,16 @@
 //! (LightGBM → ONNX) → the timely scoring pipeline with ONNX Runtime. The Rust
 //! probabilities must equal what onnxruntime in Python gives on the same feature
 //! table; activations switch versions exactly at their event time; a corrupt
-//! version falls back to rules; the cache evicts by count.
+//! version falls back to rules; the cache, shared by the workers, preloads the
+//! active version, evicts by count and by bytes; a model made slow on purpose
+//! passes its deadline and trips the circuit breaker.
 
 use prognos::onnx_runtime;
 use prognos_connectors::file::{FileSource, file_inputs};
 use prognos_dataflows::config::Config;
 use prognos_dataflows::models::activations::Activations;
-use prognos_dataflows::models::cache::{CacheLimits, ModelCache};
-use prognos_dataflows::operators::inference::{InferenceContext, ScoredRow};
+use prognos_dataflows::models::cache::{CacheLimits, CacheStats, ModelCache};
+use prognos_dataflows::operators::inference::{FallbackReason, InferenceContext, ScoredRow};
 use prognos_dataflows::operators::ordered_sink::ordered_sink;
 use prognos_dataflows::pipeline::scoring_pipeline;
 use prognos_dataflows::records::ModelHealth;
@@ -163,12 +165,26 @@ fn score_with(
     workers: usize,
     stats: Arc<Stats>,
 ) -> Vec<ScoredRow> {
+    score_config(f, &f.config, activations, workers, stats).0
+}
+
+/// Score with `config`; the rows and the shared model cache's counters.
+fn score_config(
+    f: &Fixture,
+    config: &Config,
+    activations: Arc<Activations>,
+    workers: usize,
+    stats: Arc<Stats>,
+) -> (Vec<ScoredRow>, CacheStats) {
     let env = onnx_runtime::init()
         .expect("make setup installs ONNX Runtime")
         .environment;
     let inputs = file_inputs(&[f.sim.join(format!("{ORG}.jsonl"))], None).unwrap();
     let out = Arc::new(Mutex::new(Vec::new()));
-    let (out2, cfg, models) = (out.clone(), f.config.clone(), f.models.clone());
+    let (out2, cfg, models) = (out.clone(), config.clone(), f.models.clone());
+    let cache_stats: Arc<Mutex<BTreeMap<usize, CacheStats>>> = Arc::default();
+    let shared_cache: prognos_dataflows::models::cache::CacheSlot = Arc::default();
+    let cache_stats2 = cache_stats.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let mine = prognos_connectors::file::assign(&inputs, worker.index(), worker.peers());
         let ctx = InferenceContext {
@@ -176,11 +192,12 @@ fn score_with(
             source: None,
             root: Arc::new(models.clone()),
             limits: CacheLimits::default(),
+            shared_cache: shared_cache.clone(),
             activations: activations.clone(),
             orgs: InferenceContext::orgs_from(&cfg),
             max_batch_rows: 256,
             stats: stats.clone(),
-            cache_stats: Arc::default(),
+            cache_stats: cache_stats2.clone(),
             clock: prognos_dataflows::operators::inference::system_clock(),
         };
         let (cfg, out, stats) = (cfg.clone(), out2.clone(), stats.clone());
@@ -197,7 +214,14 @@ fn score_with(
         });
     })
     .unwrap();
-    std::mem::take(&mut *out.lock().unwrap())
+    let cache = cache_stats
+        .lock()
+        .unwrap()
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    (std::mem::take(&mut *out.lock().unwrap()), cache)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -215,8 +239,16 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
     let acts = Arc::new(Activations::default());
     acts.activate(ORG, Some("v1".into()), i64::MIN);
     let stats: Arc<Stats> = Arc::default();
-    let scored = score_with(&f, acts, 2, stats.clone());
+    let (scored, cache) = score_config(&f, &f.config, acts, 2, stats.clone());
     assert_eq!(scored.len(), f.python_probs.len(), "every row scored once");
+    // The two workers share one cache: the active version was loaded once, at
+    // start (a preload, not a lookup), and every lookup after that was a hit.
+    assert_eq!((cache.preloads, cache.misses, cache.models), (1, 0, 1));
+    assert_eq!(cache.load_log.len(), 1, "{:?}", cache.load_log);
+    let load = &cache.load_log[0];
+    assert!(load.ok && load.org == ORG && load.version == "v1" && load.seq == 1);
+    assert_eq!(cache.bytes, load.bytes);
+    assert!(cache.hits > 0 && cache.hit_rate() == Some(1.0), "{cache:?}");
     // Every scored row is in exactly one timed `ort` batch of at most
     // max_batch_rows, and every featured row in one timed features activation.
     let (batches, dropped) = stats.take_batches();
@@ -368,7 +400,7 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
     // 4. The cache evicts by count and reloads what it evicted.
     let env = onnx_runtime::init().unwrap().environment;
     let names = f.config.orgs[ORG].feature_names();
-    let mut cache = ModelCache::new(
+    let cache = ModelCache::new(
         env,
         Arc::new(f.models.clone()),
         CacheLimits {
@@ -397,4 +429,182 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("feature names differ"), "{err}");
+
+    // 5. Bytes bound the cache too: charged by file size here (exact), a bound
+    //    below two versions holds one; charged by measured memory (the default),
+    //    a version costs at least its files.
+    let measured = ModelCache::new(
+        onnx_runtime::init().unwrap().environment,
+        Arc::new(f.models.clone()),
+        CacheLimits::default(),
+    );
+    measured.get(ORG, "v1", &names).unwrap();
+    let m = measured.stats();
+    let files = m.load_log[0].bytes;
+    let v1_files: u64 = ["failure.onnx", "component.onnx", "ttf.onnx"]
+        .iter()
+        .map(|n| {
+            std::fs::metadata(f.models.join(ORG).join("v1").join(n))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(files >= v1_files && m.bytes == files, "{m:?}");
+    let by_files = ModelCache::new(
+        onnx_runtime::init().unwrap().environment,
+        Arc::new(f.models.clone()),
+        CacheLimits {
+            max_models: 10,
+            max_bytes: 2 * v1_files - 1,
+        },
+    )
+    .with_charge(|_, m| m.bytes);
+    by_files.get(ORG, "v1", &names).unwrap();
+    by_files.get(ORG, "v2", &names).unwrap();
+    let s = by_files.stats();
+    assert_eq!((s.models, s.evictions, s.bytes), (1, 1, v1_files), "{s:?}");
+    assert_eq!(s.loaded, [(ORG.to_string(), "v2".to_string())]);
+    by_files.get(ORG, "v2", &names).unwrap();
+    by_files.get(ORG, "v1", &names).unwrap();
+    let s = by_files.stats();
+    assert_eq!((s.hits, s.misses, s.evictions), (1, 3, 2));
+    assert_eq!(
+        s.load_log.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+
+    // 6. A model made slow on purpose passes its deadline: the run is stopped
+    //    (it ends long before the whole run would), its rows are judged by the
+    //    rules with the reason, and three in a row open the org's breaker.
+    slow_model_times_out_and_opens_the_breaker(&f, &names);
+}
+
+/// `slow`: v1's models with an expensive branch added to the failure model's
+/// output times zero (so the outputs, and the test vector, are unchanged): a
+/// chain of matrix products over a [rows, 1024] matrix, cost proportional to the
+/// batch's rows.
+fn make_slow_version(f: &Fixture) -> PathBuf {
+    let slow = f.models.join(ORG).join("slow");
+    copy_dir(&f.models.join(ORG).join("v1"), &slow);
+    let script = r#"
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+path = sys.argv[1]
+m = onnx.load(path)
+g = m.graph
+out = [o for o in g.output if o.name == "probabilities"][0]
+# The node that wrote `probabilities` now writes `probabilities_fast` (and
+# whatever read it reads that).
+for n in g.node:
+    n.output[:] = ["probabilities_fast" if o == "probabilities" else o for o in n.output]
+    n.input[:] = ["probabilities_fast" if i == "probabilities" else i for i in n.input]
+K, R = 1024, 48
+g.initializer.extend([
+    numpy_helper.from_array(np.array([0], dtype=np.int64), "slow_axis0"),
+    numpy_helper.from_array(np.array([K], dtype=np.int64), "slow_k"),
+    numpy_helper.from_array(np.full((K, K), 1.0 / K, dtype=np.float32), "slow_w"),
+    numpy_helper.from_array(np.array(0.0, dtype=np.float32), "slow_zero"),
+])
+inp = g.input[0].name
+nodes = [
+    helper.make_node("Shape", [inp], ["slow_shape"]),
+    helper.make_node("Gather", ["slow_shape", "slow_axis0"], ["slow_n"], axis=0),
+    helper.make_node("Concat", ["slow_n", "slow_k"], ["slow_dims"], axis=0),
+    helper.make_node("ConstantOfShape", ["slow_dims"], ["slow_h0"],
+                     value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+]
+for i in range(R):
+    nodes.append(helper.make_node("MatMul", [f"slow_h{i}", "slow_w"], [f"slow_h{i+1}"]))
+nodes += [
+    helper.make_node("ReduceSum", [f"slow_h{R}"], ["slow_sum"], keepdims=0),
+    helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
+    helper.make_node("Add", ["probabilities_fast", "slow_nothing"], ["probabilities"]),
+]
+g.node.extend(nodes)
+onnx.checker.check_model(m)
+onnx.save(m, path)
+"#;
+    run(Command::new(root().join("ml/.venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(slow.join("failure.onnx")));
+    slow
+}
+
+fn slow_model_times_out_and_opens_the_breaker(f: &Fixture, names: &[String]) {
+    make_slow_version(f);
+    let env = onnx_runtime::init().unwrap().environment;
+    // The load check (a few rows, no deadline) passes: the outputs are v1's.
+    let mut slow = prognos_dataflows::models::runner::LoadedModel::load(
+        &env,
+        &f.models.join(ORG).join("slow"),
+        names,
+    )
+    .expect("the slow model reproduces v1's test vector");
+    let rows: Vec<Vec<f64>> = (0..1024)
+        .map(|i| vec![i as f64 * 0.01; names.len()])
+        .collect();
+    let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+    let mut out = Vec::new();
+    let t = std::time::Instant::now();
+    slow.score(&refs, &mut out, None).unwrap();
+    let whole = t.elapsed();
+    assert_eq!(out.len(), 1024);
+    let deadline = whole / 10;
+    let t = std::time::Instant::now();
+    let err = slow.score(&refs, &mut out, Some(deadline)).unwrap_err();
+    let stopped = t.elapsed();
+    assert!(
+        matches!(
+            err,
+            prognos_dataflows::models::ModelError::Timeout { rows: 1024, .. }
+        ),
+        "{err}"
+    );
+    assert!(out.is_empty(), "no scores from a run past its deadline");
+    assert!(
+        stopped < whole / 2,
+        "the run was stopped at its deadline ({stopped:?}), not run to its end ({whole:?})"
+    );
+
+    // Through the dataflow: a 1 ms deadline for this org, the slow version active.
+    let mut config = f.config.clone();
+    config.orgs.get_mut(ORG).unwrap().prediction.timeout_ms = 1;
+    let acts = Arc::new(Activations::default());
+    acts.activate(ORG, Some("slow".into()), i64::MIN);
+    let stats: Arc<Stats> = Arc::default();
+    let (rows, _) = score_config(f, &config, acts, 1, stats.clone());
+    assert_eq!(
+        rows.len(),
+        f.python_probs.len(),
+        "every row still comes out"
+    );
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &rows {
+        assert!(r.fallback && r.probability.is_nan(), "rules only: {r:?}");
+        let reason = r.fallback_reason.expect("a fallback row says why");
+        *by_reason.entry(reason.as_str()).or_default() += 1;
+        let p = r.to_prediction(names, 0);
+        assert_eq!(p.metadata.fallback_reason.as_deref(), Some(reason.as_str()));
+        assert!(p.metadata.fallback_used);
+        match reason {
+            FallbackReason::Timeout => assert_eq!(r.health, ModelHealth::Degraded),
+            FallbackReason::BreakerOpen => assert_eq!(r.health, ModelHealth::Failed),
+            other => panic!("unexpected reason {other:?}"),
+        }
+    }
+    // Three timed-out batches open the breaker (BREAKER_ERRORS); it stays open
+    // (60 s, wall clock) for the rest of this short run.
+    let timeouts = by_reason.get("timeout").copied().unwrap_or(0);
+    assert!(timeouts > 0 && timeouts <= 3 * 256, "{by_reason:?}");
+    assert!(
+        by_reason.get("breaker_open").copied().unwrap_or(0) > 0,
+        "{by_reason:?}"
+    );
+    let states = stats.breaker_states();
+    assert_eq!(
+        states.get(ORG).copied(),
+        Some(prognos_dataflows::stats::BreakerState::Open),
+        "{states:?}"
+    );
 }

@@ -147,6 +147,9 @@ fn generate(seed: u64) -> Vec<ScoredRow> {
                     model_version: (!fallback).then(|| Arc::from("v1")),
                     health: ModelHealth::Healthy,
                     fallback,
+                    fallback_reason: fallback.then_some(
+                        prognos_dataflows::operators::inference::FallbackReason::NoModel,
+                    ),
                     processing_ms: 0.0,
                     load_ms: 0.0,
                     importance: (!fallback).then(|| importance.clone()),

@@ -89,6 +89,7 @@ fn org_config() -> Value {
                         ("time_to_failure_minutes", int()),
                         ("max_false_alarms_per_day", null(num())),
                         ("pin_threshold", boolean()),
+                        ("timeout_ms", int()),
                     ],
                 ),
             ),
@@ -858,7 +859,13 @@ pub fn all() -> Vec<(&'static str, Value)> {
                                 ("modelHealth", en(&["healthy", "degraded", "failed"])),
                                 ("fallbackUsed", boolean()),
                             ],
-                            &[],
+                            &[(
+                                "fallbackReason",
+                                en(
+                                    &prognos_dataflows::operators::inference::FallbackReason::ALL
+                                        .map(|r| r.as_str()),
+                                ),
+                            )],
                         ),
                     ),
                 ],

@@ -463,6 +463,8 @@ fn notified_live(
             model_version: scored.then(|| Arc::from("v1")),
             health: ModelHealth::Healthy,
             fallback: !scored,
+            fallback_reason: (!scored)
+                .then_some(crate::operators::inference::FallbackReason::NoModel),
             processing_ms: 0.0,
             load_ms: 0.0,
             importance: scored.then(|| Arc::new(vec![(0, 1.0)])),
@@ -633,6 +635,7 @@ fn a_forecast_rule_alerts_before_the_limit_with_the_time_to_reach_it() {
             model_version: None,
             health: ModelHealth::Healthy,
             fallback: true,
+            fallback_reason: Some(crate::operators::inference::FallbackReason::NoModel),
             processing_ms: 0.0,
             load_ms: 0.0,
             importance: None,

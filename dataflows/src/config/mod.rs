@@ -48,6 +48,16 @@ const fn default_lag_tolerance_ms() -> u64 {
 const fn default_max_batch_rows() -> usize {
     1_024
 }
+/// Default of `runtime.model_cache_models` (the seed's PREDICTION_CACHE_SIZE).
+pub const DEFAULT_MODEL_CACHE_MODELS: usize = 256;
+/// Default of `runtime.model_cache_mib`.
+pub const DEFAULT_MODEL_CACHE_MIB: u64 = 1_024;
+const fn default_model_cache_models() -> usize {
+    DEFAULT_MODEL_CACHE_MODELS
+}
+const fn default_model_cache_mib() -> u64 {
+    DEFAULT_MODEL_CACHE_MIB
+}
 
 /// Event-time and batching settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +75,14 @@ pub struct RuntimeConfig {
     /// Largest number of rows scored in one ONNX Runtime call.
     #[serde(default = "default_max_batch_rows")]
     pub max_batch_rows: usize,
+    /// Most model versions loaded at once in one process (all its workers share
+    /// them): the seed's PREDICTION_CACHE_SIZE.
+    #[serde(default = "default_model_cache_models")]
+    pub model_cache_models: usize,
+    /// Most memory (MiB) the loaded versions of one process hold, as measured
+    /// when each loads (ONNX Runtime's sessions, not the files' size).
+    #[serde(default = "default_model_cache_mib")]
+    pub model_cache_mib: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -74,6 +92,8 @@ impl Default for RuntimeConfig {
             idle_timeout_ms: default_idle_timeout_ms(),
             lag_tolerance_ms: default_lag_tolerance_ms(),
             max_batch_rows: default_max_batch_rows(),
+            model_cache_models: default_model_cache_models(),
+            model_cache_mib: default_model_cache_mib(),
         }
     }
 }
@@ -811,6 +831,15 @@ pub struct PredictionConfig {
     /// sweep is still recorded with the version).
     #[serde(default, skip_serializing_if = "is_false")]
     pub pin_threshold: bool,
+    /// Deadline of one batch's model run (ms; the seed's PREDICTION_TIMEOUT_MS):
+    /// a run that exceeds it is stopped, counts as an error for the circuit
+    /// breaker, and its rows are judged by the rules alone.
+    #[serde(default = "default_prediction_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+const fn default_prediction_timeout_ms() -> u64 {
+    5_000
 }
 
 fn is_false(b: &bool) -> bool {
@@ -1134,6 +1163,16 @@ impl Config {
             (1..=65_536).contains(&rt.max_batch_rows),
             "runtime.max_batch_rows",
             format!("must be in 1..=65536, got {}", rt.max_batch_rows),
+        )?;
+        check(
+            (1..=100_000).contains(&rt.model_cache_models),
+            "runtime.model_cache_models",
+            format!("must be in 1..=100000, got {}", rt.model_cache_models),
+        )?;
+        check(
+            (1..=1_048_576).contains(&rt.model_cache_mib),
+            "runtime.model_cache_mib",
+            format!("must be in 1..=1048576, got {}", rt.model_cache_mib),
         )?;
         let al = &self.alerts;
         check(
@@ -1944,6 +1983,11 @@ impl OrgConfig {
 
 impl PredictionConfig {
     fn validate(&self, p: &str) -> Result<(), ConfigError> {
+        check(
+            (1..=600_000).contains(&self.timeout_ms),
+            &format!("{p}.timeout_ms"),
+            format!("must be in 1..=600000, got {}", self.timeout_ms),
+        )?;
         check(
             unit_interval(self.failure_threshold, true),
             &format!("{p}.failure_threshold"),

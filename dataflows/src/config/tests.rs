@@ -180,6 +180,21 @@ fn each_semantic_mistake_names_its_key() {
             "must be in 1..=65536",
         ),
         (
+            Box::new(|t| *at(t, "runtime.model_cache_models") = Value::Integer(0)),
+            "runtime.model_cache_models",
+            "must be in 1..=100000",
+        ),
+        (
+            Box::new(|t| *at(t, "runtime.model_cache_mib") = Value::Integer(0)),
+            "runtime.model_cache_mib",
+            "must be in 1..=1048576",
+        ),
+        (
+            Box::new(|t| *at(t, "orgs.acme-heat.prediction.timeout_ms") = Value::Integer(0)),
+            "orgs.acme-heat.prediction.timeout_ms",
+            "must be in 1..=600000",
+        ),
+        (
             Box::new(|t| *at(t, "alerts.max_per_window") = Value::Integer(0)),
             "alerts.max_per_window",
             "must be >= 1",

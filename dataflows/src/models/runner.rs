@@ -3,7 +3,7 @@
 
 use super::metadata::ModelMetadata;
 use ort::environment::Environment;
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +65,18 @@ pub enum ModelError {
         /// Why.
         reason: String,
     },
+    /// A batch's run took longer than the org's `prediction.timeout_ms`.
+    #[error("model {org}/{version}: a batch of {rows} rows ran past its {timeout_ms} ms deadline")]
+    Timeout {
+        /// Org.
+        org: String,
+        /// Version.
+        version: String,
+        /// Rows in the batch.
+        rows: usize,
+        /// The deadline.
+        timeout_ms: u64,
+    },
     /// Scoring failed.
     #[error("model {org}/{version}: inference failed: {reason}")]
     Inference {
@@ -105,6 +117,8 @@ pub struct LoadedModel {
     input: Vec<f32>,
     gated: Vec<usize>,
     fresh: bool,
+    /// The current batch's run options (its deadline terminates them).
+    run_options: Option<Arc<RunOptions>>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -204,6 +218,7 @@ impl LoadedModel {
             input: Vec::new(),
             gated: Vec::new(),
             fresh: true,
+            run_options: None,
         };
         m.importance = Arc::new(top_importance(&m.meta, TOP_IMPORTANCE));
         m.check_test_vector()?;
@@ -280,9 +295,14 @@ impl LoadedModel {
         n: usize,
         f: usize,
         output: &str,
+        options: Option<&RunOptions>,
     ) -> Result<Vec<f64>, String> {
         let t = TensorRef::from_array_view(([n, f], input)).map_err(|e| e.to_string())?;
-        let out = session.run(ort::inputs![t]).map_err(|e| e.to_string())?;
+        let out = match options {
+            Some(o) => session.run_with_options(ort::inputs![t], o),
+            None => session.run(ort::inputs![t]),
+        }
+        .map_err(|e| e.to_string())?;
         let v = out
             .get(output)
             .ok_or_else(|| format!("the model has no output `{output}`"))?;
@@ -299,6 +319,7 @@ impl LoadedModel {
             rows.len(),
             f,
             "probabilities",
+            self.run_options.as_deref(),
         )
         .map_err(|e| self.infer_err(e))?;
         // Column 1 of [N, 2] is the positive class.
@@ -317,6 +338,7 @@ impl LoadedModel {
             pick.len(),
             f,
             "probabilities",
+            self.run_options.as_deref(),
         )
         .map_err(|e| self.infer_err(e))
     }
@@ -324,8 +346,15 @@ impl LoadedModel {
     fn run_ttf(&mut self, rows: &[&[f64]], pick: &[usize]) -> Result<Vec<f64>, ModelError> {
         let f = self.meta.feature_names.len();
         self.fill(rows, Some(pick));
-        Self::run(&mut self.ttf, &self.input, pick.len(), f, "variable")
-            .map_err(|e| self.infer_err(e))
+        Self::run(
+            &mut self.ttf,
+            &self.input,
+            pick.len(),
+            f,
+            "variable",
+            self.run_options.as_deref(),
+        )
+        .map_err(|e| self.infer_err(e))
     }
 
     /// The load time the first time it is asked (the batch that waited for the
@@ -338,13 +367,44 @@ impl LoadedModel {
         }
     }
 
-    /// Score a batch: the failure model on every row, the component and
-    /// time-to-failure models on the rows at or above the stage-2 gate.
-    pub fn score(&mut self, rows: &[&[f64]], out: &mut Vec<Score>) -> Result<(), ModelError> {
+    /// Score a batch within `timeout` (None: no deadline): the failure model on
+    /// every row, the component and time-to-failure models on the rows at or
+    /// above the stage-2 gate. Past the deadline the run is terminated (ONNX
+    /// Runtime checks between graph nodes, so one long node ends first) and a run
+    /// that ended after it is a [`ModelError::Timeout`] whatever it returned.
+    pub fn score(
+        &mut self,
+        rows: &[&[f64]],
+        out: &mut Vec<Score>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), ModelError> {
         out.clear();
         if rows.is_empty() {
             return Ok(());
         }
+        let Some(timeout) = timeout else {
+            return self.score_batch(rows, out);
+        };
+        let options = Arc::new(RunOptions::new().map_err(|e| self.infer_err(e))?);
+        let t0 = Instant::now();
+        let deadline = super::watchdog::Deadline::arm(t0 + timeout, options.clone());
+        self.run_options = Some(options);
+        let result = self.score_batch(rows, out);
+        self.run_options = None;
+        drop(deadline);
+        if t0.elapsed() > timeout {
+            out.clear();
+            return Err(ModelError::Timeout {
+                org: self.meta.organization_id.clone(),
+                version: self.meta.version.clone(),
+                rows: rows.len(),
+                timeout_ms: timeout.as_millis() as u64,
+            });
+        }
+        result
+    }
+
+    fn score_batch(&mut self, rows: &[&[f64]], out: &mut Vec<Score>) -> Result<(), ModelError> {
         let p = self.run_failure(rows)?;
         let gate = self.meta.thresholds.stage2_gate;
         let mut gated = std::mem::take(&mut self.gated);

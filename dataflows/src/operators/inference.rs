@@ -4,17 +4,22 @@
 //! `max_batch_rows` rows. The component and time-to-failure models run only on
 //! rows at or above the stage-2 gate.
 //!
-//! No active version, a version that fails its load-time check, or an org whose
-//! circuit breaker is open (after repeated inference errors; wall clock, like
-//! idleness) gives a fallback row: no probability, `fallback = true`, rules only.
-//! Each worker keeps a [`Breaker`] per org: closed until [`BREAKER_ERRORS`]
-//! consecutive failed runs, then open for [`BREAKER_OPEN`], then half-open: the
-//! next batch is a probe whose success closes it and whose failure re-opens it.
-//! Rows stay on the worker that computed their features (no exchange).
+//! No active version, a version that fails its load-time check, a batch whose
+//! run fails or passes the org's `prediction.timeout_ms`, or an org whose
+//! circuit breaker is open (after repeated inference errors, timeouts included;
+//! wall clock, like idleness) gives a fallback row: no probability, `fallback =
+//! true` with a [`FallbackReason`], rules only. Each worker keeps a [`Breaker`]
+//! per org: closed until [`BREAKER_ERRORS`] consecutive failed runs, then open
+//! for [`BREAKER_OPEN`], then half-open: the next batch is a probe whose success
+//! closes it and whose failure re-opens it. Rows stay on the worker that computed
+//! their features (no exchange); the loaded versions are shared by the process's
+//! workers ([`ModelCache`]).
 
 use crate::config::Config;
 use crate::models::activations::{Activations, Thresholds};
-use crate::models::cache::{CacheLimits, CacheStats, ModelCache, ModelRoot, ModelSource};
+use crate::models::cache::{
+    CacheLimits, CacheSlot, CacheStats, ModelCache, ModelRoot, ModelSource,
+};
 use crate::models::runner::Score;
 use crate::records::{FeatureMap, FeatureRow, ModelHealth, Prediction, PredictionMetadata};
 use crate::stats::{BatchSample, BreakerState, Stage, Stats, Tally};
@@ -31,6 +36,52 @@ use timely::dataflow::operators::generic::operator::Operator;
 pub const BREAKER_ERRORS: u32 = 3;
 /// How long an open breaker sends the org's rows to the fallback.
 pub const BREAKER_OPEN: Duration = Duration::from_secs(60);
+
+/// Why rules alone judged a row (`metadata.fallbackReason` of its prediction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackReason {
+    /// The org is unknown here or its predictions are disabled.
+    Disabled,
+    /// No version is active at the row's ts.
+    NoModel,
+    /// The process runs without ONNX Runtime.
+    NoRuntime,
+    /// The active version failed to load or its load-time check.
+    ModelUnusable,
+    /// The org's circuit breaker is open.
+    BreakerOpen,
+    /// The batch's run failed.
+    InferenceError,
+    /// The batch's run passed `prediction.timeout_ms`.
+    Timeout,
+}
+
+impl FallbackReason {
+    /// Every reason.
+    pub const ALL: [FallbackReason; 7] = [
+        FallbackReason::Disabled,
+        FallbackReason::NoModel,
+        FallbackReason::NoRuntime,
+        FallbackReason::ModelUnusable,
+        FallbackReason::BreakerOpen,
+        FallbackReason::InferenceError,
+        FallbackReason::Timeout,
+    ];
+
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::Disabled => "disabled",
+            FallbackReason::NoModel => "no_model",
+            FallbackReason::NoRuntime => "no_runtime",
+            FallbackReason::ModelUnusable => "model_unusable",
+            FallbackReason::BreakerOpen => "breaker_open",
+            FallbackReason::InferenceError => "inference_error",
+            FallbackReason::Timeout => "timeout",
+        }
+    }
+}
 
 /// A feature row with the model's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +102,8 @@ pub struct ScoredRow {
     pub health: ModelHealth,
     /// True when rules alone judge the row.
     pub fallback: bool,
+    /// Why; None when a model scored it.
+    pub fallback_reason: Option<FallbackReason>,
     /// Milliseconds of `ort` time per row in its batch.
     pub processing_ms: f64,
     /// Milliseconds spent loading the version for this batch (0 when cached).
@@ -86,6 +139,7 @@ impl ScoredRow {
                 feature_count: self.row.features.len(),
                 model_health: self.health,
                 fallback_used: self.fallback,
+                fallback_reason: self.fallback_reason.map(|r| r.as_str().to_string()),
             },
         }
     }
@@ -104,6 +158,8 @@ pub struct OrgScoring {
     pub time_to_failure_minutes: f64,
     /// Whether predictions are enabled for the org at all.
     pub enabled: bool,
+    /// Deadline of one batch's run.
+    pub timeout: Duration,
 }
 
 /// Everything the inference operator needs, cloned into each worker.
@@ -116,8 +172,11 @@ pub struct InferenceContext {
     /// Where versions missing from `root` are fetched from (a cluster's
     /// controller); `None`: `root` holds every version.
     pub source: Option<Arc<dyn ModelSource>>,
-    /// Cache limits per worker.
+    /// Cache limits for the process.
     pub limits: CacheLimits,
+    /// The process's cache, made by the first worker that needs it (clones of a
+    /// context share it).
+    pub shared_cache: CacheSlot,
     /// The activation log.
     pub activations: Arc<Activations>,
     /// Per-org settings.
@@ -126,7 +185,7 @@ pub struct InferenceContext {
     pub max_batch_rows: usize,
     /// Row counters.
     pub stats: Arc<Stats>,
-    /// Cache counters per worker, for metrics.
+    /// The shared cache's counters (under key 0), for metrics and health.
     pub cache_stats: Arc<Mutex<BTreeMap<usize, CacheStats>>>,
     /// The wall clock breakers open and half-open by (tests pass their own).
     pub clock: Clock,
@@ -156,6 +215,7 @@ impl InferenceContext {
                             general_component: Arc::from(o.prediction.general_component()),
                             time_to_failure_minutes: o.prediction.time_to_failure_minutes as f64,
                             enabled: o.prediction.enabled,
+                            timeout: Duration::from_millis(o.prediction.timeout_ms),
                         },
                     )
                 })
@@ -225,6 +285,7 @@ fn fallback(
     org: Option<&OrgScoring>,
     version: Option<Arc<str>>,
     health: ModelHealth,
+    reason: FallbackReason,
 ) -> ScoredRow {
     ScoredRow {
         row,
@@ -235,6 +296,7 @@ fn fallback(
         model_version: version,
         health,
         fallback: true,
+        fallback_reason: Some(reason),
         processing_ms: 0.0,
         load_ms: 0.0,
         importance: None,
@@ -293,20 +355,24 @@ pub fn inference<'s>(
     rows.unary_frontier(Pipeline, name, move |cap, _info| {
         let mut cap = Some(cap);
         let mut pending: Vec<FeatureRow> = Vec::new();
-        let mut cache = ctx
-            .env
-            .clone()
-            .map(|env| ModelCache::new(env, ctx.root.clone(), ctx.limits).with_source(ctx.source.clone()));
+        let cache: Option<Arc<ModelCache>> = ctx.env.clone().map(|env| {
+            ctx.shared_cache
+                .get_or_init(|| {
+                    Arc::new(ModelCache::new(env, ctx.root.clone(), ctx.limits).with_source(ctx.source.clone()))
+                })
+                .clone()
+        });
         // Preload every org's currently active version, so the first batch does not
         // wait (a failure here is logged and the version is remembered as unusable).
-        if let Some(cache) = cache.as_mut() {
+        // The first worker loads; the others find it loaded (or wait for its load).
+        if let Some(cache) = cache.as_ref() {
             let mut orgs: Vec<&String> = ctx.orgs.keys().collect();
             orgs.sort();
             for org in orgs {
                 let s = &ctx.orgs[org];
                 if let (true, Some(v)) = (s.enabled, ctx.activations.version_at(org, i64::MAX)) {
-                    match cache.get(org, &v, &s.feature_names) {
-                        Ok(m) => tracing::debug!(org = %org, version = %v, load_ms = m.load_ms, "model preloaded"),
+                    match cache.preload(org, &v, &s.feature_names) {
+                        Ok(_) => tracing::debug!(org = %org, version = %v, "model preloaded"),
                         Err(e) => tracing::warn!(org = %org, version = %v, error = %e, "active model unusable; rules only"),
                     }
                 }
@@ -389,30 +455,47 @@ pub fn inference<'s>(
                 }
                 let breaker = breakers.get_mut(org).expect("inserted");
                 let open = !breaker.admit((ctx.clock)());
-                let (Some(v), Some(cache), true, false) = (version.clone(), cache.as_mut(), usable, open) else {
+                let (Some(v), Some(cache), true, false) = (version.clone(), cache.as_ref(), usable, open) else {
                     let health = if open { ModelHealth::Failed } else { ModelHealth::Healthy };
                     let health = if version.is_some() && !open && cache.is_none() { ModelHealth::Failed } else { health };
+                    let reason = if !usable {
+                        FallbackReason::Disabled
+                    } else if open {
+                        FallbackReason::BreakerOpen
+                    } else if version.is_none() {
+                        FallbackReason::NoModel
+                    } else {
+                        FallbackReason::NoRuntime
+                    };
                     tally.add_n(org, "fallback", group.len() as u64);
                     for &ix in group {
-                        session.give(fallback(take(ix), settings, version.clone(), health));
+                        session.give(fallback(take(ix), settings, version.clone(), health, reason));
                     }
                     continue;
                 };
                 let settings = settings.expect("usable implies configured");
-                let model = match cache.get(org, v.as_ref(), &settings.feature_names) {
+                let shared = match cache.get(org, v.as_ref(), &settings.feature_names) {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(org = %org, version = %v, error = %e, "model unusable; rules only");
                         tally.add_n(org, "fallback", group.len() as u64);
                         for &ix in group {
-                            session.give(fallback(take(ix), Some(settings), Some(v.clone()), ModelHealth::Failed));
+                            session.give(fallback(
+                                take(ix),
+                                Some(settings),
+                                Some(v.clone()),
+                                ModelHealth::Failed,
+                                FallbackReason::ModelUnusable,
+                            ));
                         }
                         continue;
                     }
                 };
-                let loaded_now = model.take_fresh_load_ms();
-                let classes: Vec<Arc<str>> = model.meta.component_classes().into_iter().map(Arc::from).collect();
-                let importance = model.importance.clone();
+                let (loaded_now, classes, importance) = {
+                    let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    let classes: Vec<Arc<str>> = m.meta.component_classes().into_iter().map(Arc::from).collect();
+                    (m.take_fresh_load_ms(), classes, m.importance.clone())
+                };
                 let mut first = true;
                 for chunk in group.chunks(ctx.max_batch_rows.max(1)) {
                     let batch: Vec<FeatureRow> = chunk.iter().map(|&ix| take(ix)).collect();
@@ -420,7 +503,13 @@ pub fn inference<'s>(
                     if !breaker.admit((ctx.clock)()) {
                         tally.add_n(org, "fallback", batch.len() as u64);
                         for row in batch {
-                            session.give(fallback(row, Some(settings), Some(v.clone()), ModelHealth::Failed));
+                            session.give(fallback(
+                                row,
+                                Some(settings),
+                                Some(v.clone()),
+                                ModelHealth::Failed,
+                                FallbackReason::BreakerOpen,
+                            ));
                         }
                         continue;
                     }
@@ -431,7 +520,11 @@ pub fn inference<'s>(
                         .collect();
                     let refs: Vec<&[f64]> = batch.iter().map(|r| r.features.as_slice()).collect();
                     let t0 = Instant::now();
-                    match model.score(&refs, &mut scores) {
+                    let result = shared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .score(&refs, &mut scores, Some(settings.timeout));
+                    match result {
                         Ok(()) => {
                             breaker.success();
                             let seconds = t0.elapsed().as_secs_f64();
@@ -462,6 +555,7 @@ pub fn inference<'s>(
                                     model_version: Some(v.clone()),
                                     health: gate_health,
                                     fallback: false,
+                                    fallback_reason: None,
                                     processing_ms: per_row,
                                     load_ms: if first { loaded_now } else { 0.0 },
                                     importance: Some(importance.clone()),
@@ -475,9 +569,14 @@ pub fn inference<'s>(
                             if opened {
                                 tracing::error!(org = %org, "circuit breaker open for {:?}: repeated inference errors", BREAKER_OPEN);
                             }
+                            let reason = if matches!(e, crate::models::ModelError::Timeout { .. }) {
+                                FallbackReason::Timeout
+                            } else {
+                                FallbackReason::InferenceError
+                            };
                             tally.add_n(org, "fallback", batch.len() as u64);
                             for row in batch {
-                                session.give(fallback(row, Some(settings), Some(v.clone()), ModelHealth::Degraded));
+                                session.give(fallback(row, Some(settings), Some(v.clone()), ModelHealth::Degraded, reason));
                             }
                         }
                     }
@@ -488,11 +587,12 @@ pub fn inference<'s>(
             ctx.stats.set_breakers(worker, breakers.iter().map(|(o, b)| (o.as_str(), b.state(now))));
             tally.flush(&ctx.stats);
             ctx.stats.add_batches(&mut timed);
+            // One cache per process, so one entry: whichever worker ran last.
             if let Some(cache) = cache.as_ref() {
                 ctx.cache_stats
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(worker, cache.stats());
+                    .insert(0, cache.stats());
             }
             match limit {
                 Some(f) if f > *c.time() => c.downgrade(&f),
@@ -612,6 +712,15 @@ mod tests {
         assert_eq!(b.state(later), BreakerState::Open);
         assert!(!b.admit(later + BREAKER_OPEN - Duration::from_millis(1)));
         assert_eq!(b.state(later + BREAKER_OPEN), BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn fallback_reasons_are_named_as_serialized() {
+        for r in FallbackReason::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+            let back: FallbackReason = serde_json::from_value(r.as_str().into()).unwrap();
+            assert_eq!(back, r);
+        }
     }
 
     #[test]

@@ -144,6 +144,10 @@ pub struct PredictionMetadata {
     pub model_health: ModelHealth,
     /// True when rules alone judged the row (no usable model).
     pub fallback_used: bool,
+    /// Why rules alone judged it: `disabled`, `no_model`, `no_runtime`,
+    /// `model_unusable`, `breaker_open`, `inference_error` or `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
 }
 
 /// Named feature values in model order, a JSON object on the wire.

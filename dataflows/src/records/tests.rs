@@ -61,7 +61,7 @@ prop_compose! {
             organization_id: org, machine_id: machine, ts, probability: p, confidence: c,
             predicted_component: comp, time_to_failure: ttf, model_version: ver, timestamp: at,
             features: FeatureMap(feats),
-            metadata: PredictionMetadata { processing_time: pt, model_load_time: lt, feature_count: fc, model_health: health, fallback_used: fb },
+            metadata: PredictionMetadata { processing_time: pt, model_load_time: lt, feature_count: fc, model_health: health, fallback_used: fb, fallback_reason: fb.then(|| "no_model".to_string()) },
         }
     }
 }

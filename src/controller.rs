@@ -97,9 +97,10 @@ pub fn serve(opts: ControllerSettings) -> anyhow::Result<()> {
             seal_history: None,
         })),
         settings: ApiSettings::from_env(),
-        // The dataflow runs in the workers: the controller's own pipeline status
-        // stays empty (its background-monitor reports no pipeline here).
+        // The dataflow runs in the workers: the health routes read their
+        // heartbeats (`POST /api/cluster/heartbeat`).
         pipeline: Arc::default(),
+        cluster: Some(Arc::default()),
         config: Some(config.clone()),
     })
     .context("cannot start the API")?;

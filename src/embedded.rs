@@ -145,6 +145,7 @@ pub fn serve(opts: RunSettings) -> anyhow::Result<()> {
             seal_history: Some(seal),
         })),
         pipeline: pipeline.clone(),
+        cluster: None,
         config: Some(config.clone()),
         settings: ApiSettings::from_env(),
     })
@@ -423,6 +424,9 @@ fn run_pipeline(
         let _ = tx.send(guards.join());
     });
     let mut seen: BTreeMap<(String, String), u64> = BTreeMap::new();
+    // Model loads go to the audit log once (one cache per process: one sequence).
+    let audit = crate::auth::AuditLog::open(&services.registry.db())?;
+    let mut audited_loads = 0u64;
     let mut last_status = Instant::now();
     let mut last_maintenance = Instant::now();
     let results = loop {
@@ -452,6 +456,7 @@ fn run_pipeline(
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         metrics.publish_cache(&caches);
+        audited_loads = audit_new_loads(&audit, &caches, audited_loads, "run");
         let t = clock.load(Ordering::Relaxed);
         for org in config.orgs.keys() {
             metrics.source_event_time.with_label_values(&[org]).set(t);
@@ -502,6 +507,24 @@ fn run_pipeline(
     Ok(())
 }
 
+/// Audit the loads in `caches`' logs after sequence number `after`; the last
+/// sequence number audited.
+pub(crate) fn audit_new_loads(
+    audit: &crate::auth::AuditLog,
+    caches: &BTreeMap<usize, prognos_dataflows::models::CacheStats>,
+    after: u64,
+    source: &str,
+) -> u64 {
+    let new: Vec<_> = caches
+        .values()
+        .flat_map(|c| c.load_log.iter())
+        .filter(|r| r.seq > after)
+        .cloned()
+        .collect();
+    crate::auth::audit::record_model_loads(audit, &new, source);
+    new.iter().map(|r| r.seq).max().unwrap_or(after)
+}
+
 /// Train first models in the background for orgs that have none.
 fn start_first_models(
     config: &Config,
@@ -533,6 +556,7 @@ fn start_first_models(
         live_start_ms,
         stop: stop.clone(),
         runs: Some(services.training_runs.clone()),
+        audit: crate::auth::AuditLog::open(&services.registry.db())?,
     };
     std::thread::Builder::new()
         .name("first-models".into())

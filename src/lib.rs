@@ -9,6 +9,7 @@ pub mod commands;
 pub mod control;
 pub mod controller;
 pub mod embedded;
+pub mod heartbeat;
 pub mod metrics;
 pub mod onnx_runtime;
 pub mod orgs;

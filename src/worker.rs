@@ -18,9 +18,11 @@
 //! must already be in `<data-dir>/models`.
 
 use crate::control::{ControlFollower, ControlRecord};
+use crate::heartbeat::Heartbeat;
 use crate::metrics::Metrics;
 use crate::recovery::{self, CheckpointStore, Resume, SkipSet};
 use crate::service;
+use crate::status::PipelineStatus;
 use crate::training::history::{self, HistoryWriter};
 use crate::training::shipping::{FetchMetrics, HttpModelSource};
 use crate::{onnx_runtime, settings};
@@ -224,6 +226,28 @@ pub fn serve(opts: WorkerSettings) -> anyhow::Result<()> {
     if let Some(addr) = opts.metrics_listen {
         service::serve_probes(addr, metrics.clone(), ready.clone())?;
     }
+    // This process's pipeline, for the controller's health routes.
+    let pipeline = Arc::new(PipelineStatus::default());
+    let cache_stats = ctx.cache_stats.clone();
+    let (org_names, stop_end): (Vec<String>, _) =
+        (config.orgs.keys().cloned().collect(), stop.clone());
+    let heartbeat = match (&opts.controller_url, &opts.cluster_token) {
+        (Some(url), Some(token)) => Some(
+            Heartbeat {
+                url: url.clone(),
+                token: token.clone(),
+                process,
+                processes,
+                threads,
+                pipeline: pipeline.clone(),
+                cache: cache_stats.clone(),
+                ready: ready.clone(),
+                stop: stop.clone(),
+            }
+            .start()?,
+        ),
+        _ => None,
+    };
     let tracker = Arc::new(OffsetTracker::default());
     let lag: Lag = Arc::default();
     let names: Arc<HashMap<String, Vec<String>>> = Arc::new(
@@ -439,11 +463,18 @@ pub fn serve(opts: WorkerSettings) -> anyhow::Result<()> {
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     tracing::info!(process, threads, "worker running");
+    pipeline.start(now_ms(), &org_names);
     ready.store(true, Ordering::Release);
     let mut seen = BTreeMap::new();
     let mut last_log = Instant::now();
     service::join_workers(guards, Duration::from_millis(500), || {
         metrics.publish_stats(&stats_m, &mut seen);
+        let caches = cache_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        metrics.publish_cache(&caches);
+        pipeline.update(now_ms(), &seen, &BTreeMap::new(), &caches);
         kafka.publish(&opts.topic, &lag_m, &alerts_m, &written, &skipped);
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
@@ -455,6 +486,10 @@ pub fn serve(opts: WorkerSettings) -> anyhow::Result<()> {
             );
         }
     })?;
+    stop_end.store(true, Ordering::Release);
+    if let Some(h) = heartbeat {
+        let _ = h.join();
+    }
     store.flush()?;
     history_end
         .lock()
@@ -578,6 +613,10 @@ fn topic_sink<'s, D: Clone + 'static>(
         },
         move || flush_ok(&p2),
     )
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Flush a producer for a sink: false (try again later) while the brokers are away.

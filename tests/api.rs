@@ -154,6 +154,7 @@ async fn server_opts(capacity: usize, settings: ApiSettings, pipeline_runs: bool
             live: live.clone(),
         })),
         pipeline: pipeline.clone(),
+        cluster: None,
         config: Some(test_config()),
         settings: ApiSettings {
             jwt_secret: Some(SECRET.into()),

@@ -987,4 +987,186 @@ fn a_controller_schedule_trains_on_the_workers_history_and_the_worker_fetches_th
         by_model >= second / 2,
         "{by_model} of {second} later rows scored by a model"
     );
+
+    // The audit log on the controller: the scheduled run by `system`, and the
+    // worker's load of the version its heartbeat reported.
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let tok = login(&http, &base).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let a = get_json(
+                &http,
+                &format!("{base}/api/audit?org=acme-heat&limit=500"),
+                &tok,
+            )
+            .await;
+            let entries = a["entries"].as_array().cloned().unwrap_or_default();
+            let trained = entries.iter().any(|e| {
+                e["action"] == "ml.train.done"
+                    && e["actor"] == "system"
+                    && e["detail"]["trigger"] == "schedule"
+            });
+            let loaded = entries.iter().any(|e| {
+                e["action"] == "ml.model.load"
+                    && e["actor"] == "system"
+                    && e["outcome"] == "ok"
+                    && e["detail"]["version"] == version.as_str()
+                    && e["detail"]["process"] == "worker-0"
+            });
+            if trained && loaded {
+                break;
+            }
+            assert!(Instant::now() < deadline, "audit log: {a:#}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+}
+
+/// A two-process cluster reports to its controller: the controller's health
+/// routes show the workers' pipeline (not "no pipeline here") while both beat,
+/// and name the process that stops as stale.
+#[test]
+fn the_controllers_health_routes_report_the_workers_and_name_a_stopped_one() {
+    let _g = serial();
+    let broker = Broker::start(&root());
+    let addr = broker.addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "cluster-token-for-the-health-test";
+    let (_controller, cport) = {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["controller", "--brokers", &addr])
+            .args([
+                "--alerts-topic",
+                "beat.alerts",
+                "--control-topic",
+                "ref.scada.control",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(tmp.path().join("controller"))
+            .env("PROGNOS_ADMIN_PASSWORD", CONTROLLER_PW)
+            .env("PROGNOS_CLUSTER_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (Guard(child), port)
+    };
+    let base = format!("http://127.0.0.1:{cport}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let tok = rt.block_on(login(&http, &base));
+    let health =
+        |route: &str| rt.block_on(get_json(&http, &format!("{base}/api/health/{route}"), &tok));
+    // Before any worker: no pipeline, no workers known.
+    let h = health("prediction-service");
+    assert_eq!(
+        (&h["status"], &h["pipelineRunning"]),
+        (&"unhealthy".into(), &false.into()),
+        "{h:#}"
+    );
+    assert_eq!(h["workers"], serde_json::json!([]), "{h:#}");
+
+    produce(&addr, "ref.scada", "all");
+    let hosts = tmp.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let start = |p: usize| {
+        Guard(
+            worker(
+                &addr,
+                "ref.scada",
+                "beat.alerts",
+                &tmp.path().join("workers"),
+            )
+            .args(["--controller-url", &base])
+            .env("PROGNOS_CLUSTER_TOKEN", token)
+            .arg("--")
+            .args(["-n", "2", "-p", &p.to_string(), "-h"])
+            .arg(&hosts)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        )
+    };
+    // Process 0 alone: it reports, process 1 is named missing.
+    let p0 = start(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = health("background-monitor");
+        if h["missingWorkers"] == serde_json::json!([1]) {
+            assert_eq!(h["workers"][0]["status"], "ok", "{h:#}");
+            assert_eq!(h["status"], "unhealthy", "{h:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "process 0 never reported: {h:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Both: the cluster's pipeline runs, every org is scored (rules, no model).
+    let mut p1 = start(1);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let running = loop {
+        let h = health("prediction-service");
+        let all_scored = h["organizations"]
+            .as_array()
+            .is_some_and(|o| o.iter().all(|o| o["rowsFallback"].as_u64() > Some(0)));
+        if h["pipelineRunning"] == true && all_scored {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "the cluster never ran: {h:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(
+        running["staleWorkers"],
+        serde_json::json!([]),
+        "{running:#}"
+    );
+    assert_eq!(
+        running["missingWorkers"],
+        serde_json::json!([]),
+        "{running:#}"
+    );
+    let states: Vec<&str> = running["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["ok", "ok"], "{running:#}");
+    // Orgs without a model are on rules: degraded, not unhealthy.
+    assert_eq!(running["status"], "degraded", "{running:#}");
+    let bg = health("background-monitor");
+    assert_eq!(bg["pipeline"]["running"], true, "{bg:#}");
+
+    // Process 1 stops: the controller names it stale and the pipeline stuck.
+    p1.0.kill().unwrap();
+    p1.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = health("prediction-service");
+        let stale = h["staleWorkers"].as_array().cloned().unwrap_or_default();
+        if stale.contains(&serde_json::json!(1)) {
+            assert_eq!(h["status"], "unhealthy", "{h:#}");
+            assert_eq!(h["pipelineRunning"], false, "{h:#}");
+            let w1 = &h["workers"][1];
+            assert_eq!(w1["status"], "stale", "{h:#}");
+            assert!(w1["secondsSinceSeen"].as_f64().unwrap() > 10.0, "{h:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process 1 never named stale: {h:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(p0);
 }

@@ -4,6 +4,7 @@
 //! alerts reach the store, the JSON-lines output and `/metrics`; Ctrl-C-style
 //! shutdown (the `--hours` end here) flushes everything.
 
+use prognos::auth::AuditLog;
 use prognos::store::{AlertQuery, AlertStore};
 use prognos::training::registry::Registry;
 use std::collections::BTreeMap;
@@ -193,5 +194,90 @@ fn a_fresh_start_runs_on_rules_then_switches_to_first_models() {
     assert!(
         total > 0 && (total as usize) <= records,
         "{total} alerts from {records} records"
+    );
+
+    // The audit log has the first-model run and the loads, by `system`.
+    let audit = AuditLog::open(&registry.db()).unwrap();
+    let entries = |org: &str| audit.list(Some(org), 10_000, None).unwrap().0;
+    let acme = entries("acme-heat");
+    let first = acme
+        .iter()
+        .find(|e| e.action == "ml.train.done" && e.detail["trigger"] == "first_model")
+        .unwrap_or_else(|| panic!("the first-model run is audited: {acme:#?}"));
+    assert_eq!(
+        (first.actor.as_str(), first.outcome.as_str()),
+        ("system", "ok")
+    );
+    assert_eq!(first.detail["version"], "v1");
+    let load = acme
+        .iter()
+        .find(|e| e.action == "ml.model.load")
+        .unwrap_or_else(|| panic!("the model load is audited: {acme:#?}"));
+    assert_eq!(
+        (
+            load.actor.as_str(),
+            load.outcome.as_str(),
+            &load.detail["version"]
+        ),
+        ("system", "ok", &serde_json::json!("v1"))
+    );
+    assert!(load.detail["bytes"].as_u64().unwrap() > 0, "{load:?}");
+    drop((store, audit, registry));
+
+    // Commands on the host while the service is stopped: audited as `cli:<user>`,
+    // refusals included.
+    let prognos = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_prognos"))
+            .current_dir(root())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("USER", "ops-anna")
+            .output()
+            .unwrap()
+    };
+    let ok = prognos(&[
+        "models",
+        "activate",
+        "--org",
+        "acme-heat",
+        "--version",
+        "v1",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = prognos(&[
+        "models",
+        "activate",
+        "--org",
+        "acme-heat",
+        "--version",
+        "v99",
+    ]);
+    assert!(!refused.status.success());
+    let failed = prognos(&["train", "--org", "no-such-org"]);
+    assert!(!failed.status.success());
+    let registry = Registry::open(&data.join("store")).unwrap();
+    let audit = AuditLog::open(&registry.db()).unwrap();
+    let by_cli: Vec<(String, String, String)> = audit
+        .list(None, 10_000, None)
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|e| e.actor == "cli:ops-anna")
+        .map(|e| (e.organization_id.unwrap_or_default(), e.action, e.outcome))
+        .collect();
+    let want = |org: &str, action: &str, outcome: &str| (org.into(), action.into(), outcome.into());
+    assert_eq!(
+        by_cli,
+        // Newest first.
+        vec![
+            want("no-such-org", "ml.train.done", "error"),
+            want("acme-heat", "ml.deploy", "error"),
+            want("acme-heat", "ml.deploy", "ok"),
+        ]
     );
 }

@@ -1,5 +1,6 @@
 //! Routes the cluster's workers call with the cluster token: the registered
-//! model versions they fetch (see `crate::training::shipping`).
+//! model versions they fetch (see `crate::training::shipping`) and their
+//! heartbeats (see [`crate::status::ClusterStatus`]).
 
 use super::ApiState;
 use super::error::ApiError;
@@ -44,4 +45,32 @@ pub fn file(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
         content_type: "application/octet-stream",
         body,
     })
+}
+
+/// `POST /api/cluster/heartbeat`: keep the worker's report for the health
+/// routes and audit the model loads it has not reported before.
+pub fn heartbeat(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
+    let Some(cluster) = &st.svc.cluster else {
+        return Err(ApiError::not_found(
+            "this process runs its own pipeline: no cluster",
+        ));
+    };
+    let report: crate::status::WorkerReport = req.json()?;
+    if report.processes == 0 || report.process >= report.processes || report.processes > 4096 {
+        return Err(ApiError::field(
+            "process",
+            format!(
+                "must be below processes (1..=4096), got {} of {}",
+                report.process, report.processes
+            ),
+        ));
+    }
+    let process = report.process;
+    let loads = cluster.receive(report, req.now_ms);
+    let source = format!("worker-{process}");
+    crate::auth::audit::record_model_loads(&st.svc.audit, &loads, &source);
+    Ok(Reply::ok(&serde_json::json!({
+        "receivedAt": prognos_dataflows::time::format_rfc3339_ms(req.now_ms),
+        "loadsAudited": loads.len(),
+    })))
 }

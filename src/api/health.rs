@@ -39,12 +39,46 @@ fn time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |t| format_rfc3339_ms(t).into())
 }
 
-/// Whether the dataflow runs and its publish loop is alive.
+/// Whether the dataflow runs and its publish loop is alive. In a cluster's
+/// controller the pipeline is the workers' (their heartbeats merged): it runs
+/// while every process of the cluster reports.
 fn pipeline_running(st: &ApiState, now_ms: i64) -> (bool, crate::status::Snapshot) {
-    let snap = st.svc.pipeline.snapshot();
+    let snap = match &st.svc.cluster {
+        Some(c) => c.merged(),
+        None => st.svc.pipeline.snapshot(),
+    };
     let ready = st.ready.load(Ordering::Acquire);
     let alive = snap.updated_ms.is_some_and(|u| now_ms - u <= STUCK_MS);
     (ready && snap.started_ms.is_some() && alive, snap)
+}
+
+/// In a cluster's controller: every worker process with its status, and the
+/// stale and missing ones named (added to the pipeline routes' bodies).
+fn add_workers(st: &ApiState, now_ms: i64, body: &mut Value) {
+    let Some(c) = &st.svc.cluster else { return };
+    let workers = c.workers(now_ms);
+    let named = |status: &str| -> Vec<usize> {
+        workers
+            .iter()
+            .filter(|w| w.status == status)
+            .map(|w| w.process)
+            .collect()
+    };
+    body["staleWorkers"] = json!(named("stale"));
+    body["missingWorkers"] = json!(named("missing"));
+    body["workers"] = workers
+        .iter()
+        .map(|w| {
+            json!({
+                "process": w.process,
+                "status": w.status,
+                "state": w.state,
+                "threads": w.threads,
+                "lastSeenAt": time(w.last_seen_ms),
+                "secondsSinceSeen": w.last_seen_ms.map(|t| (now_ms - t) as f64 / 1000.0),
+            })
+        })
+        .collect();
 }
 
 fn progress<'a>(snap: &'a crate::status::Snapshot, org: &str) -> std::borrow::Cow<'a, OrgProgress> {
@@ -89,13 +123,15 @@ pub fn prediction_service(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     } else {
         DEGRADED
     };
-    Ok(Reply::ok(&json!({
+    let mut body = json!({
         "status": status,
         "checkedAt": format_rfc3339_ms(req.now_ms),
         "pipelineRunning": running,
         "organizations": orgs,
         "fallbackOrganizations": on_rules,
-    })))
+    });
+    add_workers(st, req.now_ms, &mut body);
+    Ok(Reply::ok(&body))
 }
 
 /// `GET /api/health/training-service`: the API's training queue and, per org,
@@ -199,6 +235,7 @@ pub fn model_cache(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
         "pipelineRunning": running,
         "organizations": orgs,
     });
+    add_workers(st, req.now_ms, &mut body);
     if req.scope == Some(Scope::All) {
         let m = &st.metrics;
         let (hits, misses) = (m.cache_hits.get(), m.cache_misses.get());
@@ -247,7 +284,7 @@ pub fn background_monitor(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     } else {
         HEALTHY
     };
-    Ok(Reply::ok(&json!({
+    let mut body = json!({
         "status": status,
         "checkedAt": format_rfc3339_ms(now),
         "pipeline": {
@@ -258,5 +295,7 @@ pub fn background_monitor(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
             "secondsSinceUpdate": snap.updated_ms.map(|u| (now - u) as f64 / 1000.0),
         },
         "organizations": orgs,
-    })))
+    });
+    add_workers(st, now, &mut body);
+    Ok(Reply::ok(&body))
 }

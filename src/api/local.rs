@@ -38,6 +38,15 @@ pub fn new_token() -> String {
         .collect()
 }
 
+/// The header a command on the host names its OS user in (the caller is then
+/// `cli:<user>` instead of [`CLI_USER`]).
+pub const OS_USER_HEADER: &str = "x-prognos-os-user";
+
+/// Whether `c` came through the local secret (a command on the host).
+pub fn is_local(c: &Caller) -> bool {
+    c.username == CLI_USER || c.username.starts_with("cli:")
+}
+
 /// The caller behind the local secret.
 pub fn caller() -> Caller {
     Caller {

@@ -302,7 +302,7 @@ pub fn train(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     let org = req.org()?;
     let caller = req.caller()?;
     // `prognos train` on the service's host hands its run over with the local token.
-    let trigger = if caller.username == super::local::CLI_USER {
+    let trigger = if super::local::is_local(caller) {
         Trigger::Cli
     } else {
         Trigger::Api

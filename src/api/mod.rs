@@ -155,6 +155,10 @@ pub struct ApiDeps {
     pub trainer: Option<Arc<dyn Trainer>>,
     /// What the running pipeline reports (the health routes read it).
     pub pipeline: Arc<PipelineStatus>,
+    /// A cluster's workers as their heartbeats report them (the controller);
+    /// when set, the health routes read the pipeline from here and
+    /// `POST /api/cluster/heartbeat` feeds it. `None` in a single process.
+    pub cluster: Option<Arc<crate::status::ClusterStatus>>,
     /// The configuration in force (stored org configurations laid over the
     /// file's); `None`: `/api/orgs` answers 503.
     pub config: Option<prognos_dataflows::config::Config>,
@@ -199,6 +203,7 @@ pub(crate) struct Services {
     pub login_slots: tokio::sync::Semaphore,
     pub jobs: Arc<Jobs>,
     pub pipeline: Arc<PipelineStatus>,
+    pub cluster: Option<Arc<crate::status::ClusterStatus>>,
     pub config: Option<std::sync::Mutex<prognos_dataflows::config::Config>>,
     pub org_store: crate::orgs::OrgStore,
     /// The secret of `<data-dir>/service.json` (see [`local`]).
@@ -286,6 +291,7 @@ impl ApiState {
             audit,
             jobs,
             pipeline: deps.pipeline,
+            cluster: deps.cluster,
             history_root: deps
                 .config
                 .as_ref()

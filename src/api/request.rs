@@ -406,6 +406,10 @@ where
     Ok(out)
 }
 
+/// The largest body the cluster token's routes take (a heartbeat of a worker
+/// serving a few thousand orgs).
+const CLUSTER_MAX_BODY: usize = 4 << 20;
+
 /// Serve one request that is not a WebSocket upgrade.
 pub async fn dispatch<S, B>(
     st: ApiState,
@@ -519,7 +523,17 @@ pub fn admit(
         Some(Value::Text(t)) => Some(t.as_str()),
         _ => None,
     });
-    let caller = svc.authenticate(token.ok_or_else(ApiError::unauthorized)?)?;
+    let mut caller = svc.authenticate(token.ok_or_else(ApiError::unauthorized)?)?;
+    // A command on the host names the OS user who ran it (audited as `cli:<user>`).
+    if caller.username == super::local::CLI_USER
+        && let Some(u) = headers
+            .get(super::local::OS_USER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(crate::auth::audit::clean_os_user)
+            .filter(|u| !u.is_empty())
+    {
+        caller.username = format!("cli:{u}");
+    }
     let asked = match query.get("org") {
         Some(Value::Text(o)) => Some(o.as_str()),
         _ => path_org,
@@ -550,8 +564,14 @@ where
         caller,
         scope,
     } = admit(st, route, org_in_path(route, &path), query, headers)?;
+    // A worker's heartbeat lists every org it serves: the cluster routes may
+    // send more than a person's request.
+    let max_body = match route.access {
+        Access::Cluster => st.svc.settings.max_body_bytes.max(CLUSTER_MAX_BODY),
+        _ => st.svc.settings.max_body_bytes,
+    };
     let body = match route.body {
-        Some(_) => Some(read_body(headers, body, st.svc.settings.max_body_bytes).await?),
+        Some(_) => Some(read_body(headers, body, max_body).await?),
         None => None,
     };
     let f = match route.handler {

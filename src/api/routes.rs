@@ -579,6 +579,21 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Post,
+        path: "/api/cluster/heartbeat",
+        operation_id: "clusterHeartbeat",
+        summary: "A worker process's report (every 2 s): its state, its rows per org and its model cache, and the model loads since its last report (audited as ml.model.load). The health routes aggregate the reports and name stale and missing workers.",
+        tag: "cluster",
+        access: Access::Cluster,
+        body: Some(RequestBody {
+            schema: "WorkerHeartbeat",
+            required: true,
+        }),
+        ok: (200, Body::Json("HeartbeatAck")),
+        handler: Handler::Json(cluster::heartbeat),
+        ..BASE
+    },
+    Route {
+        method: Verb::Post,
         path: "/api/orgs/{org}/failures",
         operation_id: "addFailure",
         summary: "Record a work order (a failure of a machine's component, with its start, end and a note): a training label. 201 with the stored record; 200 with the one already stored for the same machine, component and start. Audited.",

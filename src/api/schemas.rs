@@ -118,6 +118,25 @@ pub fn all() -> Vec<(&'static str, Value)> {
     let status = en(&["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]);
     let role = en(&["operator", "admin", "super_admin"]);
     let health = en(&["healthy", "degraded", "unhealthy"]);
+    // A cluster's controller adds its worker processes to the pipeline routes.
+    let workers = [
+        ("staleWorkers", arr(int())),
+        ("missingWorkers", arr(int())),
+        (
+            "workers",
+            arr(obj(
+                &[
+                    ("process", int()),
+                    ("status", en(&["ok", "stale", "missing"])),
+                    ("state", null(en(&["starting", "running", "stopping"]))),
+                    ("threads", null(int())),
+                    ("lastSeenAt", null(dt())),
+                    ("secondsSinceSeen", null(num())),
+                ],
+                &[],
+            )),
+        ),
+    ];
     vec![
         (
             "Error",
@@ -251,7 +270,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
                     ),
                     ("fallbackOrganizations", arr(s())),
                 ],
-                &[],
+                &workers.clone(),
             ),
         ),
         (
@@ -326,21 +345,26 @@ pub fn all() -> Vec<(&'static str, Value)> {
                         )),
                     ),
                 ],
-                &[(
-                    "totals",
-                    obj(
-                        &[
-                            ("hits", int()),
-                            ("misses", int()),
-                            ("evictions", int()),
-                            ("hitRatio", null(num())),
-                            ("loadSeconds", num()),
-                            ("bytes", int()),
-                            ("models", int()),
-                        ],
-                        &[],
+                &[
+                    workers[0].clone(),
+                    workers[1].clone(),
+                    workers[2].clone(),
+                    (
+                        "totals",
+                        obj(
+                            &[
+                                ("hits", int()),
+                                ("misses", int()),
+                                ("evictions", int()),
+                                ("hitRatio", null(num())),
+                                ("loadSeconds", num()),
+                                ("bytes", int()),
+                                ("models", int()),
+                            ],
+                            &[],
+                        ),
                     ),
-                )],
+                ],
             ),
         ),
         (
@@ -378,8 +402,43 @@ pub fn all() -> Vec<(&'static str, Value)> {
                         )),
                     ),
                 ],
-                &[],
+                &workers,
             ),
+        ),
+        (
+            "WorkerHeartbeat",
+            obj(
+                &[
+                    ("process", int()),
+                    ("processes", int()),
+                    ("threads", int()),
+                    ("state", en(&["starting", "running", "stopping"])),
+                    (
+                        "pipeline",
+                        json!({"type": "object", "description": "The process's rows per org (by outcome, with the wall times they last grew) and its model cache's counters."}),
+                    ),
+                ],
+                &[(
+                    "loads",
+                    arr(obj(
+                        &[
+                            ("seq", int()),
+                            ("org", s()),
+                            ("version", s()),
+                            ("ok", boolean()),
+                            ("error", null(s())),
+                            ("load_ms", num()),
+                            ("bytes", int()),
+                            ("at_ms", int()),
+                        ],
+                        &[],
+                    )),
+                )],
+            ),
+        ),
+        (
+            "HeartbeatAck",
+            obj(&[("receivedAt", dt()), ("loadsAudited", int())], &[]),
         ),
         (
             "OpenApiDocument",

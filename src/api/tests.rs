@@ -40,6 +40,7 @@ async fn start_at(
         data_dir: dir.path().to_path_buf(),
         trainer: None,
         pipeline: Arc::default(),
+        cluster: None,
         config: None,
         settings: ApiSettings {
             admin_password: Some("bootstrap password".into()),
@@ -282,6 +283,47 @@ async fn the_local_file_names_the_api_and_its_secret_is_the_only_local_token() {
     for bad in ["local:", "local:0000", &format!("{}x", info.token)] {
         assert_eq!(me(bad.to_string()).await.status(), 401, "{bad}");
     }
+    // A command names its OS user: the caller (and so the audit actor) is
+    // `cli:<user>`, cleaned to the characters an actor may carry.
+    for (sent, want) in [
+        ("anna", "cli:anna"),
+        ("o'brien x", "cli:obrienx"),
+        ("", local::CLI_USER),
+    ] {
+        let v: serde_json::Value = client
+            .get(format!("{base}/api/auth/me"))
+            .bearer_auth(&info.token)
+            .header(local::OS_USER_HEADER, sent)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["username"], want, "{sent:?}");
+    }
+    // The header means nothing to anyone else.
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": "bootstrap password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = login["token"].as_str().unwrap().to_string();
+    let v: serde_json::Value = client
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&admin)
+        .header(local::OS_USER_HEADER, "anna")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["username"], "admin");
     drop(file);
     assert!(!path.exists());
     assert!(local::running_service(dir.path()).is_none());

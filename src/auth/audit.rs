@@ -41,6 +41,60 @@ pub enum AuditError {
     Corrupt(#[source] serde_json::Error),
 }
 
+/// The actor and role of what the service does by itself (schedule, first
+/// models, model loads).
+pub const SYSTEM: &str = "system";
+/// The role of a command run on the host (`prognos train`, `prognos models`).
+pub const CLI_ROLE: &str = "cli";
+
+/// The OS user running this command (`$USER`, else `$LOGNAME`, else the uid),
+/// as an audit actor may carry it: at most 64 of `[A-Za-z0-9._-]`.
+pub fn os_user() -> String {
+    let from_env = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|u| clean_os_user(&u))
+        .find(|u| !u.is_empty());
+    from_env.unwrap_or_else(|| format!("uid{}", unsafe { libc::getuid() }))
+}
+
+/// `u` kept to the characters an actor may carry (at most 64).
+pub fn clean_os_user(u: &str) -> String {
+    u.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect()
+}
+
+/// The actor of a command run on the host: `cli:<os user>`.
+pub fn cli_actor() -> String {
+    format!("cli:{}", os_user())
+}
+
+/// Audit each load of a model version (the seed's MODEL_LOAD) as
+/// `ml.model.load` by `system`, `ok` or `error`, at the time it ended;
+/// `source` names the process (`run`, `worker-<i>`). A failed write is logged.
+pub fn record_model_loads(
+    log: &AuditLog,
+    loads: &[prognos_dataflows::models::ModelLoadRecord],
+    source: &str,
+) {
+    for r in loads {
+        if let Err(e) = log.record(
+            r.at_ms,
+            SYSTEM,
+            SYSTEM,
+            Some(&r.org),
+            "ml.model.load",
+            if r.ok { "ok" } else { "error" },
+            serde_json::json!({"version": r.version, "loadMs": r.load_ms, "bytes": r.bytes,
+                "error": r.error, "process": source}),
+        ) {
+            tracing::error!(error = %e, org = %r.org, "cannot write the audit log");
+        }
+    }
+}
+
 /// Where a page ends (the next page starts after it).
 pub fn cursor_of(e: &AuditEntry) -> String {
     format!("{}:{}", e.at, e.id)

@@ -7,6 +7,7 @@
 //! dir, `prognos train` hands its run to the service (see `crate::api::local`);
 //! `prognos models` wants the service stopped (its API has the same operations).
 
+use crate::auth::audit::{self, AuditLog};
 use crate::cli::{ConfigArg, DataDirArg};
 use crate::settings;
 use crate::store::AlertStore;
@@ -168,7 +169,29 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         stop: None,
         seal_history: None,
     };
-    let outcome = train(&ctx, &spec)?;
+    let result = train(&ctx, &spec);
+    let audit = AuditLog::open(&reg.db())?;
+    let (outcome, detail) = match &result {
+        Ok(o) => (
+            "ok",
+            serde_json::json!({"trigger": "cli", "status": o.status, "version": o.version,
+                "deployed": o.deployed, "error": o.reason}),
+        ),
+        Err(e) => (
+            "error",
+            serde_json::json!({"trigger": "cli", "status": "FAILED", "error": format!("{e:#}")}),
+        ),
+    };
+    audit.record(
+        now_ms(),
+        &audit::cli_actor(),
+        audit::CLI_ROLE,
+        Some(&args.org),
+        "ml.train.done",
+        outcome,
+        detail,
+    )?;
+    let outcome = result?;
     println!("{}", serde_json::to_string_pretty(&outcome)?);
     Ok(())
 }
@@ -210,6 +233,10 @@ fn hand_over(args: &TrainArgs, service: &crate::api::local::ServiceInfo) -> anyh
     let r = http
         .post(format!("{}/api/ml/train?org={org}", service.url))
         .bearer_auth(&service.token)
+        .header(
+            crate::api::local::OS_USER_HEADER,
+            crate::auth::audit::os_user(),
+        )
         .json(&body)
         .send()
         .with_context(|| format!("cannot reach the service at {}", service.url))?;
@@ -257,6 +284,37 @@ fn hand_over(args: &TrainArgs, service: &crate::api::local::ServiceInfo) -> anyh
     }
 }
 
+/// Audit a `prognos models` change as `cli:<os user>`: `ok` with the
+/// activation, or `error` with why it was refused.
+fn audit_cli<T: serde::Serialize, E: std::fmt::Display>(
+    reg: &Registry,
+    org: &str,
+    action: &str,
+    result: &Result<T, E>,
+    mut detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let outcome = match result {
+        Ok(a) => {
+            detail["activation"] = serde_json::to_value(a)?;
+            "ok"
+        }
+        Err(e) => {
+            detail["error"] = e.to_string().into();
+            "error"
+        }
+    };
+    AuditLog::open(&reg.db())?.record(
+        now_ms(),
+        &audit::cli_actor(),
+        audit::CLI_ROLE,
+        Some(org),
+        action,
+        outcome,
+        detail,
+    )?;
+    Ok(())
+}
+
 /// Run `prognos models`.
 pub fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
     let reg = registry(&args.data_dir.data_dir)?;
@@ -298,12 +356,20 @@ pub fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
         ModelsAction::Activate { org, version } => {
-            let a = reg.activate(&org, Some(&version), now_ms(), &live)?;
-            println!("{}", serde_json::to_string(&a)?);
+            let a = reg.activate(&org, Some(&version), now_ms(), &live);
+            audit_cli(
+                &reg,
+                &org,
+                "ml.deploy",
+                &a,
+                serde_json::json!({"version": version}),
+            )?;
+            println!("{}", serde_json::to_string(&a?)?);
         }
         ModelsAction::Rollback { org } => {
-            let a = reg.rollback(&org, now_ms(), &live)?;
-            println!("{}", serde_json::to_string(&a)?);
+            let a = reg.rollback(&org, now_ms(), &live);
+            audit_cli(&reg, &org, "ml.rollback", &a, serde_json::json!({}))?;
+            println!("{}", serde_json::to_string(&a?)?);
         }
     }
     Ok(())

@@ -44,6 +44,8 @@ pub struct Bootstrap {
     pub stop: Arc<AtomicBool>,
     /// `prognos_training_runs_total`, counted under trigger `first_model`.
     pub runs: Option<prometheus::IntCounterVec>,
+    /// Every run is audited here (`ml.train.done` by `system`).
+    pub audit: crate::auth::AuditLog,
 }
 
 /// Orgs that need a first model: enabled, predicting, training enabled, none active.
@@ -75,6 +77,25 @@ impl Bootstrap {
             // Counted before it is logged, so whoever reads the log finds it counted.
             if let Some(r) = &self.runs {
                 r.with_label_values(&["first_model", &outcome]).inc();
+            }
+            let detail = match &result {
+                Ok(Some((version, deployed, status))) => serde_json::json!({
+                    "trigger": "first_model", "status": status, "version": version, "deployed": deployed}),
+                Err(e) => serde_json::json!({
+                    "trigger": "first_model", "status": "FAILED", "error": format!("{e:#}")}),
+                Ok(None) => serde_json::Value::Null,
+            };
+            use crate::auth::audit::SYSTEM;
+            if let Err(e) = self.audit.record(
+                chrono::Utc::now().timestamp_millis(),
+                SYSTEM,
+                SYSTEM,
+                Some(&org),
+                "ml.train.done",
+                if result.is_ok() { "ok" } else { "error" },
+                detail,
+            ) {
+                tracing::error!(error = %e, "cannot write the audit log");
             }
             match result {
                 Ok(Some((version, true, _))) => tracing::info!(

@@ -50,7 +50,7 @@ impl CacheLimits {
 }
 
 /// One load of a version (the seed's MODEL_LOAD), for the audit log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelLoadRecord {
     /// Increasing within a cache, from 1.
     pub seq: u64,
@@ -73,8 +73,10 @@ pub struct ModelLoadRecord {
 /// Load records kept for readers (the audit log reads them every second or so).
 pub const LOAD_LOG_LEN: usize = 256;
 
-/// Cache counters, for metrics and health.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Cache counters, for metrics and health (serialized in a cluster worker's
+/// heartbeat to the controller).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CacheStats {
     /// Lookups served from memory.
     pub hits: u64,

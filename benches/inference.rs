@@ -274,9 +274,41 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    // The built-in tree evaluator alone on the failure model (f32 prepared outside).
+    let mut trees = prognos_dataflows::models::trees::TreeModel::from_onnx(
+        &std::fs::read(dir.join("failure.onnx")).unwrap(),
+        "probabilities",
+    )
+    .unwrap();
+    let mut tree_out = Vec::new();
+    for n in SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("bare_trees_failure", n), &n, |b, &n| {
+            let mut at = Cursor(0);
+            b.iter(|| {
+                let r = at.next(n, s.rows.len());
+                trees
+                    .predict(&input[r.start * f..r.end * f], n, f, &mut tree_out)
+                    .unwrap();
+                std::hint::black_box(tree_out[1]);
+            })
+        });
+    }
+
     // LoadedModel::score: what the operator does per batch (with the default
-    // 5 s deadline armed), and without a deadline, for the deadline's cost.
+    // 5 s deadline armed), and without a deadline, for the deadline's cost; and
+    // the same version held to ONNX Runtime.
     let mut model = LoadedModel::load(&env, &dir, &names).unwrap();
+    assert!(
+        model
+            .engines()
+            .iter()
+            .all(|e| e.1 == prognos_dataflows::models::runner::Engine::Trees),
+        "{:?}",
+        model.engines()
+    );
+    let mut ort_model = LoadedModel::load(&env, &dir, &names).unwrap();
+    ort_model.use_onnx_runtime_only();
     let refs: Vec<&[f64]> = s.rows.iter().map(Vec::as_slice).collect();
     let mut scores = Vec::new();
     let deadline = Some(Duration::from_millis(5_000));
@@ -291,6 +323,22 @@ fn bench(c: &mut Criterion) {
                 std::hint::black_box(scores[0].probability);
             })
         });
+    }
+    for n in SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(
+            BenchmarkId::new("loaded_model_score_onnxruntime", n),
+            &n,
+            |b, &n| {
+                let mut at = Cursor(0);
+                b.iter(|| {
+                    ort_model
+                        .score(&refs[at.next(n, refs.len())], &mut scores, deadline)
+                        .unwrap();
+                    std::hint::black_box(scores[0].probability);
+                })
+            },
+        );
     }
     for n in [1, 1024] {
         g.throughput(Throughput::Elements(n as u64));

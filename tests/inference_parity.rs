@@ -293,6 +293,7 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
         }
     }
     assert!(above_gate > 0, "stage 2 ran on some rows");
+    let real_rows: Vec<Vec<f64>> = scored.iter().map(|r| r.row.features.clone()).collect();
 
     // 2. Hot swap in event time: v2 (same model, another version) from the middle;
     //    v3 (corrupt) from three quarters on.
@@ -477,6 +478,62 @@ fn real_model_scores_like_python_and_swaps_in_event_time() {
     //    (it ends long before the whole run would), its rows are judged by the
     //    rules with the reason, and three in a row open the org's breaker.
     slow_model_times_out_and_opens_the_breaker(&f, &names);
+
+    // 7. The trained LightGBM models are scored by the built-in tree evaluator,
+    //    which agrees with ONNX Runtime on rows it never saw, missing values included.
+    trees_score_the_real_models_as_onnx_runtime(&f, &names, real_rows);
+}
+
+fn trees_score_the_real_models_as_onnx_runtime(f: &Fixture, names: &[String], real: Vec<Vec<f64>>) {
+    use prognos_dataflows::models::runner::{ENGINE_TOLERANCE, Engine, LoadedModel};
+    let env = onnx_runtime::init().unwrap().environment;
+    let dir = f.models.join(ORG).join("v1");
+    let mut trees = LoadedModel::load(&env, &dir, names).unwrap();
+    for (role, engine, why) in trees.engines() {
+        assert_eq!(engine, Engine::Trees, "{role}: {why:?}");
+    }
+    let mut ort = LoadedModel::load(&env, &dir, names).unwrap();
+    ort.use_onnx_runtime_only();
+    assert!(ort.engines().iter().all(|e| e.1 == Engine::OnnxRuntime));
+    let rows: Vec<Vec<f64>> = real
+        .into_iter()
+        .chain((0..2048usize).map(|i| {
+            (0..names.len())
+                .map(|j| {
+                    let k = i * 31 + j * 17;
+                    if k % 7 == 0 {
+                        f64::NAN
+                    } else {
+                        (k % 97) as f64 / 8.0 - 4.0
+                    }
+                })
+                .collect()
+        }))
+        .collect();
+    let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    trees.score(&refs, &mut a, None).unwrap();
+    ort.score(&refs, &mut b, None).unwrap();
+    assert_eq!(a.len(), b.len());
+    let close = |x: f64, y: f64| (x - y).abs() <= ENGINE_TOLERANCE * y.abs().max(1.0);
+    let mut staged = 0;
+    for (x, y) in a.iter().zip(&b) {
+        assert!(close(x.probability, y.probability), "{x:?} {y:?}");
+        assert_eq!(
+            x.component.map(|c| c.0),
+            y.component.map(|c| c.0),
+            "{x:?} {y:?}"
+        );
+        if let (Some(p), Some(q)) = (x.component, y.component) {
+            staged += 1;
+            assert!(close(p.1, q.1), "{x:?} {y:?}");
+        }
+        match (x.ttf_minutes, y.ttf_minutes) {
+            (Some(p), Some(q)) => assert!(close(p, q), "{x:?} {y:?}"),
+            (p, q) => assert_eq!(p, q),
+        }
+    }
+    assert!(staged > 0, "stage 2 compared on some rows");
 }
 
 /// `slow`: v1's models with an expensive branch added to the failure model's
@@ -541,6 +598,14 @@ fn slow_model_times_out_and_opens_the_breaker(f: &Fixture, names: &[String]) {
         names,
     )
     .expect("the slow model reproduces v1's test vector");
+    // Not a tree ensemble any more: ONNX Runtime scores it, and says why.
+    let (_, engine, why) = slow.engines()[0];
+    assert_eq!(
+        engine,
+        prognos_dataflows::models::runner::Engine::OnnxRuntime,
+        "{why:?}"
+    );
+    assert!(why.is_some_and(|w| w.contains("not supported")), "{why:?}");
     let rows: Vec<Vec<f64>> = (0..1024)
         .map(|i| vec![i as f64 * 0.01; names.len()])
         .collect();

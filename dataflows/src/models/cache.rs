@@ -341,6 +341,20 @@ impl ModelCache {
         let _one_at_a_time = lock(&self.load_lock);
         let before = c_heap_bytes();
         let model = LoadedModel::load(&self.env, &dir, features)?;
+        let engines: Vec<String> = model
+            .engines()
+            .iter()
+            .map(|(role, engine, why)| match why {
+                None => format!("{role}={}", engine.as_str()),
+                Some(why) => format!("{role}={} ({why})", engine.as_str()),
+            })
+            .collect();
+        tracing::info!(
+            org,
+            version,
+            engines = engines.join(", "),
+            "model version loaded"
+        );
         let measured = match (before, c_heap_bytes()) {
             (Some(b), Some(a)) => Some(a.saturating_sub(b)),
             _ => None,

@@ -1,7 +1,12 @@
-//! A loaded model version: the three ONNX sessions, checked at load, scoring
-//! batches of feature rows.
+//! A loaded model version: the three ONNX models, checked at load, scoring
+//! batches of feature rows. Each model is an ONNX Runtime session (the
+//! reference) and, where the graph is a LightGBM tree ensemble and the built-in
+//! evaluator ([`super::trees`]) reproduces ONNX Runtime on the version's test
+//! vector and on its rows with missing values (within [`ENGINE_TOLERANCE`]), the
+//! evaluator scores it; otherwise ONNX Runtime does, and the version says why.
 
 use super::metadata::ModelMetadata;
+use super::trees::TreeModel;
 use ort::environment::Environment;
 use ort::session::{RunOptions, Session};
 use ort::value::TensorRef;
@@ -11,6 +16,42 @@ use std::time::Instant;
 
 /// Largest difference between the recorded test vector outputs and ours.
 pub const TEST_VECTOR_TOLERANCE: f64 = 1e-5;
+
+/// Largest difference (relative above 1) between the tree evaluator and ONNX
+/// Runtime on the load-time check rows for the evaluator to be used.
+pub const ENGINE_TOLERANCE: f64 = 1e-6;
+
+/// What scores one of a version's models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The built-in tree-ensemble evaluator.
+    Trees,
+    /// ONNX Runtime.
+    OnnxRuntime,
+}
+
+impl Engine {
+    /// As logged and reported.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Trees => "trees",
+            Engine::OnnxRuntime => "onnxruntime",
+        }
+    }
+}
+
+/// One of the three models: its session and, when it passed the check, the
+/// tree evaluator that scores it instead.
+struct Part {
+    role: &'static str,
+    output: &'static str,
+    session: Session,
+    trees: Option<TreeModel>,
+    /// Why ONNX Runtime scores it (None when the evaluator does).
+    ort_because: Option<String>,
+    /// The evaluator's output buffer, reused.
+    scratch: Vec<f32>,
+}
 
 /// Why a model version cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -104,9 +145,9 @@ pub struct Score {
 pub struct LoadedModel {
     /// Its metadata.
     pub meta: ModelMetadata,
-    failure: Session,
-    component: Session,
-    ttf: Session,
+    failure: Part,
+    component: Part,
+    ttf: Part,
     /// Bytes of its ONNX files (what the cache budgets).
     pub bytes: u64,
     /// Milliseconds the load and check took.
@@ -197,16 +238,26 @@ impl LoadedModel {
             Ok(dir.join(name))
         };
         let mut bytes = 0;
-        let mut open = |role: &str| -> Result<Session, ModelError> {
+        let mut open = |role: &'static str, output: &'static str| -> Result<Part, ModelError> {
             let p = file(role)?;
-            bytes += std::fs::metadata(&p)
-                .map_err(|e| read(&p, e.to_string()))?
-                .len();
-            session(env, &p)
+            let onnx = std::fs::read(&p).map_err(|e| read(&p, e.to_string()))?;
+            bytes += onnx.len() as u64;
+            let (trees, ort_because) = match TreeModel::from_onnx(&onnx, output) {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            Ok(Part {
+                role,
+                output,
+                session: session(env, &p)?,
+                trees,
+                ort_because,
+                scratch: Vec::new(),
+            })
         };
-        let failure = open("failure")?;
-        let component = open("component")?;
-        let ttf = open("ttf")?;
+        let failure = open("failure", "probabilities")?;
+        let component = open("component", "probabilities")?;
+        let ttf = open("ttf", "variable")?;
         let mut m = LoadedModel {
             meta,
             failure,
@@ -221,9 +272,109 @@ impl LoadedModel {
             run_options: None,
         };
         m.importance = Arc::new(top_importance(&m.meta, TOP_IMPORTANCE));
+        m.check_engines();
         m.check_test_vector()?;
         m.load_ms = t0.elapsed().as_secs_f64() * 1000.0;
         Ok(m)
+    }
+
+    /// The rows the evaluator is checked on: the test vector's, and each of
+    /// them again with every other feature missing (NaN) and with the others.
+    fn check_rows(&self) -> (Vec<f32>, usize) {
+        let f = self.meta.feature_names.len();
+        let mut rows = Vec::new();
+        let base: Vec<Vec<f32>> = self
+            .meta
+            .test_vector
+            .input
+            .iter()
+            .map(|r| r.iter().map(|x| x.map_or(f32::NAN, |x| x as f32)).collect())
+            .collect();
+        for r in &base {
+            rows.extend_from_slice(r);
+            for parity in [0, 1] {
+                rows.extend(
+                    r.iter()
+                        .enumerate()
+                        .map(|(i, x)| if i % 2 == parity { f32::NAN } else { *x }),
+                );
+            }
+        }
+        let n = rows.len().checked_div(f).unwrap_or(0);
+        (rows, n)
+    }
+
+    /// Keep the tree evaluator of each model only where it reproduces ONNX
+    /// Runtime on the check rows within [`ENGINE_TOLERANCE`].
+    fn check_engines(&mut self) {
+        let f = self.meta.feature_names.len();
+        let (rows, n) = self.check_rows();
+        for part in [&mut self.failure, &mut self.component, &mut self.ttf] {
+            let Some(trees) = part.trees.as_mut() else {
+                continue;
+            };
+            if n == 0 {
+                part.trees = None;
+                part.ort_because = Some("no test vector rows to check the evaluator on".into());
+                continue;
+            }
+            let reference = Self::run_ort(&mut part.session, &rows, n, f, part.output, None);
+            let mut ours = Vec::new();
+            let verdict = match (reference, trees.predict(&rows, n, f, &mut ours)) {
+                (Err(e), _) => Err(format!("ONNX Runtime failed on the check rows: {e}")),
+                (_, Err(e)) => Err(format!("the evaluator failed on the check rows: {e}")),
+                (Ok(want), Ok(())) => {
+                    let delta = want
+                        .iter()
+                        .zip(&ours)
+                        .map(|(w, o)| (w - *o as f64).abs() / w.abs().max(1.0))
+                        .fold(
+                            0.0f64,
+                            |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+                        );
+                    if want.len() != ours.len() {
+                        Err(format!(
+                            "{} outputs from the evaluator, {} from ONNX Runtime",
+                            ours.len(),
+                            want.len()
+                        ))
+                    } else if delta > ENGINE_TOLERANCE {
+                        Err(format!(
+                            "the evaluator differs from ONNX Runtime by {delta:.3e} (over {ENGINE_TOLERANCE:e})"
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(why) = verdict {
+                part.trees = None;
+                part.ort_because = Some(why);
+            }
+        }
+    }
+
+    /// What scores each model (`failure`, `component`, `ttf`), and why ONNX
+    /// Runtime does where it does.
+    pub fn engines(&self) -> [(&'static str, Engine, Option<&str>); 3] {
+        [&self.failure, &self.component, &self.ttf].map(|p| {
+            let e = if p.trees.is_some() {
+                Engine::Trees
+            } else {
+                Engine::OnnxRuntime
+            };
+            (p.role, e, p.ort_because.as_deref())
+        })
+    }
+
+    /// Score every model with ONNX Runtime from now on (benches and tests
+    /// compare the engines with it).
+    pub fn use_onnx_runtime_only(&mut self) {
+        for p in [&mut self.failure, &mut self.component, &mut self.ttf] {
+            if p.trees.take().is_some() {
+                p.ort_because = Some("ONNX Runtime asked for".into());
+            }
+        }
     }
 
     fn check_test_vector(&mut self) -> Result<(), ModelError> {
@@ -289,7 +440,25 @@ impl LoadedModel {
         }
     }
 
+    /// Score `n` rows of `f` features with the part's engine.
     fn run(
+        part: &mut Part,
+        input: &[f32],
+        n: usize,
+        f: usize,
+        options: Option<&RunOptions>,
+    ) -> Result<Vec<f64>, String> {
+        match part.trees.as_mut() {
+            Some(t) => {
+                t.predict(input, n, f, &mut part.scratch)
+                    .map_err(|e| e.to_string())?;
+                Ok(part.scratch.iter().map(|x| *x as f64).collect())
+            }
+            None => Self::run_ort(&mut part.session, input, n, f, part.output, options),
+        }
+    }
+
+    fn run_ort(
         session: &mut Session,
         input: &[f32],
         n: usize,
@@ -318,7 +487,6 @@ impl LoadedModel {
             &self.input,
             rows.len(),
             f,
-            "probabilities",
             self.run_options.as_deref(),
         )
         .map_err(|e| self.infer_err(e))?;
@@ -337,7 +505,6 @@ impl LoadedModel {
             &self.input,
             pick.len(),
             f,
-            "probabilities",
             self.run_options.as_deref(),
         )
         .map_err(|e| self.infer_err(e))
@@ -351,7 +518,6 @@ impl LoadedModel {
             &self.input,
             pick.len(),
             f,
-            "variable",
             self.run_options.as_deref(),
         )
         .map_err(|e| self.infer_err(e))

@@ -81,6 +81,7 @@ def _workdir(tmp: pathlib.Path, prognos_bin: pathlib.Path) -> dict:
     env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
     env["PROGNOS_BIN"] = str(prognos_bin)
     env["NO_COLOR"] = "1"
+    env["RUST_BACKTRACE"] = "0"
     return env
 
 
@@ -303,7 +304,7 @@ def test_metric_names_exist():
 def test_log_lines_exist():
     problems, seen = [], 0
     for g in GUIDES:
-        for level, msg in re.findall(r"`(INFO|WARN|ERROR) ([^`]+)`", g.read_text()):
+        for level, msg in re.findall(r"`(INFO|WARN|ERROR|Error:) ([^`]+)`", g.read_text()):
             seen += 1
             # `{...}` and `…` stand for what the process fills in
             pieces = [p for p in re.split(r"\{[^}]*\}|…", msg) if p.strip()]
@@ -328,8 +329,11 @@ def test_configuration_overrides_are_valid(prognos_bin):
     checked = 0
     problems = []
     for g in GUIDES:
+        # a ```sh test-fails``` block shows a bad value on purpose
+        text = FENCE.sub(lambda m: "" if m.group(1).strip() == "sh test-fails" else m.group(0),
+                         g.read_text())
         for var, value in set(re.findall(r"\b(PROGNOS_[A-Z0-9_]+__[A-Z0-9_]+)=([^\s`'\"]+|'[^']*'|\"[^\"]*\")",
-                                         g.read_text())):
+                                         text)):
             value = value.strip("'\"")
             if "$" in value or "<" in value:
                 continue
@@ -337,6 +341,7 @@ def test_configuration_overrides_are_valid(prognos_bin):
                              else "config/prognos.example.toml")
             env = {k: v for k, v in os.environ.items() if not k.startswith("PROGNOS_")}
             env[var] = value
+            env["RUST_BACKTRACE"] = "0"
             out = subprocess.run([str(prognos_bin), "check", "--config-only", "--config", str(config)],
                                  env=env, capture_output=True, text=True, timeout=30)
             checked += 1

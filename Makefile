@@ -1,5 +1,6 @@
 # prognos: the two commands of the README are `make run` and `make test`.
-# Both set up what is missing first (Python venv with the ONNX Runtime library,
+# Both set up what is missing first (Python venvs: ONNX Runtime and the trainer, the
+# deployment validators;
 # the release build); setup is quick when nothing changed.
 
 CARGO ?= cargo
@@ -57,4 +58,4 @@ bench: setup
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) data
+	rm -rf $(VENV) ml/.venv-tools data

@@ -34,9 +34,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 TOOLS = ROOT / "ml/.venv-tools/bin"
 OVERLAYS = ["dev", "production"]
-# Kubernetes versions the manifests are validated against: the oldest still
-# maintained upstream when this was written, and the newest kubernetes-validate knows.
-K8S_VERSIONS = ["1.32.0", "1.35.0"]
+# Kubernetes versions the manifests are validated against: the kubectl of the
+# development machines (1.32, whose kustomize renders them) and the newest
+# kubernetes-validate 1.37.0 has schemas for.
+K8S_VERSIONS = ["1.32.0", "1.37.0"]
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"),
              ("monitoring.coreos.com/v1", "PrometheusRule")}
 # checkov checks skipped for every rendered manifest, each for a reason:

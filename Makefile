@@ -1,6 +1,7 @@
 # prognos: the two commands of the README are `make run` and `make test`.
-# Both set up what is missing first (Python venv with the ONNX Runtime library,
-# the release build); setup is quick when nothing changed.
+# Both set up what is missing first (the Python venvs — ONNX Runtime and the
+# trainer in ml/.venv, the deployment validators in ml/.venv-tools — and the
+# release build); setup is quick when nothing changed.
 
 CARGO ?= cargo
 VENV  := ml/.venv
@@ -57,4 +58,4 @@ bench: setup
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) data
+	rm -rf $(VENV) ml/.venv-tools data

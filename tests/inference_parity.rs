@@ -512,7 +512,12 @@ fn trees_score_the_real_models_as_onnx_runtime(f: &Fixture, names: &[String], re
         .collect();
     let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    trees.score(&refs, &mut a, None).unwrap();
+    // In batches small enough for the evaluator (larger ones go to ONNX Runtime).
+    let mut part = Vec::new();
+    for chunk in refs.chunks(prognos_dataflows::models::runner::TREES_BELOW_ROWS - 1) {
+        trees.score(chunk, &mut part, None).unwrap();
+        a.extend_from_slice(&part);
+    }
     ort.score(&refs, &mut b, None).unwrap();
     assert_eq!(a.len(), b.len());
     let close = |x: f64, y: f64| (x - y).abs() <= ENGINE_TOLERANCE * y.abs().max(1.0);

@@ -131,6 +131,7 @@ fn training_uses_the_org_configuration_stored_through_the_api() {
         .current_dir(root())
         .args(["train", "--org", "acme-heat", "--data-dir"])
         .arg(&data)
+        .env("USER", "plant-ops")
         .output()
         .unwrap();
     assert!(
@@ -141,7 +142,8 @@ fn training_uses_the_org_configuration_stored_through_the_api() {
     let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(job["status"], "COMPLETED", "{job}");
     assert_eq!(job["trigger"], "cli", "{job}");
-    assert_eq!(job["requestedBy"], "local:cli", "{job}");
+    // The hand-over names the OS user who ran the command.
+    assert_eq!(job["requestedBy"], "cli:plant-ops", "{job}");
     // Stop the service (Ctrl-C) rather than wait for the simulated range to end;
     // the rest of the log until it has stopped.
     let sent = Command::new("kill")

@@ -463,6 +463,10 @@ impl Ensemble {
             classes.insert(c);
             weights.entry(i).or_default().push((c, w_val[j]));
         }
+        if classifier && width > 2 && classes.len() < width {
+            // ONNX Runtime scores classes without any leaf weight its own way.
+            return Err(unsupported("a class without leaf weights"));
+        }
         let (kind, sums) = if classifier && width == 2 {
             if classes.len() > 1 || !base.is_empty() {
                 return Err(unsupported(

@@ -9,15 +9,15 @@ PY    := $(VENV)/bin/python
 BIN   := target/release/prognos
 CONFIG ?= config/prognos.example.toml
 
-.PHONY: run test setup build build-tests lint test-rust test-python eval bench clean
+.PHONY: run test setup build build-tests lint test-rust test-python test-console screenshots eval bench clean
 
 ## run: set up, build, and start the embedded default (simulator -> pipeline -> API on 127.0.0.1:8080)
 run: setup build
 	$(BIN) run --config $(CONFIG)
 
-## test: set up, lint, run every Rust and Python test, compile (not run) the benches
+## test: set up, lint, run every Rust, Python and browser test, compile (not run) the benches
 # (The benches are type-checked by `lint`'s clippy --all-targets.)
-test: setup lint test-rust test-python
+test: setup lint test-rust test-python test-console
 
 setup:
 	@scripts/setup.sh
@@ -40,6 +40,16 @@ test-rust:
 test-python: build-tests
 	PROGNOS_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q --durations=8 ml/tests
 
+# The console in headless chromium against a real `prognos run` (console/tests/).
+test-console: build-tests
+	@scripts/setup-browser.sh
+	cd console && PROGNOS_BIN=$(CURDIR)/$(BIN) node --test tests/
+
+## screenshots: the console's main screens (phone and desktop) into docs/screenshots/
+screenshots: setup build
+	@scripts/setup-browser.sh
+	cd console && PROGNOS_BIN=$(CURDIR)/$(BIN) PROGNOS_SCREENSHOTS=$(CURDIR)/docs/screenshots node --test tests/
+
 ## eval: the long model-quality evaluations (minutes each; not part of make test):
 ## a held-out simulated stretch through the whole dataflow against ground truth,
 ## and the pump fleets — trained on seed 101, backtested on seeds 202 and 404
@@ -58,4 +68,4 @@ bench: setup
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) ml/.venv-tools data
+	rm -rf $(VENV) ml/.venv-tools data console/node_modules

@@ -24,6 +24,7 @@
 
 mod alerts;
 mod cluster;
+pub mod console;
 pub mod error;
 mod failures;
 mod health;
@@ -387,7 +388,8 @@ pub fn routes(
         .and_then(|m, p, q, h, r, b, st: ApiState| async move {
             Ok::<_, warp::Rejection>(request::dispatch(st, m, p, q, h, r, b).await)
         });
-    ws.or(rest)
+    let api = ws
+        .or(rest)
         .unify()
         .recover(|_: warp::Rejection| async {
             Ok::<_, std::convert::Infallible>(request::error_response(&ApiError::not_found(
@@ -395,7 +397,12 @@ pub fn routes(
             )))
         })
         .unify()
-        .with(warp::reply::with::headers(security_headers()))
+        .with(warp::reply::with::headers(security_headers()));
+    // The console's files first (with their own headers); everything else is the API.
+    console::routes()
+        .map(warp::Reply::into_response)
+        .or(api.map(warp::Reply::into_response))
+        .unify()
 }
 
 /// Serve the routes on `listener` until `shutdown` completes.

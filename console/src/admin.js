@@ -4,7 +4,7 @@
 // a system overview.
 
 import * as api from './api.js';
-import { h, mount, toast, pct, when, errorText } from './ui.js';
+import { h, mount, toast, pct, when, errorText, field, scroller } from './ui.js';
 
 const num = (x, digits) => (x === null || x === undefined ? '–' : (+x).toFixed(digits));
 
@@ -59,9 +59,8 @@ export async function modelsView(feed) {
         act('Roll back', () => api.post('/api/ml/rollback'), 'secondary'),
         act('Train now', () => api.post('/api/ml/train', {})),
       ),
-      h(
-        'div',
-        { class: 'scroll' },
+      scroller(
+        'Model versions',
         h(
           'table',
           { class: 'table', id: 'versions' },
@@ -71,9 +70,8 @@ export async function modelsView(feed) {
         ),
       ),
       h('h2', {}, 'Training runs'),
-      h(
-        'div',
-        { class: 'scroll' },
+      scroller(
+        'Training runs',
         h(
           'table',
           { class: 'table', id: 'runs' },
@@ -92,7 +90,139 @@ export async function modelsView(feed) {
   const off = feed.on((kind) => {
     if (kind === 'training') load();
   });
+  if (api.current().user.role === 'super_admin') box.after(await scheduleForm());
   return off;
+}
+
+// The org's training schedule (super admins: it is part of the org's stored
+// configuration, PUT /api/orgs/{org}); the server's validation error is shown
+// at the field.
+async function scheduleForm() {
+  const org = api.currentOrg();
+  const section = h('section', { class: 'panel', id: 'schedule' }, h('h2', {}, 'Training schedule'));
+  let detail;
+  try {
+    detail = await api.getPath('/api/orgs/' + encodeURIComponent(org));
+  } catch (e) {
+    section.append(h('p', { class: 'error' }, errorText(e)));
+    return section;
+  }
+  const training = detail.config.training || {};
+  const cron = h('input', { name: 'schedule', value: training.schedule || '', 'aria-describedby': 'schedule-error', autocomplete: 'off' });
+  const enabled = h('input', { type: 'checkbox', name: 'enabled', checked: training.enabled !== false });
+  const err = h('p', { class: 'error', id: 'schedule-error', role: 'alert', hidden: true });
+  const saved = h('p', { class: 'muted small', role: 'status' });
+  const form = h(
+    'form',
+    {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        err.hidden = true;
+        cron.removeAttribute('aria-invalid');
+        const config = structuredClone(detail.config);
+        config.training = { ...(config.training || {}), schedule: cron.value.trim(), enabled: enabled.checked };
+        try {
+          const r = await api.putPath('/api/orgs/' + encodeURIComponent(org), config);
+          detail = r.organization;
+          const later = (r.restartKeys || []).length > 0;
+          saved.textContent = 'Saved' + (later ? ': applied at the next start (' + r.restartKeys.join(', ') + ').' : '.');
+          toast('Schedule saved', 'ok');
+        } catch (x) {
+          const mine = Object.entries(x.fields || {}).filter(([k]) => k.startsWith('training'));
+          err.textContent = mine.length ? mine.map(([, v]) => v).join('; ') : errorText(x);
+          err.hidden = false;
+          cron.setAttribute('aria-invalid', 'true');
+          cron.focus();
+        }
+      },
+    },
+    field('Schedule (cron: minute hour day-of-month month day-of-week, or with seconds first)', cron),
+    err,
+    h('div', { class: 'check' }, enabled, h('label', { for: 'sched-enabled' }, 'Scheduled training on')),
+    h('button', { type: 'submit' }, 'Save schedule'),
+    saved,
+  );
+  enabled.id = 'sched-enabled';
+  section.append(h('p', { class: 'muted small' }, `Timezone ${training.timezone || 'UTC'}; trains on the last ${training.data_days ?? '–'} days of the org's history.`), form);
+  return section;
+}
+
+// The org's work orders (failures with their start and end): training labels.
+export async function workOrdersView() {
+  const org = api.currentOrg();
+  const base = '/api/orgs/' + encodeURIComponent(org) + '/failures';
+  const list = h('tbody', {});
+  async function load() {
+    try {
+      const r = await api.getPath(base);
+      list.replaceChildren(
+        ...r.failures.map((f) => h('tr', { dataset: { id: f.id } }, h('td', {}, f.machineId), h('td', {}, f.component), h('td', {}, when(f.start)), h('td', {}, when(f.end)), h('td', {}, f.note || ''), h('td', {}, f.createdBy))),
+      );
+      if (r.failures.length === 0) list.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No work orders yet.')));
+    } catch (e) {
+      toast(errorText(e), 'error');
+    }
+  }
+  const inputs = {
+    machineId: h('input', { name: 'machineId', required: true, maxlength: 256 }),
+    component: h('input', { name: 'component', required: true, maxlength: 256 }),
+    start: h('input', { name: 'start', type: 'datetime-local', required: true, step: 1 }),
+    end: h('input', { name: 'end', type: 'datetime-local', step: 1 }),
+    note: h('textarea', { name: 'note', maxlength: 2000, rows: 2 }),
+  };
+  const errors = Object.fromEntries(Object.keys(inputs).map((k) => [k, h('p', { class: 'error small', id: 'err-' + k, role: 'alert', hidden: true })]));
+  for (const [k, el] of Object.entries(inputs)) el.setAttribute('aria-describedby', 'err-' + k);
+  const general = h('p', { class: 'error', role: 'alert', hidden: true });
+  const iso = (v) => (v ? new Date(v).toISOString() : null); // the browser's local time
+  const form = h(
+    'form',
+    {
+      class: 'panel',
+      'aria-label': 'Add a work order',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        for (const p of [...Object.values(errors), general]) p.hidden = true;
+        for (const el of Object.values(inputs)) el.removeAttribute('aria-invalid');
+        try {
+          await api.postPath(base, {
+            machineId: inputs.machineId.value.trim(),
+            component: inputs.component.value.trim(),
+            start: iso(inputs.start.value),
+            end: iso(inputs.end.value),
+            note: inputs.note.value || null,
+          });
+          toast('Work order saved', 'ok');
+          form.reset();
+          await load();
+        } catch (x) {
+          const fields = Object.entries(x.fields || {});
+          for (const [k, v] of fields) {
+            if (errors[k]) {
+              errors[k].textContent = v;
+              errors[k].hidden = false;
+              inputs[k].setAttribute('aria-invalid', 'true');
+            }
+          }
+          if (!fields.some(([k]) => errors[k])) {
+            general.textContent = errorText(x);
+            general.hidden = false;
+          }
+        }
+      },
+    },
+    h('h2', {}, 'Add a work order'),
+    h('div', { class: 'grid2' }, Object.entries(inputs).map(([k, el]) => h('div', {}, field({ machineId: 'Machine', component: 'Component', start: 'Failure started (your local time)', end: 'Repaired (optional)', note: 'Note (optional)' }[k], el), errors[k]))),
+    general,
+    h('button', { type: 'submit' }, 'Save work order'),
+  );
+  mount(
+    h('h1', {}, 'Work orders'),
+    h('p', { class: 'muted' }, 'Failures recorded here label the next training run.'),
+    api.isAdmin() && form,
+    scroller('Work orders', h('table', { class: 'table', id: 'work-orders' }, h('caption', {}, 'Newest start first'), h('thead', {}, h('tr', {}, ['Machine', 'Component', 'Started', 'Repaired', 'Note', 'By'].map((c) => h('th', { scope: 'col' }, c)))), list)),
+  );
+  await load();
+  return () => {};
 }
 
 export async function auditView() {
@@ -114,7 +244,7 @@ export async function auditView() {
   more.addEventListener('click', page);
   mount(
     h('h1', {}, 'Audit log'),
-    h('div', { class: 'scroll' }, h('table', { class: 'table', id: 'audit' }, h('caption', {}, 'Newest first'), h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Outcome', 'Detail'].map((c) => h('th', { scope: 'col' }, c)))), list)),
+    scroller('Audit log', h('table', { class: 'table', id: 'audit' }, h('caption', {}, 'Newest first'), h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Outcome', 'Detail'].map((c) => h('th', { scope: 'col' }, c)))), list)),
     more,
   );
   await page();

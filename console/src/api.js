@@ -108,6 +108,19 @@ export function put(path, body) {
   return call('PUT', scoped(path), body, true);
 }
 
+// Routes that name the org in their path (no `?org=`).
+export function getPath(path) {
+  return call('GET', path, undefined, true);
+}
+
+export function postPath(path, body) {
+  return call('POST', path, body === undefined ? {} : body, true);
+}
+
+export function putPath(path, body) {
+  return call('PUT', path, body, true);
+}
+
 // The `/ws` URL for this session (the token goes in the query: browsers cannot
 // set headers on a WebSocket).
 export function wsUrl(params) {

@@ -5,7 +5,7 @@ import * as api from './api.js';
 import { h, mount, toast, field, errorText, when } from './ui.js';
 import { Feed, listView, detailView, loadSnapshot, dropSnapshot } from './alerts.js';
 import { fleetView, statsView } from './fleet.js';
-import { modelsView, auditView, overviewView } from './admin.js';
+import { modelsView, auditView, overviewView, workOrdersView } from './admin.js';
 
 let feed = null;
 let leave = () => {};
@@ -16,6 +16,7 @@ const SECTIONS = [
   { hash: '#/fleet', label: 'Fleet', admin: false },
   { hash: '#/stats', label: 'Statistics', admin: false },
   { hash: '#/models', label: 'Models', admin: true },
+  { hash: '#/work-orders', label: 'Work orders', admin: false },
   { hash: '#/audit', label: 'Audit', admin: true },
   { hash: '#/system', label: 'System', admin: false },
 ];
@@ -137,6 +138,7 @@ async function route() {
   else if (parts[0] === 'stats') done(await statsView());
   else if (parts[0] === 'models' && api.isAdmin()) done(await modelsView(feed));
   else if (parts[0] === 'audit' && api.isAdmin()) done(await auditView());
+  else if (parts[0] === 'work-orders') done(await workOrdersView());
   else if (parts[0] === 'system') done(await overviewView());
   else {
     const machine = new URLSearchParams(query || '').get('machine');

@@ -96,3 +96,9 @@ export function errorText(e) {
   const fields = Object.entries((e && e.fields) || {}).map(([k, v]) => `${k}: ${v}`);
   return (e && e.message ? e.message : String(e)) + (fields.length ? ' (' + fields.join('; ') + ')' : '');
 }
+
+// A wide table in a region that scrolls sideways on a phone (focusable, so a
+// keyboard can scroll it too).
+export function scroller(label, table) {
+  return h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': label }, table);
+}

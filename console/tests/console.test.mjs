@@ -178,6 +178,58 @@ test('an admin rolls back a model and sees the active version change', async () 
   await context.close();
 });
 
+test('an admin records a work order; a wrong one is refused at its field', async () => {
+  const admin = await apiAs(svc.url, USERS.admin);
+  const { context, page, errors } = await signIn(USERS.admin);
+  await page.goto(svc.url + '/#/work-orders');
+  await page.getByRole('heading', { name: 'Add a work order' }).waitFor();
+  await page.getByLabel('Machine').fill('IQ-01');
+  await page.getByLabel('Component').fill('Quench System');
+  await page.getByLabel('Failure started (your local time)').fill('2026-11-20T10:00:00');
+  await page.getByLabel('Repaired (optional)').fill('2026-11-20T09:00:00');
+  await page.getByRole('button', { name: 'Save work order' }).click();
+  const endError = page.locator('#err-end');
+  await endError.waitFor();
+  assert.match(await endError.innerText(), /start/i);
+  assert.equal(await page.getByLabel('Repaired (optional)').getAttribute('aria-invalid'), 'true');
+  await page.getByLabel('Repaired (optional)').fill('2026-11-20T14:00:00');
+  await page.getByLabel('Note (optional)').fill('seal replaced');
+  await page.getByRole('button', { name: 'Save work order' }).click();
+  await page.locator('#work-orders tbody tr[data-id]').first().waitFor();
+  const stored = (await admin.get('/api/orgs/acme-heat/failures')).body.failures;
+  assert.equal(stored.length, 1);
+  assert.equal(stored[0].machineId, 'IQ-01');
+  assert.equal(stored[0].note, 'seal replaced');
+  assert.equal(stored[0].createdBy, 'admin-acme');
+  await fits(page, 'work orders');
+  await accessible(page, 'work orders');
+  await shot(page, 'phone-work-orders');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a super admin edits an org's training schedule; the server's refusal shows at the field", async () => {
+  const sup = await apiAs(svc.url, USERS.super);
+  const { context, page, errors } = await signIn(USERS.super, DESKTOP);
+  await page.getByLabel('Organization').selectOption('acme-heat');
+  await page.goto(svc.url + '/#/models');
+  const cron = page.getByRole('textbox', { name: /^Schedule \(cron/ });
+  await cron.waitFor();
+  await cron.fill('not a schedule');
+  await page.getByRole('button', { name: 'Save schedule' }).click();
+  await page.locator('#schedule-error').waitFor();
+  assert.ok((await page.locator('#schedule-error').innerText()).length > 0);
+  assert.equal(await cron.getAttribute('aria-invalid'), 'true');
+  assert.notEqual((await sup.get('/api/orgs/acme-heat')).body.config.training.schedule, 'not a schedule');
+  await cron.fill('0 3 * * *');
+  await page.getByRole('button', { name: 'Save schedule' }).click();
+  await page.getByText(/^Saved/).waitFor();
+  assert.equal((await sup.get('/api/orgs/acme-heat')).body.config.training.schedule, '0 3 * * *');
+  await accessible(page, 'models (super admin)');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('the service worker serves the shell offline, with the alerts last seen', async () => {
   const { context, page } = await signIn(USERS.acme);
   await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));

@@ -16,7 +16,7 @@ const BIN = process.env.PROGNOS_BIN || join(ROOT, 'target/release/prognos');
 const CONFIG = join(ROOT, 'config/prognos.example.toml');
 
 export const USERS = {
-  super: { username: 'admin', password: 'console super password', role: 'super_admin' },
+  super: { username: 'chief', password: 'console super password', role: 'super_admin' },
   acme: { username: 'op-acme', password: 'acme operator password', role: 'operator', org: 'acme-heat' },
   boreal: { username: 'op-boreal', password: 'boreal operator password', role: 'operator', org: 'borealis-forge' },
   admin: { username: 'admin-acme', password: 'acme admin password!', role: 'admin', org: 'acme-heat' },
@@ -25,15 +25,14 @@ export const USERS = {
 export async function startService() {
   const data = mkdtempSync(join(tmpdir(), 'prognos-console-'));
   for (const u of Object.values(USERS)) {
-    if (u.role === 'super_admin') continue;
-    execFileSync(BIN, ['users', '--data-dir', data, 'add', '--config', CONFIG, '--role', u.role, '--org', u.org, '--password-stdin', u.username], {
+    const org = u.org ? ['--org', u.org] : [];
+    execFileSync(BIN, ['users', '--data-dir', data, 'add', '--config', CONFIG, '--role', u.role, ...org, '--password-stdin', u.username], {
       input: u.password + '\n',
       stdio: ['pipe', 'ignore', 'inherit'],
     });
   }
   const env = {
     ...process.env,
-    PROGNOS_ADMIN_PASSWORD: USERS.super.password,
     PROGNOS_SIMULATOR__FAILURE_RATE_PER_MACHINE_DAY: '24',
     PROGNOS_SIMULATOR__FIRST_MODEL_DAYS: '1',
     // Small models: the tests are about the console, not the model.

@@ -4,6 +4,7 @@
 // a system overview.
 
 import * as api from './api.js';
+import { lineChart } from './chart.js';
 import { h, mount, toast, pct, when, errorText, field, scroller } from './ui.js';
 
 const num = (x, digits) => (x === null || x === undefined ? '–' : (+x).toFixed(digits));
@@ -15,8 +16,9 @@ export async function modelsView(feed) {
   async function load() {
     let versions;
     let status;
+    let metrics;
     try {
-      [versions, status] = await Promise.all([api.get('/api/ml/versions'), api.get('/api/ml/status')]);
+      [versions, status, metrics] = await Promise.all([api.get('/api/ml/versions'), api.get('/api/ml/status'), api.get('/api/ml/metrics')]);
     } catch (e) {
       box.replaceChildren(h('p', { class: 'error' }, errorText(e)));
       return;
@@ -69,6 +71,7 @@ export async function modelsView(feed) {
           h('tbody', {}, rows),
         ),
       ),
+      curve(metrics),
       h('h2', {}, 'Training runs'),
       scroller(
         'Training runs',
@@ -225,6 +228,35 @@ export async function workOrdersView() {
   return () => {};
 }
 
+// The active version's operating-point curve (its validation sweep): event
+// recall and false alarms per machine-day by failure threshold, with the
+// chosen point and the threshold in force marked.
+function curve(metrics) {
+  const op = metrics && metrics.operatingPoint;
+  const points = (op && op.curve) || [];
+  if (!metrics.activeVersion || points.length === 0) return null;
+  const inForce = metrics.thresholds ? metrics.thresholds.failureThreshold : null;
+  const chosen = op.chosen && op.chosen.failureThreshold !== undefined ? op.chosen.failureThreshold : null;
+  const markers = [
+    { x: chosen, label: 'chosen', cls: 'chosen' },
+    { x: inForce, label: 'in force', cls: 'in-force' },
+  ];
+  const xFormat = (t) => t.toFixed(2);
+  const recall = points.filter((p) => p.eventRecall !== null).map((p) => [p.failureThreshold, p.eventRecall]);
+  const alarms = points.map((p) => [p.failureThreshold, p.falseAlarmsPerMachineDay]);
+  const budget = op.budget === null || op.budget === undefined ? 'none (the best recall)' : op.budget + ' false alarms per machine-day';
+  return h(
+    'section',
+    { class: 'panel', id: 'curve' },
+    h('h2', {}, 'Operating point of ', metrics.activeVersion),
+    h('p', { class: 'muted small' }, `On the validation rows, by failure threshold. Budget: ${budget}${op.pinned ? ' (pinned)' : ''}; chosen threshold ${chosen === null ? '–' : chosen}; in force ${inForce === null ? '–' : inForce}.`),
+    h('div', { class: 'grid2' },
+      lineChart(`Event recall of ${metrics.activeVersion} by failure threshold`, [{ name: 'recall', points: recall }], { yMax: 1, percent: true, xFormat, xLabel: 'failure threshold', xMarkers: markers }),
+      lineChart(`False alarms per machine-day of ${metrics.activeVersion} by failure threshold`, [{ name: 'false alarms', cls: 'live', points: alarms }], { xFormat, xLabel: 'failure threshold', xMarkers: markers }),
+    ),
+  );
+}
+
 export async function auditView() {
   const list = h('tbody', {});
   const more = h('button', { type: 'button', class: 'secondary' }, 'Older entries');
@@ -265,6 +297,170 @@ export async function overviewView() {
         h('pre', { class: 'small', tabindex: 0, 'aria-label': r + ' answer' }, JSON.stringify(results[i], null, 2)),
       ),
     ),
+  );
+  return () => {};
+}
+
+// A super admin's editor of the org's whole stored configuration
+// (GET/PUT /api/orgs/{org}): one input per setting (lists and tables as JSON),
+// grouped by section; the server validates and its refusal is shown at the
+// setting it names (`prediction.failure_threshold`, `signals[2].column` → the
+// nearest setting shown).
+export async function orgConfigView() {
+  const org = api.currentOrg();
+  const path = '/api/orgs/' + encodeURIComponent(org);
+  mount(h('h1', {}, 'Organization'), h('p', { class: 'loading' }, 'Loading…'));
+  let detail;
+  try {
+    detail = await api.getPath(path);
+  } catch (e) {
+    mount(h('h1', {}, 'Organization'), h('p', { class: 'error' }, errorText(e)));
+    return () => {};
+  }
+  const settings = []; // { path: [..], kind, input, error }
+  const idOf = (p) => 'cfg-' + p.join('-').replace(/[^A-Za-z0-9_-]/g, '_');
+  function control(p, value) {
+    const key = p.join('.');
+    let input;
+    let kind;
+    if (typeof value === 'boolean') {
+      kind = 'bool';
+      input = h('select', { name: key }, h('option', { value: 'true', selected: value }, 'true'), h('option', { value: 'false', selected: !value }, 'false'));
+    } else if (typeof value === 'number') {
+      kind = 'number';
+      input = h('input', { name: key, value: String(value), inputmode: 'decimal', autocomplete: 'off' });
+    } else if (typeof value === 'string' || value === null) {
+      kind = value === null ? 'null' : 'string';
+      input = h('input', { name: key, value: value === null ? '' : value, autocomplete: 'off', placeholder: value === null ? '(none)' : null });
+    } else {
+      kind = 'json';
+      const text = JSON.stringify(value, null, 1);
+      input = h('textarea', { name: key, rows: Math.min(12, text.split('\n').length), spellcheck: 'false', class: 'mono' }, text);
+    }
+    input.id = idOf(p);
+    const error = h('p', { class: 'error small', id: input.id + '-err', role: 'alert', hidden: true });
+    input.setAttribute('aria-describedby', error.id);
+    settings.push({ path: p, kind, input, error });
+    return h('div', { class: 'field' }, h('label', { for: input.id }, p[p.length - 1].replace(/_/g, ' ')), input, error);
+  }
+  function section(title, obj, base) {
+    const plain = [];
+    const nested = [];
+    for (const [k, v] of Object.entries(obj)) {
+      if (v && typeof v === 'object' && !Array.isArray(v)) nested.push([k, v]);
+      else plain.push(control([...base, k], v));
+    }
+    return h(
+      'fieldset',
+      { class: 'panel' },
+      h('legend', {}, title),
+      h('div', { class: 'grid2' }, plain),
+      nested.map(([k, v]) => section(title + ' · ' + k.replace(/_/g, ' '), v, [...base, k])),
+    );
+  }
+  const config = detail.config;
+  const top = Object.fromEntries(Object.entries(config).filter(([, v]) => !(v && typeof v === 'object' && !Array.isArray(v))));
+  const groups = Object.entries(config).filter(([, v]) => v && typeof v === 'object' && !Array.isArray(v));
+  const outcome = h('p', { class: 'notice', role: 'status', hidden: true });
+  const general = h('p', { class: 'error', role: 'alert', hidden: true });
+
+  function collect() {
+    const out = structuredClone(config);
+    let bad = false;
+    for (const s of settings) {
+      const raw = s.input.value;
+      let v;
+      if (s.kind === 'bool') v = raw === 'true';
+      else if (s.kind === 'number') {
+        v = raw.trim() === '' ? NaN : Number(raw);
+        if (!isFinite(v)) {
+          show(s, 'must be a number');
+          bad = true;
+        }
+      } else if (s.kind === 'null') v = raw === '' ? null : raw;
+      else if (s.kind === 'string') v = raw;
+      else {
+        try {
+          v = JSON.parse(raw);
+        } catch (e) {
+          show(s, 'not valid JSON: ' + e.message);
+          bad = true;
+        }
+      }
+      let o = out;
+      for (const k of s.path.slice(0, -1)) o = o[k];
+      o[s.path[s.path.length - 1]] = v;
+    }
+    return bad ? null : out;
+  }
+  function show(s, message) {
+    s.error.textContent = message;
+    s.error.hidden = false;
+    s.input.setAttribute('aria-invalid', 'true');
+  }
+  // The setting a server field names: the longest shown path it starts with.
+  function settingOf(field) {
+    let best = null;
+    for (const s of settings) {
+      const key = s.path.join('.');
+      if (field === key || field.startsWith(key + '.') || field.startsWith(key + '[')) {
+        if (!best || key.length > best.path.join('.').length) best = s;
+      }
+    }
+    return best;
+  }
+  const form = h(
+    'form',
+    {
+      'aria-label': 'Organization configuration',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        outcome.hidden = true;
+        general.hidden = true;
+        for (const s of settings) {
+          s.error.hidden = true;
+          s.input.removeAttribute('aria-invalid');
+        }
+        const body = collect();
+        if (!body) return;
+        try {
+          const r = await api.putPath(path, body);
+          detail = r.organization;
+          const live = r.appliedLive ? 'Thresholds applied now (event time ' + new Date(r.appliedLive.effectiveTs).toISOString() + '). ' : '';
+          const later = (r.restartKeys || []).length ? 'At the next start: ' + r.restartKeys.join(', ') + '.' : '';
+          outcome.textContent = 'Saved. ' + live + later;
+          outcome.hidden = false;
+          toast('Configuration saved', 'ok');
+        } catch (x) {
+          let first = null;
+          for (const [k, v] of Object.entries(x.fields || {})) {
+            const s = settingOf(k);
+            if (s) {
+              show(s, k + ': ' + v);
+              first = first || s;
+            } else {
+              general.textContent = errorText(x);
+              general.hidden = false;
+            }
+          }
+          if (!first && general.hidden) {
+            general.textContent = errorText(x);
+            general.hidden = false;
+          }
+          if (first) first.input.focus();
+        }
+      },
+    },
+    section('General', top, []),
+    groups.map(([k, v]) => section(k.replace(/_/g, ' '), v, [k])),
+    general,
+    h('button', { type: 'submit' }, 'Save configuration'),
+  );
+  mount(
+    h('h1', {}, 'Organization: ', detail.name),
+    h('p', { class: 'muted' }, `Source: ${detail.source}; last changed ${when(detail.updatedAt)}${detail.updatedBy ? ' by ' + detail.updatedBy : ''}. Thresholds apply at once; other changes at the next start.`),
+    outcome,
+    form,
   );
   return () => {};
 }

@@ -5,7 +5,7 @@ import * as api from './api.js';
 import { h, mount, toast, field, errorText, when } from './ui.js';
 import { Feed, listView, detailView, loadSnapshot, dropSnapshot } from './alerts.js';
 import { fleetView, statsView } from './fleet.js';
-import { modelsView, auditView, overviewView, workOrdersView } from './admin.js';
+import { modelsView, auditView, overviewView, workOrdersView, orgConfigView } from './admin.js';
 
 let feed = null;
 let leave = () => {};
@@ -17,6 +17,7 @@ const SECTIONS = [
   { hash: '#/stats', label: 'Statistics', admin: false },
   { hash: '#/models', label: 'Models', admin: true },
   { hash: '#/work-orders', label: 'Work orders', admin: false },
+  { hash: '#/org', label: 'Organization', admin: true, superOnly: true },
   { hash: '#/audit', label: 'Audit', admin: true },
   { hash: '#/system', label: 'System', admin: false },
 ];
@@ -79,10 +80,12 @@ function renderBar() {
   }
   nav.hidden = false;
   nav.replaceChildren(
-    ...SECTIONS.filter((x) => !x.admin || api.isAdmin()).map((x) =>
+    ...SECTIONS.filter((x) => (!x.admin || api.isAdmin()) && (!x.superOnly || s.user.role === 'super_admin')).map((x) =>
       h('a', { href: x.hash, 'aria-current': location.hash.startsWith(x.hash) ? 'page' : null }, x.label),
     ),
   );
+  const here = nav.querySelector('[aria-current="page"]');
+  if (here && here.scrollIntoView) here.scrollIntoView({ block: 'nearest', inline: 'nearest' });
   const parts = [h('span', { class: 'user' }, s.user.username, ' · ', s.user.role.replace('_', ' '))];
   if (s.user.role === 'super_admin') {
     const sel = h(
@@ -139,6 +142,7 @@ async function route() {
   else if (parts[0] === 'models' && api.isAdmin()) done(await modelsView(feed));
   else if (parts[0] === 'audit' && api.isAdmin()) done(await auditView());
   else if (parts[0] === 'work-orders') done(await workOrdersView());
+  else if (parts[0] === 'org' && api.current().user.role === 'super_admin') done(await orgConfigView());
   else if (parts[0] === 'system') done(await overviewView());
   else {
     const machine = new URLSearchParams(query || '').get('machine');

@@ -30,8 +30,15 @@ export function lineChart(label, series, opts) {
   if (o.threshold !== undefined && o.threshold !== null) {
     root.appendChild(svg('line', { x1: PAD.l, x2: W - PAD.r, y1: y(o.threshold), y2: y(o.threshold), class: 'threshold' }));
   }
-  root.appendChild(svg('text', { x: PAD.l, y: H - 6, class: 'axis' }, new Date(x0).toLocaleTimeString()));
-  root.appendChild(svg('text', { x: W - PAD.r, y: H - 6, 'text-anchor': 'end', class: 'axis' }, new Date(x1).toLocaleTimeString()));
+  const xText = o.xFormat || ((t) => new Date(t).toLocaleTimeString());
+  root.appendChild(svg('text', { x: PAD.l, y: H - 6, class: 'axis' }, xText(x0)));
+  root.appendChild(svg('text', { x: W - PAD.r, y: H - 6, 'text-anchor': 'end', class: 'axis' }, xText(x1)));
+  if (o.xLabel) root.appendChild(svg('text', { x: (W + PAD.l) / 2, y: H - 6, 'text-anchor': 'middle', class: 'axis' }, o.xLabel));
+  for (const m of o.xMarkers || []) {
+    if (m.x === null || m.x === undefined) continue;
+    root.appendChild(svg('line', { x1: x(m.x), x2: x(m.x), y1: PAD.t, y2: H - PAD.b, class: 'marker ' + (m.cls || '') }));
+    root.appendChild(svg('text', { x: x(m.x) + 4, y: PAD.t + 12, class: 'axis' }, m.label));
+  }
   for (const s of series) {
     const pts = [...s.points].sort((a, b) => a[0] - b[0]);
     if (pts.length === 0) continue;

@@ -159,6 +159,9 @@ test('an admin rolls back a model and sees the active version change', async () 
     await page.getByRole('button', { name: 'Deploy ' + newest }).click();
     await until('the deploy shown', async () => (await page.locator('#active-version').innerText()).endsWith(newest), 30000);
   }
+  // The active version's operating-point curve, drawn from its validation sweep.
+  await page.locator('#curve svg[role="img"]').first().waitFor();
+  assert.match(await page.locator('#curve svg').first().getAttribute('aria-label'), /Event recall of v\d+ by failure threshold/);
   await accessible(page, 'models');
   await shot(page, 'desktop-models');
   const before = (await admin.get('/api/ml/status')).body.activeVersion;
@@ -208,7 +211,7 @@ test('an admin records a work order; a wrong one is refused at its field', async
   await context.close();
 });
 
-test("a super admin edits an org's training schedule; the server's refusal shows at the field", async () => {
+test("a super admin edits an org's training schedule and configuration; the server's refusals show at the field", async () => {
   const sup = await apiAs(svc.url, USERS.super);
   const { context, page, errors } = await signIn(USERS.super, DESKTOP);
   await page.getByLabel('Organization').selectOption('acme-heat');
@@ -226,6 +229,25 @@ test("a super admin edits an org's training schedule; the server's refusal shows
   await page.getByText(/^Saved/).waitFor();
   assert.equal((await sup.get('/api/orgs/acme-heat')).body.config.training.schedule, '0 3 * * *');
   await accessible(page, 'models (super admin)');
+
+  // The whole configuration: the server's refusal at the setting it names, then a live threshold.
+  await page.goto(svc.url + '/#/org');
+  const threshold = page.locator('#cfg-prediction-failure_threshold');
+  await threshold.waitFor();
+  await threshold.fill('3');
+  await page.getByRole('button', { name: 'Save configuration' }).click();
+  const err = page.locator('#cfg-prediction-failure_threshold-err');
+  await err.waitFor();
+  assert.match(await err.innerText(), /prediction\.failure_threshold/);
+  assert.equal(await threshold.getAttribute('aria-invalid'), 'true');
+  assert.equal((await sup.get('/api/orgs/acme-heat')).body.config.prediction.failure_threshold, 0.6);
+  await threshold.fill('0.65');
+  await page.getByRole('button', { name: 'Save configuration' }).click();
+  await page.getByText(/^Saved\. Thresholds applied now/).waitFor();
+  assert.equal((await sup.get('/api/orgs/acme-heat')).body.config.prediction.failure_threshold, 0.65);
+  assert.equal((await sup.get('/api/orgs/acme-heat')).body.config.training.schedule, '0 3 * * *');
+  await accessible(page, 'organization configuration');
+  await shot(page, 'desktop-organization');
   assert.deepEqual(errors, []);
   await context.close();
 });

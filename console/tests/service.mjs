@@ -86,6 +86,7 @@ export async function startService() {
 
 export async function launch() {
   const executablePath = process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
+  if (!executablePath) throw new Error('no chromium: run scripts/setup-browser.sh (or set CHROMIUM to a Chromium binary)');
   return chromium.launch({
     executablePath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],

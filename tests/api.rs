@@ -48,6 +48,8 @@ struct FakeTrainer {
 fn version_dir(root: &Path, org: &str, v: &str) -> PathBuf {
     let d = root.join("models").join(org).join(v);
     std::fs::create_dir_all(&d).unwrap();
+    // A training report picture (any bytes: the route serves the file as it is).
+    std::fs::write(d.join("report.png"), b"\x89PNG\r\n\x1a\n report").unwrap();
     std::fs::write(
         d.join("metadata.json"),
         json!({"organizationId": org, "version": v, "featureNames": ["a", "b"],
@@ -442,6 +444,7 @@ fn concrete(template: &str, id: &str) -> String {
     template
         .replace("{id}", id)
         .replace("{component}", "Heater")
+        .replace("{version}", "v1")
         .replace("{org}", org)
 }
 
@@ -479,7 +482,7 @@ async fn role_org_route_isolation_matrix() {
         .iter()
         .filter(|r| matches!(r.access, Access::Roles(_)) && r.path != "/ws")
         .collect();
-    assert_eq!(protected.len(), 26);
+    assert_eq!(protected.len(), 27);
 
     for r in &protected {
         let path = concrete(r.path, &a_ids[0]);

@@ -11,6 +11,8 @@ const num = (x, digits) => (x === null || x === undefined ? '–' : (+x).toFixed
 
 export async function modelsView(feed) {
   const box = h('div', {});
+  const report = h('section', { id: 'report', 'aria-live': 'polite' });
+  let reportUrl = null;
   mount(h('h1', {}, 'Models'), box);
 
   async function load() {
@@ -49,10 +51,29 @@ export async function modelsView(feed) {
         h('td', {}, pct(m.eventRecall)),
         h('td', {}, num(m.falseAlarmsPerMachineDay, 2)),
         h('td', {}, m.medianLeadMinutes === null || m.medianLeadMinutes === undefined ? '–' : Math.round(m.medianLeadMinutes) + ' min'),
-        h('td', {}, v.active ? '' : act('Deploy ' + v.version, () => api.post('/api/ml/deploy', { version: v.version }))),
+        h(
+          'td',
+          { class: 'row-actions' },
+          h('button', { type: 'button', class: 'secondary', onclick: () => showReport(v.version) }, 'Report ' + v.version),
+          v.active ? '' : act('Deploy ' + v.version, () => api.post('/api/ml/deploy', { version: v.version })),
+        ),
       );
     });
     const runs = [...(status.jobs || [])].reverse().slice(0, 20);
+    async function showReport(version) {
+      report.replaceChildren(h('p', { class: 'loading' }, 'Loading the report of ' + version + '…'));
+      try {
+        if (reportUrl) URL.revokeObjectURL(reportUrl);
+        reportUrl = await api.objectUrl('/api/ml/versions/' + encodeURIComponent(version) + '/report');
+        report.replaceChildren(
+          h('h2', {}, 'Training report of ', version),
+          h('img', { src: reportUrl, class: 'report', alt: `Training report of ${version}: validation curves and the operating-point curve` }),
+        );
+      } catch (e) {
+        report.replaceChildren(h('p', { class: 'error' }, 'Report of ' + version + ': ' + errorText(e)));
+      }
+      report.scrollIntoView({ block: 'nearest' });
+    }
     box.replaceChildren(
       h('p', { id: 'active-version', class: 'notice' + (status.activeVersion ? ' ok' : '') }, status.activeVersion ? 'Active version: ' + status.activeVersion : 'No active model: the rules alone alert.'),
       h(
@@ -72,6 +93,7 @@ export async function modelsView(feed) {
         ),
       ),
       curve(metrics),
+      report,
       h('h2', {}, 'Training runs'),
       scroller(
         'Training runs',
@@ -94,7 +116,10 @@ export async function modelsView(feed) {
     if (kind === 'training') load();
   });
   if (api.current().user.role === 'super_admin') box.after(await scheduleForm());
-  return off;
+  return () => {
+    off();
+    if (reportUrl) URL.revokeObjectURL(reportUrl);
+  };
 }
 
 // The org's training schedule (super admins: it is part of the org's stored

@@ -96,6 +96,24 @@ async function call(method, path, body, auth) {
   return json;
 }
 
+// A picture (or any file) of an authorised route, as an object URL for <img>
+// (an <img src> could not send the bearer token). Revoke it when done.
+export async function objectUrl(path) {
+  if (!session) throw new ApiError(401, 'unauthorized', 'Please log in.');
+  const res = await fetch(scoped(path), { headers: { authorization: 'Bearer ' + session.token }, cache: 'no-store', credentials: 'omit' });
+  if (!res.ok) {
+    let err = {};
+    try {
+      err = (await res.json()).error || {};
+    } catch (e) {
+      err = {};
+    }
+    if (res.status === 401) logout();
+    throw new ApiError(res.status, err.code || 'error', err.message || res.statusText, err.fields);
+  }
+  return URL.createObjectURL(await res.blob());
+}
+
 export function get(path) {
   return call('GET', scoped(path), undefined, true);
 }

@@ -162,6 +162,11 @@ test('an admin rolls back a model and sees the active version change', async () 
   // The active version's operating-point curve, drawn from its validation sweep.
   await page.locator('#curve svg[role="img"]').first().waitFor();
   assert.match(await page.locator('#curve svg').first().getAttribute('aria-label'), /Event recall of v\d+ by failure threshold/);
+  // The version's training report picture, fetched with the token.
+  await page.getByRole('button', { name: 'Report ' + newest }).click();
+  const img = page.locator('#report img.report');
+  await img.waitFor();
+  await until('the report picture decoded', () => img.evaluate((i) => i.complete && i.naturalWidth > 0), 15000);
   await accessible(page, 'models');
   await shot(page, 'desktop-models');
   const before = (await admin.get('/api/ml/status')).body.activeVersion;

@@ -126,6 +126,26 @@ pub fn versions(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     })))
 }
 
+/// `GET /api/ml/versions/{version}/report`: the version's `report.png` (404
+/// for an unknown version of the org, or one trained without a report).
+pub fn report(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
+    let org = req.org()?;
+    let rec = st.svc.registry.version(org, req.path(0))?;
+    let path = rec.dir.join("report.png");
+    let body = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found("this version has no training report"));
+        }
+        Err(e) => return Err(ApiError::internal(format!("{}: {e}", path.display()))),
+    };
+    Ok(Reply {
+        status: StatusCode::OK,
+        content_type: "image/png",
+        body,
+    })
+}
+
 /// `GET /api/ml/metrics`.
 pub fn metrics(st: &ApiState, req: &Req) -> Result<Reply, ApiError> {
     let org = req.org()?;

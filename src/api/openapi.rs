@@ -63,6 +63,8 @@ fn operation(r: &Route) -> Value {
             "content": {"text/plain": {"schema": {"type": "string"}}}}),
         Body::Bytes => json!({"description": "OK",
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}),
+        Body::Png => json!({"description": "OK",
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}),
         Body::Upgrade => json!({"description":
             "Switching Protocols. Server messages are `WsEvent` JSON text frames."}),
     };

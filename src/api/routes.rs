@@ -117,6 +117,8 @@ pub enum Body {
     Text,
     /// Bytes (`application/octet-stream`).
     Bytes,
+    /// A PNG picture (`image/png`).
+    Png,
     /// An upgrade (`101`).
     Upgrade,
 }
@@ -433,6 +435,17 @@ pub static ROUTES: &[Route] = &[
         query: &[ORG],
         ok: (200, Body::Json("ModelVersions")),
         handler: Handler::Json(ml::versions),
+        ..BASE
+    },
+    Route {
+        path: "/api/ml/versions/{version}/report",
+        operation_id: "mlVersionReport",
+        summary: "A version's training report picture (PNG): its validation curves and, below, its operating-point curve. 404 for a version trained without one.",
+        tag: "models",
+        access: ADMINS,
+        query: &[ORG],
+        ok: (200, Body::Png),
+        handler: Handler::Json(ml::report),
         ..BASE
     },
     Route {

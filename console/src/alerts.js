@@ -36,11 +36,13 @@ export class Feed {
     this.emit('state', s);
   }
 
+  // The first page over REST, then the push from the page's highest sequence
+  // number on (`since`): a change made between the two is replayed, not lost.
   async start() {
-    this.connect();
     try {
       const page = await api.get('/api/predictive-alerts?limit=500');
       for (const a of page.alerts) this.upsert(a, false);
+      this.seq = page.alerts.reduce((m, a) => Math.max(m, a.seq), 0);
       this.emit('alerts');
       saveSnapshot([...this.alerts.values()]);
     } catch (e) {
@@ -55,6 +57,7 @@ export class Feed {
         toast('Alerts could not be loaded: ' + errorText(e), 'error');
       }
     }
+    this.connect();
   }
 
   upsert(a, live) {

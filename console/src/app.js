@@ -6,6 +6,7 @@ import { h, mount, toast, field, errorText, when } from './ui.js';
 import { Feed, listView, detailView, loadSnapshot, dropSnapshot } from './alerts.js';
 import { fleetView, statsView } from './fleet.js';
 import { modelsView, auditView, overviewView, workOrdersView, orgConfigView } from './admin.js';
+import { onboardView } from './onboard.js';
 
 let feed = null;
 let leave = () => {};
@@ -18,6 +19,7 @@ const SECTIONS = [
   { hash: '#/models', label: 'Models', admin: true },
   { hash: '#/work-orders', label: 'Work orders', admin: false },
   { hash: '#/org', label: 'Organization', admin: true, superOnly: true },
+  { hash: '#/onboard', label: 'Onboard', admin: true, superOnly: true },
   { hash: '#/audit', label: 'Audit', admin: true },
   { hash: '#/system', label: 'System', admin: false },
 ];
@@ -143,6 +145,7 @@ async function route() {
   else if (parts[0] === 'audit' && api.isAdmin()) done(await auditView());
   else if (parts[0] === 'work-orders') done(await workOrdersView());
   else if (parts[0] === 'org' && api.current().user.role === 'super_admin') done(await orgConfigView());
+  else if (parts[0] === 'onboard' && api.current().user.role === 'super_admin') done(await onboardView());
   else if (parts[0] === 'system') done(await overviewView());
   else {
     const machine = new URLSearchParams(query || '').get('machine');

@@ -4,8 +4,8 @@
 // WebSocket are never cached here; the app keeps its own snapshot of the latest
 // alerts for offline reading (cache "prognos-data", deleted at sign-out).
 
-const SHELL = 'prognos-shell-v1';
-const FILES = ['/', '/app.js', '/api.js', '/ui.js', '/alerts.js', '/fleet.js', '/admin.js', '/chart.js', '/style.css', '/manifest.webmanifest', '/icon.svg'];
+const SHELL = 'prognos-shell-v2';
+const FILES = ['/', '/app.js', '/api.js', '/ui.js', '/alerts.js', '/fleet.js', '/admin.js', '/onboard.js', '/chart.js', '/style.css', '/manifest.webmanifest', '/icon.svg'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { startService, launch, apiAs, until, USERS } from './service.mjs';
+import { startService, launch, apiAs, until, USERS, ROOT } from './service.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const PHONE = { width: 390, height: 844 };
@@ -253,6 +253,62 @@ test("a super admin edits an org's training schedule and configuration; the serv
   assert.equal((await sup.get('/api/orgs/acme-heat')).body.config.training.schedule, '0 3 * * *');
   await accessible(page, 'organization configuration');
   await shot(page, 'desktop-organization');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("the wizard onboards the pump example's sample into a validated stored org", async () => {
+  const sup = await apiAs(svc.url, USERS.super);
+  const sample = readFileSync(join(ROOT, 'tests/data/pumps/pumpco.jsonl'), 'utf8').split('\n').slice(0, 300).join('\n');
+  const { context, page, errors } = await signIn(USERS.super, DESKTOP);
+  await page.goto(svc.url + '/#/onboard');
+  await page.getByLabel('Organization id').fill('pumpco');
+  await page.getByLabel('Name', { exact: true }).fill('PumpCo');
+  await page.getByLabel('…or paste rows').fill(sample);
+  await page.getByRole('button', { name: 'Read the sample' }).click();
+  await page.locator('#detected').waitFor();
+  // Columns and types detected; machine and time columns guessed.
+  assert.equal(await page.locator('#detected tr[data-column="running"]').getAttribute('data-type'), 'boolean');
+  assert.equal(await page.locator('#detected tr[data-column="oil_temp_k"]').getAttribute('data-type'), 'number');
+  assert.equal(await page.locator('#detected tr[data-column="time"]').getAttribute('data-type'), 'time');
+  assert.equal(await page.getByLabel('Machine column').inputValue(), 'asset');
+  assert.equal(await page.getByLabel('Time column').inputValue(), 'time');
+  // Signals as the pump example names them, with its limits.
+  const names = { shaft_speed: 'shaft_speed', discharge_flow: 'flow', thrust_brg_temp_k: 'thrust_bearing_temp', radial_brg_temp_k: 'radial_bearing_temp', oil_temp_k: 'oil_temp', running: 'running' };
+  for (const [col, name] of Object.entries(names)) await page.getByLabel('signal name of ' + col).fill(name);
+  for (const [col, high, comp] of [['thrust_brg_temp_k', '370', 'thrust_bearing'], ['radial_brg_temp_k', '370', 'radial_bearing'], ['oil_temp_k', '350', 'oil_system']]) {
+    await page.getByLabel('high limit of ' + col).fill(high);
+    await page.getByLabel('component of the limits of ' + col).fill(comp);
+  }
+  await page.getByRole('button', { name: 'Preview on the sample' }).click();
+  await page.locator('#limit-preview tbody tr').first().waitFor();
+  assert.match(await page.locator('#limit-preview').innerText(), /rows on \d+ machines/);
+  // No units yet: the server refuses, at the first continuous signal's unit.
+  await page.getByRole('button', { name: 'Validate and save' }).click();
+  await page.locator('#sig-err-shaft_speed').waitFor();
+  assert.match(await page.locator('#sig-err-shaft_speed').innerText(), /unit/);
+  assert.equal(await page.getByLabel('unit of shaft_speed').getAttribute('aria-invalid'), 'true');
+  assert.equal((await sup.get('/api/orgs/pumpco')).status, 404);
+  for (const [col, unit] of [['shaft_speed', 'rad/s'], ['discharge_flow', 'm3/s'], ['thrust_brg_temp_k', 'K'], ['radial_brg_temp_k', 'K'], ['oil_temp_k', 'K']]) {
+    await page.getByLabel('unit of ' + col).fill(unit);
+  }
+  await page.getByRole('button', { name: 'Validate and save' }).click();
+  await page.getByRole('heading', { name: '5. Next steps' }).waitFor();
+  await accessible(page, 'the onboarding wizard');
+  await shot(page, 'desktop-onboarding');
+  const stored = (await sup.get('/api/orgs/pumpco')).body;
+  assert.equal(stored.config.machine_column, 'asset');
+  assert.equal(stored.config.time_column, 'time');
+  assert.deepEqual(stored.config.signals.map((s) => [s.column, s.name, s.kind]), [
+    ['shaft_speed', 'shaft_speed', 'continuous'],
+    ['discharge_flow', 'flow', 'continuous'],
+    ['thrust_brg_temp_k', 'thrust_bearing_temp', 'continuous'],
+    ['radial_brg_temp_k', 'radial_bearing_temp', 'continuous'],
+    ['oil_temp_k', 'oil_temp', 'continuous'],
+    ['running', 'running', 'boolean'],
+  ]);
+  assert.deepEqual(stored.config.signals[4].limits, { low: null, high: 350, component: 'oil_system' });
+  assert.deepEqual(Object.values(stored.config.prediction.component_mapping), ['general', 'thrust_bearing', 'radial_bearing', 'oil_system']);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -54,6 +54,11 @@ pub const ASSETS: &[Asset] = &[
     asset!("/alerts.js", "alerts.js", "text/javascript; charset=utf-8"),
     asset!("/fleet.js", "fleet.js", "text/javascript; charset=utf-8"),
     asset!("/admin.js", "admin.js", "text/javascript; charset=utf-8"),
+    asset!(
+        "/onboard.js",
+        "onboard.js",
+        "text/javascript; charset=utf-8"
+    ),
     asset!("/chart.js", "chart.js", "text/javascript; charset=utf-8"),
     asset!("/style.css", "style.css", "text/css; charset=utf-8"),
     asset!("/sw.js", "sw.js", "text/javascript; charset=utf-8"),

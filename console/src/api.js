@@ -62,7 +62,9 @@ export function scoped(path) {
   return path + (path.includes('?') ? '&' : '?') + 'org=' + encodeURIComponent(org);
 }
 
-async function call(method, path, body, auth) {
+// One request; an answer that is not 2xx becomes an ApiError (a 401 on an
+// authorised call also signs out).
+async function send(method, path, body, auth) {
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (auth) {
@@ -81,36 +83,31 @@ async function call(method, path, body, auth) {
   } catch (e) {
     throw new ApiError(0, 'offline', 'The service cannot be reached.');
   }
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch (e) {
-    json = null;
-  }
   if (!res.ok) {
-    const err = (json && json.error) || {};
+    const err = ((await json(res)) || {}).error || {};
     if (res.status === 401 && auth) logout();
     throw new ApiError(res.status, err.code || 'error', err.message || res.statusText, err.fields);
   }
-  return json;
+  return res;
+}
+
+async function json(res) {
+  const text = await res.text();
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+async function call(method, path, body, auth) {
+  return json(await send(method, path, body, auth));
 }
 
 // A picture (or any file) of an authorised route, as an object URL for <img>
 // (an <img src> could not send the bearer token). Revoke it when done.
 export async function objectUrl(path) {
-  if (!session) throw new ApiError(401, 'unauthorized', 'Please log in.');
-  const res = await fetch(scoped(path), { headers: { authorization: 'Bearer ' + session.token }, cache: 'no-store', credentials: 'omit' });
-  if (!res.ok) {
-    let err = {};
-    try {
-      err = (await res.json()).error || {};
-    } catch (e) {
-      err = {};
-    }
-    if (res.status === 401) logout();
-    throw new ApiError(res.status, err.code || 'error', err.message || res.statusText, err.fields);
-  }
+  const res = await send('GET', scoped(path), undefined, true);
   return URL.createObjectURL(await res.blob());
 }
 
